@@ -1,0 +1,1 @@
+"""Conformance harness for multi-tenant Socket.IO event gateways."""

@@ -1,0 +1,140 @@
+"""Child processes the harness starts, each in its own process group, always reaped.
+
+Every ManagedProcess is recorded in a module-level registry; ``reap_all`` kills
+whatever is still alive and runs at interpreter exit, so a failed run or a
+Ctrl-C leaves no broker, epmd or gateway behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+_LIVE: "set[ManagedProcess]" = set()
+_LOCK = threading.Lock()
+
+
+class ManagedProcess:
+    """One command run in a new session, its output appended to ``log_path``."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        name: str,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        if not argv:
+            raise ValueError(f"{name}: empty command; give the program and its arguments")
+        self.argv = list(argv)
+        self.name = name
+        self.log_path = Path(log_path)
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen else None
+
+    @property
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll() if self._popen else None
+
+    def start(self) -> None:
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"\n=== {time.strftime('%H:%M:%S')} start: {' '.join(self.argv)}\n".encode())
+            log.flush()
+            try:
+                self._popen = subprocess.Popen(
+                    self.argv,
+                    env=self.env,
+                    cwd=self.cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except FileNotFoundError:
+                raise FileNotFoundError(
+                    f"{self.name}: cannot run {self.argv[0]!r}: not found; install it or fix the command"
+                ) from None
+        with _LOCK:
+            _LIVE.add(self)
+
+    def _signal_group(self, sig: int) -> None:
+        if self._popen is None:
+            return
+        try:
+            os.killpg(self._popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group and wait for the leader."""
+        self._signal_group(signal.SIGKILL)
+        self._wait(10.0)
+        self._forget()
+
+    def terminate(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM the group; SIGKILL it if it has not exited within ``timeout`` s."""
+        if self._popen is None:
+            return None
+        self._signal_group(signal.SIGTERM)
+        if not self._wait(timeout):
+            self._signal_group(signal.SIGKILL)
+            self._wait(10.0)
+        # Anything the leader left in its group (a forked beam.smp, say) goes too.
+        self._signal_group(signal.SIGKILL)
+        self._forget()
+        return self._popen.returncode
+
+    def _wait(self, timeout: float) -> bool:
+        assert self._popen is not None
+        try:
+            self._popen.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def _forget(self) -> None:
+        with _LOCK:
+            _LIVE.discard(self)
+
+    def log_tail(self, max_bytes: int = 4000) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except FileNotFoundError:
+            return ""
+        return data[-max_bytes:].decode("utf-8", errors="replace")
+
+
+def live_processes() -> list[ManagedProcess]:
+    with _LOCK:
+        return [p for p in _LIVE if p.running]
+
+
+def reap_all() -> None:
+    """Kill every process group the harness started that is still registered."""
+    with _LOCK:
+        procs = list(_LIVE)
+    for proc in procs:
+        proc.kill()
+
+
+atexit.register(reap_all)
