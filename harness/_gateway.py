@@ -1,0 +1,151 @@
+"""The gateway under test: a command the harness runs, or a URL someone else runs.
+
+Every provider has the same surface (``url``, ``start``, ``stop``, ``kill``,
+``restart``, ``logs``, ``describe``) so fault suites restart a process or a
+container the same way. Readiness is judged over the wire: an Engine.IO
+handshake on the polling transport answers with an ``open`` packet.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Mapping, Protocol, Sequence
+
+from ._processes import ManagedProcess
+
+
+class Gateway(Protocol):
+    url: str
+    restartable: bool
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def kill(self) -> None: ...
+    def restart(self, *, hard: bool = False) -> None: ...
+    def logs(self) -> str: ...
+    def describe(self) -> dict[str, str]: ...
+
+
+def engineio_open(url: str, path: str = "/socket.io/", timeout: float = 1.0) -> dict | None:
+    """The Engine.IO 4 ``open`` packet's JSON from a polling handshake, or None if not answered."""
+    probe = f"{url.rstrip('/')}{path}?EIO=4&transport=polling&t=probe"
+    try:
+        with urllib.request.urlopen(probe, timeout=timeout) as resp:
+            body = resp.read().decode("utf-8", errors="replace")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    if not body.startswith("0{"):
+        return None
+    try:
+        return json.loads(body[1:])
+    except json.JSONDecodeError:
+        return None
+
+
+def wait_for_engineio(url: str, timeout: float, path: str = "/socket.io/", alive: "callable | None" = None) -> None:
+    """Readiness probe: block until ``url`` completes an Engine.IO handshake, or raise TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if engineio_open(url, path) is not None:
+            return
+        if alive is not None and not alive():
+            raise RuntimeError("the gateway process exited before it answered an Engine.IO handshake")
+        time.sleep(0.05)
+    raise TimeoutError(f"no Engine.IO handshake answered at {url}{path} within {timeout:.0f} s")
+
+
+class UrlGateway:
+    """A gateway that is already running; the harness can neither restart nor kill it."""
+
+    restartable = False
+
+    def __init__(self, url: str, *, path: str = "/socket.io/") -> None:
+        self.url = url.rstrip("/")
+        self.path = path
+
+    def start(self) -> None:
+        wait_for_engineio(self.url, timeout=10, path=self.path)
+
+    def stop(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        raise RuntimeError("the harness cannot kill a gateway given by --gateway-url; use --gateway-cmd")
+
+    def restart(self, *, hard: bool = False) -> None:
+        raise RuntimeError("the harness cannot restart a gateway given by --gateway-url; use --gateway-cmd")
+
+    def logs(self) -> str:
+        return ""
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "url", "url": self.url}
+
+
+class CommandGateway:
+    """A gateway started as a child process from a command and an environment.
+
+    The environment is the caller's, already rendered from the settings'
+    template (PORT, RABBITMQ_URL, JWT_SECRET, ALLOWED_ORIGINS, ...).
+    """
+
+    restartable = True
+
+    def __init__(
+        self,
+        command: str | Sequence[str],
+        *,
+        url: str,
+        env: Mapping[str, str],
+        log_path: Path,
+        cwd: Path | None = None,
+        path: str = "/socket.io/",
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self.argv = shlex.split(command) if isinstance(command, str) else list(command)
+        self.url = url.rstrip("/")
+        self.path = path
+        self.startup_timeout = startup_timeout
+        self._process = ManagedProcess(self.argv, name="gateway", log_path=log_path, env=env, cwd=cwd)
+
+    def with_startup_timeout(self, seconds: float) -> "CommandGateway":
+        self.startup_timeout = seconds
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._process.running
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    def start(self) -> None:
+        self._process.start()
+        try:
+            wait_for_engineio(self.url, self.startup_timeout, self.path, alive=lambda: self._process.running)
+        except (TimeoutError, RuntimeError) as exc:
+            tail = self._process.log_tail()
+            self._process.kill()
+            raise RuntimeError(f"gateway `{' '.join(self.argv)}` did not become ready: {exc}\n--- log tail ---\n{tail}") from None
+
+    def stop(self) -> None:
+        self._process.terminate(timeout=10)
+
+    def kill(self) -> None:
+        self._process.kill()
+
+    def restart(self, *, hard: bool = False) -> None:
+        self.kill() if hard else self.stop()
+        self.start()
+
+    def logs(self) -> str:
+        return self._process.log_tail(20000)
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "process", "url": self.url, "command": " ".join(self.argv)}
