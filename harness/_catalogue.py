@@ -1,0 +1,129 @@
+"""The requirement catalogue: stable IDs, levels and wording, held once.
+
+CONFORMANCE.md is generated from this module (``python -m harness.catalogue``)
+and a test checks the two agree, so the report, the markers and the document
+can never disagree about what an ID means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Level = Literal["MUST", "SHOULD"]
+
+
+@dataclass(frozen=True)
+class Requirement:
+    id: str
+    level: Level
+    title: str
+    checklist: str | None = None
+
+    @property
+    def area(self) -> str:
+        return self.id.split("-", 1)[0]
+
+
+AREAS: dict[str, str] = {
+    "CONN": "Transport and handshake",
+    "AUTH": "Handshake authentication",
+    "ORIG": "Origins (CORS)",
+    "DLV": "Delivery",
+    "TAB": "Several tabs of one user",
+    "ISO": "Tenant isolation",
+    "STAT": "Message status flow",
+    "MET": "Dashboard metrics",
+    "REST": "The manual refresh path",
+    "RECON": "Reconnection",
+    "FAULT": "Broker and input faults",
+}
+
+_R = Requirement
+REQUIREMENTS: tuple[Requirement, ...] = (
+    _R("CONN-1", "MUST", "Socket.IO v4 (Engine.IO 4) connections over the websocket transport are accepted at the gateway URL (path /socket.io/).", "Frontend connects to port 3015"),
+    _R("CONN-2", "SHOULD", "The polling transport works and upgrades to websocket."),
+    _R("CONN-3", "MUST", "A client with a valid token is connected (CONNECT acknowledged) within 1 s; p50/p99 reported over at least 20 connects.", 'Connection indicator shows "Live"'),
+    _R("AUTH-1", "MUST", "A JWT in the handshake auth.token, signed with the shared secret and unexpired, is accepted and puts the client in its tenant's room (shown by delivery).", "JWT included in handshake"),
+    _R("AUTH-2", "MUST", "No token: refused with a connect_error; no event of any tenant reaches that client."),
+    _R("AUTH-3", "MUST", "An expired token is refused."),
+    _R("AUTH-4", "MUST", "A token signed with another secret, or with a tampered payload, is refused."),
+    _R("AUTH-5", "MUST", "An unsigned (alg: none) token, or one in another algorithm than the configured one, is refused (RFC 8725 sections 2.1, 3.1)."),
+    _R("AUTH-6", "MUST", "A token without a tenant claim, or with an empty one, is refused."),
+    _R("AUTH-7", "MUST", "A client refused with an expired token that reconnects with a fresh one is accepted and receives events.", "Token refresh: socket reconnects with new token"),
+    _R("AUTH-8", "SHOULD", "A connection whose token expires while connected is ended, or receives nothing more, no later than exp + 5 s."),
+    _R("AUTH-9", "SHOULD", "A token passed in the URL query string is not accepted (URLs end up in logs)."),
+    _R("AUTH-10", "SHOULD", "A token that is not yet valid (nbf in the future) is refused."),
+    _R("AUTH-11", "SHOULD", 'A refusal carries a machine-readable reason (data.code, e.g. "token_expired"), so a portal can refresh its token instead of retrying blindly.'),
+    _R("ORIG-1", "MUST", "A handshake from an Origin listed in ALLOWED_ORIGINS is accepted, on polling and on websocket."),
+    _R("ORIG-2", "MUST", "A handshake from an Origin not listed is refused, on polling and on the websocket upgrade, including look-alikes of a listed origin (other scheme, other port, added suffix or prefix, a listed name inside a longer host)."),
+    _R("DLV-1", "MUST", "Every valid event published on the queue reaches every connected client of its tenant as a Socket.IO event named after type, with a payload JSON-equal to data.", "New WhatsApp message appears immediately"),
+    _R("DLV-2", "MUST", "Publish-to-receive latency is within the budget (default 1 s) for every delivery; p50, p95, p99 and max are reported per event type.", "<1 second fresh data"),
+    _R("DLV-3", "SHOULD", "p99 latency is at most 100 ms in the conformance load profile."),
+    _R("DLV-4", "MUST", "No client receives the same event twice.", "Infinite refetch loop"),
+    _R("DLV-5", "MUST", "The events of one tenant reach each client in the order they were published."),
+    _R("DLV-6", "MUST", "All four event types are delivered: new_message, conversation_update, status_update, metrics_update."),
+    _R("DLV-7", "MUST", "The queue drains: once events are delivered, the queue holds 0 ready and 0 unacknowledged messages.", "RabbitMQ queue check"),
+    _R("DLV-8", "MUST", "The gateway consumes a durable queue whose name is configurable (default waba.agent-portal.events)."),
+    _R("TAB-1", "MUST", "Several connections with the same token each receive every event of their tenant exactly once.", "Multi-tab: both tabs receive same events"),
+    _R("TAB-2", "MUST", "Closing one tab does not interrupt delivery to the user's other tabs."),
+    _R("ISO-1", "MUST", "No client ever receives an event of another tenant, across generated interleavings of many tenants and tabs; every run has positive controls, so a silent gateway cannot pass.", "Cross-tenant: tenants only see their own events"),
+    _R("ISO-2", "MUST", "A client cannot widen what it receives: emitting join or subscribe requests, or naming another tenant in the handshake auth or query, changes nothing."),
+    _R("ISO-3", "MUST", "Tenant ids that look like room names or patterns (a:b, *, tenant:x, unicode, very long) stay isolated."),
+    _R("ISO-4", "MUST", "REST endpoints serve only the token's tenant."),
+    _R("STAT-1", "MUST", "status_update events (sent, delivered, read, failed) for a message reach the tenant's clients in publish order, carrying messageId, conversationId, status and timestamp.", "Status updates appear in real time"),
+    _R("STAT-2", "MUST", "The messages endpoint shows the furthest status reached, whatever order updates were published in: sent to read without delivered is valid, a late delivered after read changes nothing, failed is final."),
+    _R("STAT-3", "MUST", "Every status_update names the conversationId of its message (the portal invalidates ['conversation-messages', conversationId])."),
+    _R("MET-1", "MUST", "metrics_update events from the queue reach the tenant's clients."),
+    _R("MET-2", "MUST", "GET /api/dashboard/stats and POST /api/dashboard/refresh answer the tenant's stats and emit metrics_update, with the same numbers, to that tenant's room only."),
+    _R("MET-3", "MUST", "No refetch loop: portal tabs that refetch stats on every metrics_update reach quiescence, with no further metrics_update and no further stats request, within 5 s of the last real change, with 3 tabs open.", "Infinite refetch loop"),
+    _R("MET-4", "SHOULD", "A new conversation (new_message with isNewConversation true) is followed by a metrics_update to its tenant within 1 s.", "Dashboard metrics update when conversation created"),
+    _R("REST-1", "MUST", "While a client's socket is down, the REST endpoints answer 200 with data that includes the events published meanwhile.", "Disconnect: warning shown, manual refresh works"),
+    _R("REST-2", "MUST", "REST endpoints refuse missing, expired, forged and unsigned tokens with 401."),
+    _R("RECON-1", "MUST", "When the gateway restarts, clients following the portal's policy reconnect within it and receive the events published afterwards.", "Reconnect: auto-reconnects with backoff"),
+    _R("RECON-2", "MUST", "When the network between a client and the gateway is cut and restored, the client notices within the ping timeout, reconnects within the policy, and events flow again."),
+    _R("RECON-3", "MUST", "Events published while the gateway is down are delivered once it is back, to the clients connected by then."),
+    _R("RECON-4", "SHOULD", "A client disconnected for less than 2 minutes misses no event published meanwhile (connection state recovery or replay)."),
+    _R("RECON-5", "MUST", "A reconnect storm is absorbed: 200 clients reconnecting at once after a restart are all accepted within the policy."),
+    _R("FAULT-1", "MUST", "After a RabbitMQ restart the gateway resumes consuming within 30 s without being restarted; events published afterwards are delivered."),
+    _R("FAULT-2", "MUST", "Malformed queue messages (not JSON, not an object, missing tenantId, type or data, unknown type, wrong field types, oversize) do not stop the gateway, are not redelivered forever, and are not dropped silently (dead-lettered; SHOULD to <queue>.dlq); valid events published after them are delivered."),
+    _R("FAULT-3", "MUST", "A gateway killed with SIGKILL while events are in flight loses none of them: each reaches its tenant's clients after the restart (at-least-once)."),
+    _R("FAULT-4", "MUST", "A stalled client (connected, not reading) does not push other clients' deliveries over the budget."),
+    _R("FAULT-5", "SHOULD", "The gateway refuses to start with a missing or weak (under 32 bytes) JWT secret."),
+)
+
+BY_ID: dict[str, Requirement] = {r.id: r for r in REQUIREMENTS}
+
+
+def get(requirement_id: str) -> Requirement:
+    """The requirement with this ID; a clear error names the known IDs of its area."""
+    try:
+        return BY_ID[requirement_id]
+    except KeyError:
+        area = requirement_id.split("-", 1)[0]
+        near = [r.id for r in REQUIREMENTS if r.area == area] or sorted(AREAS)
+        raise KeyError(f"unknown requirement {requirement_id!r}; known here: {', '.join(near)}") from None
+
+
+def render_markdown() -> str:
+    """CONFORMANCE.md's text."""
+    lines = [
+        "# Conformance requirements",
+        "",
+        "Generated from `harness/_catalogue.py` by `python -m harness.catalogue > CONFORMANCE.md`;",
+        "a test fails when the two disagree. IDs are stable: they never change meaning and are never reused.",
+        "",
+        "MUST failures fail the run. SHOULD failures show as NON-STRICT and fail it only with `--strict`.",
+        "Verdicts: PASS; FAIL; NON-STRICT (a SHOULD that failed); UNKNOWN (no evidence either way, such as a",
+        "positive control that received nothing: never a pass); N/A (the target declares it lacks the",
+        "capability); SKIPPED (excluded by configuration, with its reason). A run fails when any MUST is",
+        "FAIL or UNKNOWN. Items of the seed's manual checklist are given in brackets.",
+        "",
+    ]
+    for area, title in AREAS.items():
+        lines += [f"## {area}: {title}", ""]
+        for req in (r for r in REQUIREMENTS if r.area == area):
+            item = f" [{req.checklist}]" if req.checklist else ""
+            lines.append(f"- **{req.id}** {req.level}: {req.title}{item}")
+        lines.append("")
+    return "\n".join(lines)
