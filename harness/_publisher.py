@@ -1,0 +1,118 @@
+"""Plays the State Manager: ``publishAgentPortalEvent(type, tenantId, data)`` over real AMQP.
+
+Persistent messages with publisher confirms, so a publish that returns is on the
+broker. Also reads the queue's depth with a passive declare (exact, unlike the
+management statistics, which lag by seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import aio_pika
+import aiormq
+
+
+class Publisher:
+    """One AMQP connection and confirm-mode channel for publishing to the gateway's queue."""
+
+    def __init__(self, amqp_url: str, queue: str) -> None:
+        self.amqp_url = amqp_url
+        self.queue = queue
+        self._connection: aio_pika.abc.AbstractConnection | None = None
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+
+    async def connect(self, timeout: float = 10.0) -> "Publisher":
+        self._connection = await aio_pika.connect(self.amqp_url, timeout=timeout)
+        self._channel = await self._connection.channel(publisher_confirms=True)
+        # Declared as the gateway declares it (durable, no arguments): publishing
+        # never depends on who came first.
+        await self._channel.declare_queue(self.queue, durable=True)
+        return self
+
+    async def close(self) -> None:
+        if self._connection is not None and not self._connection.is_closed:
+            await self._connection.close()
+        self._connection = self._channel = None
+
+    async def __aenter__(self) -> "Publisher":
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def publish_body(self, body: bytes, *, queue: str | None = None) -> float:
+        """Publish raw bytes (valid or not); returns perf_counter() taken just before sending."""
+        if self._channel is None:
+            raise RuntimeError("Publisher.connect() first")
+        message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                   content_type="application/json")
+        sent_at = time.perf_counter()
+        await self._channel.default_exchange.publish(message, routing_key=queue or self.queue, timeout=10)
+        return sent_at
+
+    async def publish_event(self, event_type: str, tenant_id: str, data: Any) -> tuple[dict[str, Any], float]:
+        """The State Manager's publishAgentPortalEvent; returns the envelope and its send time."""
+        envelope = {
+            "type": event_type,
+            "tenantId": tenant_id,
+            "data": data,
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
+        body = json.dumps(envelope, ensure_ascii=False).encode("utf-8")
+        return envelope, await self.publish_body(body)
+
+    async def queue_state(self, queue: str | None = None) -> tuple[int, int] | None:
+        """(ready messages, consumers) of a queue by passive declare; None if it does not exist."""
+        if self._connection is None:
+            raise RuntimeError("Publisher.connect() first")
+        channel = await self._connection.channel()  # a failed passive declare closes its channel
+        try:
+            declared = await channel.declare_queue(queue or self.queue, passive=True)
+            result = declared.declaration_result
+            return int(result.message_count), int(result.consumer_count)
+        except (aio_pika.exceptions.ChannelClosed, aiormq.exceptions.ChannelNotFoundEntity):
+            return None
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def queue_is_durable(self, queue: str | None = None) -> bool | None:
+        """True if the queue exists and is durable: re-declaring it durable is accepted only then."""
+        if self._connection is None:
+            raise RuntimeError("Publisher.connect() first")
+        if await self.queue_state(queue) is None:
+            return None
+        channel = await self._connection.channel()
+        try:
+            await channel.declare_queue(queue or self.queue, durable=True)
+            return True
+        except aiormq.exceptions.ChannelPreconditionFailed:
+            return False
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def drain(self, queue: str, timeout: float = 2.0) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        """Take every message currently in ``queue`` (e.g. a dead-letter queue) and ack them."""
+        if self._connection is None:
+            raise RuntimeError("Publisher.connect() first")
+        channel = await self._connection.channel()
+        taken: list[aio_pika.abc.AbstractIncomingMessage] = []
+        try:
+            q = await channel.declare_queue(queue, passive=True)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                message = await q.get(fail=False, no_ack=True)
+                if message is None:
+                    break
+                taken.append(message)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            pass
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        return taken

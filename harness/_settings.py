@@ -1,0 +1,458 @@
+"""Harness settings: one table of options, each a command-line flag, an ini key and an env var.
+
+Precedence: command line, then environment, then ini file, then the default.
+``resolve`` validates everything at once and raises ``pytest.UsageError``
+naming the option, its three spellings and the valid choices, so a typo fails
+the run at start instead of half-way through a suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shlex
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+import pytest
+
+import contract
+
+ENV_PREFIX = "RTC_"
+
+BROKER_KINDS = ("auto", "process", "container", "external")
+ALGORITHMS = ("HS256", "HS384", "HS512")
+CAPABILITIES = ("rest", "restart", "polling", "broker-restart", "dead-letter-queue")
+
+SEED_ORIGINS = "http://localhost:3012,http://localhost:3014,http://localhost:3000,http://localhost:3314"
+
+# The environment a harness-started gateway gets; the seed's variable names.
+# Placeholders are filled from the run; users add or override entries with
+# --gateway-env KEY=TEMPLATE (an empty template removes the variable).
+DEFAULT_GATEWAY_ENV: dict[str, str] = {
+    "HOST": "{host}",
+    "PORT": "{port}",
+    "RABBITMQ_URL": "{amqp_url}",
+    "JWT_SECRET": "{jwt_secret}",
+    "JWT_ALGORITHM": "{jwt_algorithm}",
+    "JWT_TENANT_CLAIM": "{tenant_claim}",
+    "ALLOWED_ORIGINS": "{allowed_origins}",
+    "AGENT_PORTAL_EVENTS_QUEUE": "{queue}",
+    "DATABASE_PATH": "{workdir}/gateway.sqlite3",
+    "PING_INTERVAL": "1",
+    "PING_TIMEOUT": "2",
+}
+TEMPLATE_FIELDS = ("host", "port", "amqp_url", "jwt_secret", "jwt_algorithm", "tenant_claim",
+                   "allowed_origins", "queue", "workdir")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting and its three spellings."""
+
+    name: str
+    help: str
+    default: Any = None
+    kind: str = "str"  # str | int | float | bool | list | json | env
+    choices: tuple[str, ...] | None = None
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def spellings(self) -> str:
+        return f"{self.flag} (ini '{self.name}', env {self.env})"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("gateway_url", "URL of a gateway that is already running (http://host:port). Default: start the reference gateway."),
+    Option("gateway_cmd", "Command that starts the gateway; the harness runs, restarts and kills it. Default: the reference gateway."),
+    Option("gateway_image", "Container image of the gateway (needs a Docker engine; implies --broker container)."),
+    Option("broker", "Where RabbitMQ comes from.", "auto", choices=BROKER_KINDS),
+    Option("amqp_url", "AMQP URL of an external broker (with --broker external)."),
+    Option("rabbitmq_image", "RabbitMQ image for --broker container.", "rabbitmq:3-management"),
+    Option("queue", "Queue the gateway consumes.", contract.default_queue()),
+    Option("jwt_secret", "Shared HMAC secret for signing test tokens. Default: a fresh random secret per run (harness-started gateways only).", secret=True),
+    Option("jwt_algorithm", "Algorithm the gateway is configured for.", "HS256", choices=ALGORITHMS),
+    Option("tenant_claim", "JWT claim that carries the tenant id.", contract.handshake()["defaultTenantClaim"]),
+    Option("extra_claims", 'Extra claims every valid token carries, as a JSON object, e.g. {"aud": "agent-portal"}.', "{}", kind="json"),
+    Option("socketio_path", "Socket.IO path on the gateway.", "/socket.io/"),
+    Option("rest_paths", "REST paths as a JSON object overriding the contract's (keys: stats, refresh, conversations, messages, health).", "{}", kind="json"),
+    Option("gateway_env", "Environment for a harness-started gateway: KEY=TEMPLATE entries added to the seed's defaults; placeholders {host} {port} {amqp_url} {jwt_secret} {jwt_algorithm} {tenant_claim} {allowed_origins} {queue} {workdir}.", "", kind="env"),
+    Option("gateway_startup_timeout", "Seconds a started gateway may take to answer an Engine.IO handshake.", 30.0, kind="float"),
+    Option("lacks", f"Capabilities the target declares it lacks, comma list of: {', '.join(CAPABILITIES)}. Their requirements report N/A.", "", kind="list", choices=CAPABILITIES),
+    Option("allowed_origins", "Origins the gateway allows (comma list); passed to a harness-started gateway.", SEED_ORIGINS, kind="list"),
+    Option("forbidden_origins", "Origins to try that must be refused (comma list). Default: look-alikes of the first allowed origin.", "", kind="list"),
+    Option("latency_budget_ms", "Publish-to-receive budget per delivery (DLV-2).", 1000.0, kind="float"),
+    Option("reconnect_policy", "The portal's reconnect policy: attempts, delay and max in ms, jitter.", "attempts=5,delay=1000,max=5000,jitter=0.5"),
+    Option("conformance_strict", "SHOULD failures fail the run (pytest's own --strict does the same).", False, kind="bool"),
+    Option("requirements", "Only run the tests of these requirement IDs (comma list); the rest report SKIPPED.", "", kind="list"),
+    Option("report_dir", "Where compliance.html and compliance.json are written.", "reports"),
+)
+BY_NAME = {o.name: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """The portal's reconnection policy (socket.io-client v4 semantics)."""
+
+    attempts: int = 5
+    delay_s: float = 1.0
+    max_s: float = 5.0
+    jitter: float = 0.5
+
+    def bounds(self, n: int) -> tuple[float, float]:
+        """Allowed delay range before attempt ``n`` (1-based), as socket.io-client computes it."""
+        base = self.delay_s * 2 ** min(n - 1, 60)
+        low = max(base - base * self.jitter, 0.0)
+        high = base + base * self.jitter
+        return min(low, self.max_s), min(high, self.max_s)
+
+    def worst_case_total(self) -> float:
+        """Longest time the whole schedule may take before giving up."""
+        return sum(self.bounds(n)[1] for n in range(1, self.attempts + 1))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated harness settings; build with ``resolve``."""
+
+    gateway_url: str | None
+    gateway_cmd: str | None
+    gateway_image: str | None
+    broker: str
+    amqp_url: str | None
+    rabbitmq_image: str
+    queue: str
+    jwt_secret: str
+    jwt_algorithm: str
+    tenant_claim: str
+    extra_claims: Mapping[str, Any]
+    socketio_path: str
+    rest_paths: Mapping[str, str]
+    gateway_env: Mapping[str, str]
+    gateway_startup_timeout: float
+    lacks: frozenset[str]
+    allowed_origins: tuple[str, ...]
+    forbidden_origins: tuple[str, ...]
+    latency_budget_ms: float
+    reconnect_policy: ReconnectPolicy
+    strict: bool
+    requirements: frozenset[str]
+    report_dir: str
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def target_kind(self) -> str:
+        if self.gateway_url:
+            return "url"
+        if self.gateway_image:
+            return "image"
+        return "process"
+
+    @property
+    def reference_target(self) -> bool:
+        return not (self.gateway_url or self.gateway_cmd or self.gateway_image)
+
+    @property
+    def command(self) -> str:
+        """The gateway command (the reference gateway by default)."""
+        return self.gateway_cmd or f"{shlex.quote(sys.executable)} -m gateway"
+
+    def has(self, capability: str) -> bool:
+        """Whether the target may be asked for a capability (not declared lacking)."""
+        if capability == "restart" and self.target_kind == "url":
+            return False
+        return capability not in self.lacks
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings for the header and the report: secrets shown by length only."""
+        out: dict[str, Any] = {}
+        for opt in OPTIONS:
+            value = getattr(self, "strict" if opt.name == "conformance_strict" else opt.name)
+            if opt.secret and value:
+                value = f"*** ({len(value.encode())} bytes, {self.sources.get(opt.name, 'default')})"
+            elif isinstance(value, (frozenset, tuple)):
+                value = ",".join(sorted(value)) if isinstance(value, frozenset) else ",".join(value)
+            elif isinstance(value, ReconnectPolicy):
+                value = (f"attempts={value.attempts},delay={value.delay_s * 1000:g},"
+                         f"max={value.max_s * 1000:g},jitter={value.jitter:g}")
+            elif isinstance(value, Mapping):
+                value = json.dumps(dict(value), ensure_ascii=False)
+            out[opt.name] = value
+        return out
+
+
+def lookalike_origins(origin: str) -> tuple[str, ...]:
+    """Origins that resemble ``origin`` but must not match it (ORIG-2)."""
+    parts = urlsplit(origin)
+    host, port = parts.hostname or "localhost", parts.port
+    other_scheme = "https" if parts.scheme == "http" else "http"
+    hostport = f"{host}:{port}" if port else host
+    candidates = [
+        f"{other_scheme}://{hostport}",
+        f"{parts.scheme}://{host}:{(port or 80) + 1}",
+        f"{parts.scheme}://{hostport}.evil.example" if not port else f"{parts.scheme}://{host}.evil.example:{port}",
+        f"{parts.scheme}://evil{host}" + (f":{port}" if port else ""),
+        f"{parts.scheme}://{host}-evil.example" + (f":{port}" if port else ""),
+        f"{parts.scheme}://{hostport}/",
+        "null",
+        "https://evil.example",
+    ]
+    return tuple(dict.fromkeys(c for c in candidates if c != origin))
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every option as a flag in the 'realtime conformance' group and as an ini key."""
+    group = parser.getgroup("realtime-conformance", "realtime conformance harness")
+    for opt in OPTIONS:
+        if opt.kind == "bool":
+            group.addoption(opt.flag, action="store_true", default=None, dest=opt.name,
+                            help=f"{opt.help} [env {opt.env}]")
+        elif opt.kind == "env":
+            group.addoption(opt.flag, action="append", default=None, dest=opt.name, metavar="KEY=TEMPLATE",
+                            help=f"{opt.help} Repeatable. [env {opt.env}, ';'-separated]")
+        else:
+            group.addoption(opt.flag, action="store", default=None, dest=opt.name,
+                            choices=None, help=f"{opt.help} [env {opt.env}]")
+        ini_type = {"bool": "bool", "env": "linelist"}.get(opt.kind, "string")
+        parser.addini(opt.name, help=opt.help, type=ini_type, default=None)
+
+
+def _raw_values(config: pytest.Config, environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for opt in OPTIONS:
+        cli = config.getoption(opt.name, default=None)
+        if cli not in (None, [], ""):
+            raw[opt.name], sources[opt.name] = cli, "command line"
+            continue
+        if opt.env in environ and environ[opt.env] != "":
+            value: Any = environ[opt.env]
+            if opt.kind == "env":
+                value = [v for v in value.split(";") if v.strip()]
+            raw[opt.name], sources[opt.name] = value, "environment"
+            continue
+        ini = config.getini(opt.name)
+        if ini not in (None, [], ""):
+            raw[opt.name], sources[opt.name] = ini, "ini"
+            continue
+        raw[opt.name], sources[opt.name] = opt.default, "default"
+    return raw, sources
+
+
+def _fail(opt: Option, value: Any, why: str) -> pytest.UsageError:
+    return pytest.UsageError(f"{opt.spellings}: {value!r} {why}")
+
+
+def _parse_list(opt: Option, value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    out = tuple(i.strip() for i in items if str(i).strip())
+    if opt.choices:
+        bad = [i for i in out if i not in opt.choices]
+        if bad:
+            raise _fail(opt, ",".join(bad), f"is not a valid choice; choose from: {', '.join(opt.choices)}")
+    return out
+
+
+def _parse_json_object(opt: Option, value: Any) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise _fail(opt, value, f"is not valid JSON ({exc.msg}); give an object such as '{{\"aud\": \"agent-portal\"}}'") from None
+    if not isinstance(parsed, dict):
+        raise _fail(opt, value, "must be a JSON object ({...})")
+    return parsed
+
+
+def _parse_number(opt: Option, value: Any, cast: Callable[[Any], Any], minimum: float) -> Any:
+    try:
+        number = cast(value)
+    except (TypeError, ValueError):
+        raise _fail(opt, value, f"is not a number; give e.g. {opt.default}") from None
+    if number < minimum:
+        raise _fail(opt, value, f"must be at least {minimum:g}")
+    return number
+
+
+def _parse_bool(opt: Option, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise _fail(opt, value, "is not a boolean; use true or false")
+
+
+def _parse_env(opt: Option, entries: Any) -> dict[str, str]:
+    env = dict(DEFAULT_GATEWAY_ENV)
+    for entry in entries or []:
+        key, sep, template = str(entry).partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise _fail(opt, entry, "is not KEY=TEMPLATE; e.g. --gateway-env AMQP_URL={amqp_url}")
+        for name in re.findall(r"{([^{}]*)}", template):
+            if name not in TEMPLATE_FIELDS:
+                raise _fail(opt, entry, f"uses the unknown placeholder {{{name}}}; known: "
+                            + ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS))
+        if template == "":
+            env.pop(key, None)
+        else:
+            env[key] = template
+    return env
+
+
+def _parse_policy(opt: Option, value: str) -> ReconnectPolicy:
+    fields: dict[str, float] = {}
+    for part in str(value).split(","):
+        key, sep, number = part.partition("=")
+        key = key.strip()
+        if not sep or key not in ("attempts", "delay", "max", "jitter"):
+            raise _fail(opt, value, "must look like attempts=5,delay=1000,max=5000,jitter=0.5")
+        try:
+            fields[key] = float(number)
+        except ValueError:
+            raise _fail(opt, value, f"has a non-number for {key}") from None
+    policy = ReconnectPolicy(
+        attempts=int(fields.get("attempts", 5)),
+        delay_s=fields.get("delay", 1000) / 1000,
+        max_s=fields.get("max", 5000) / 1000,
+        jitter=fields.get("jitter", 0.5),
+    )
+    if policy.attempts < 1 or policy.delay_s <= 0 or policy.max_s < policy.delay_s or not 0 <= policy.jitter < 1:
+        raise _fail(opt, value, "needs attempts >= 1, 0 < delay <= max, 0 <= jitter < 1")
+    return policy
+
+
+def _check_url(opt: Option, value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise _fail(opt, value, f"is not a URL with scheme {' or '.join(schemes)}; e.g. {schemes[0]}://127.0.0.1:3015")
+    return value
+
+
+def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
+    """Validate all options and build the Settings, or raise pytest.UsageError."""
+    environ = os.environ if environ is None else environ
+    raw, sources = _raw_values(config, environ)
+    o = BY_NAME
+
+    broker = str(raw["broker"])
+    if broker not in BROKER_KINDS:
+        raise _fail(o["broker"], broker, f"is not a valid choice; choose from: {', '.join(BROKER_KINDS)}")
+    algorithm = str(raw["jwt_algorithm"])
+    if algorithm not in ALGORITHMS:
+        raise _fail(o["jwt_algorithm"], algorithm, f"is not a valid choice; choose from: {', '.join(ALGORITHMS)}")
+
+    targets = [n for n in ("gateway_url", "gateway_cmd", "gateway_image") if raw[n]]
+    if len(targets) > 1:
+        raise pytest.UsageError(
+            "give at most one target: " + " and ".join(o[n].flag for n in targets) + " were both set "
+            f"(from {', '.join(sources[n] for n in targets)})"
+        )
+    gateway_url = _check_url(o["gateway_url"], raw["gateway_url"], ("http", "https")) if raw["gateway_url"] else None
+    amqp_url = _check_url(o["amqp_url"], raw["amqp_url"], ("amqp", "amqps")) if raw["amqp_url"] else None
+    if broker == "external" and not amqp_url:
+        raise pytest.UsageError(f"--broker external needs {o['amqp_url'].spellings}, e.g. amqp://guest:guest@127.0.0.1:5672/")
+    if amqp_url and broker == "auto":
+        broker = "external"
+        sources["broker"] = f"implied by amqp_url ({sources['amqp_url']})"
+    if raw["gateway_image"] and broker in ("auto", "process"):
+        if broker == "process":
+            raise pytest.UsageError("--gateway-image runs the gateway in a container, which cannot reach a "
+                                    "--broker process node; use --broker container or --broker external")
+        broker = "container"
+        sources["broker"] = "implied by gateway_image"
+
+    secret = raw["jwt_secret"]
+    if not secret:
+        if gateway_url:
+            raise pytest.UsageError(f"--gateway-url needs the secret your gateway verifies tokens with: {o['jwt_secret'].spellings}")
+        secret = secrets.token_urlsafe(48)
+        sources["jwt_secret"] = "generated for this run"
+    if len(str(secret).encode()) < 32:
+        raise _fail(o["jwt_secret"], "***", f"is {len(str(secret).encode())} bytes; HMAC secrets need at least 32 bytes (RFC 7518 3.2)")
+
+    rest_paths = dict(contract.rest_paths())
+    overrides = _parse_json_object(o["rest_paths"], raw["rest_paths"])
+    unknown = sorted(set(overrides) - set(rest_paths))
+    if unknown:
+        raise _fail(o["rest_paths"], ",".join(unknown), f"is not a REST path key; known: {', '.join(rest_paths)}")
+    rest_paths.update({k: str(v) for k, v in overrides.items()})
+
+    allowed = _parse_list(o["allowed_origins"], raw["allowed_origins"])
+    if not allowed:
+        raise _fail(o["allowed_origins"], raw["allowed_origins"], "is empty; list at least one origin the gateway allows")
+    for origin in allowed:
+        _check_url(o["allowed_origins"], origin, ("http", "https"))
+    forbidden = _parse_list(o["forbidden_origins"], raw["forbidden_origins"]) or lookalike_origins(allowed[0])
+    clash = sorted(set(forbidden) & set(allowed))
+    if clash:
+        raise _fail(o["forbidden_origins"], ",".join(clash), "is also in allowed_origins; an origin cannot be both")
+
+    queue = str(raw["queue"]).strip()
+    if not queue or len(queue.encode()) > 255:
+        raise _fail(o["queue"], raw["queue"], "must be a queue name of 1 to 255 bytes")
+
+    strict = _parse_bool(o["conformance_strict"], raw["conformance_strict"]) or bool(config.getoption("strict", False))
+    requirement_ids = frozenset(_parse_list(o["requirements"], raw["requirements"]))
+    from ._catalogue import BY_ID  # local: settings must not depend on the catalogue at import
+
+    unknown_ids = sorted(requirement_ids - set(BY_ID))
+    if unknown_ids:
+        raise _fail(o["requirements"], ",".join(unknown_ids), "is not a requirement ID; see CONFORMANCE.md (e.g. DLV-1,ISO-1)")
+
+    return Settings(
+        gateway_url=gateway_url,
+        gateway_cmd=raw["gateway_cmd"] or None,
+        gateway_image=raw["gateway_image"] or None,
+        broker=broker,
+        amqp_url=amqp_url,
+        rabbitmq_image=str(raw["rabbitmq_image"]),
+        queue=queue,
+        jwt_secret=str(secret),
+        jwt_algorithm=algorithm,
+        tenant_claim=str(raw["tenant_claim"]),
+        extra_claims=_parse_json_object(o["extra_claims"], raw["extra_claims"]),
+        socketio_path="/" + str(raw["socketio_path"]).strip("/") + "/",
+        rest_paths=rest_paths,
+        gateway_env=_parse_env(o["gateway_env"], raw["gateway_env"]),
+        gateway_startup_timeout=_parse_number(o["gateway_startup_timeout"], raw["gateway_startup_timeout"], float, 1),
+        lacks=frozenset(_parse_list(o["lacks"], raw["lacks"])),
+        allowed_origins=allowed,
+        forbidden_origins=forbidden,
+        latency_budget_ms=_parse_number(o["latency_budget_ms"], raw["latency_budget_ms"], float, 1),
+        reconnect_policy=_parse_policy(o["reconnect_policy"], raw["reconnect_policy"]),
+        strict=strict,
+        requirements=requirement_ids,
+        report_dir=str(raw["report_dir"]),
+        sources=sources,
+    )
+
+
+def header_lines(settings: Settings) -> list[str]:
+    """Lines for pytest's header: what is being judged, against what, how strictly."""
+    target = {"url": settings.gateway_url, "image": settings.gateway_image, "process": settings.command}[settings.target_kind]
+    lines = [
+        f"realtime-conformance: target={settings.target_kind} {target}",
+        f"realtime-conformance: broker={settings.broker} queue={settings.queue} budget={settings.latency_budget_ms:g} ms "
+        f"strict={settings.strict} report_dir={settings.report_dir}",
+    ]
+    non_default = {k: v for k, v in settings.redacted().items() if settings.sources.get(k, "default") != "default"}
+    if non_default:
+        lines.append("realtime-conformance: set " + ", ".join(f"{k}={v}" for k, v in sorted(non_default.items())))
+    return lines

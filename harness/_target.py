@@ -1,0 +1,247 @@
+"""The system under test for one run: a broker, a gateway, and how to reach both.
+
+Chooses the providers from the settings, starts them, and declares the target
+ready only when it answers over the wire: an Engine.IO handshake, and a
+consumer registered on the queue. Fault suites get dedicated gateway instances
+(own queue, own read model) so killing one never disturbs the other suites.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import platform
+import shutil
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
+
+import pytest
+
+from ._broker import RABBITMQ_SERVER, Broker, ExternalBroker, PrivateRabbitNode
+from ._gateway import CommandGateway, Gateway, UrlGateway, engineio_open
+from ._ports import LOOPBACK, free_port
+from ._publisher import Publisher
+from ._scenario import Scenario
+from ._settings import Settings
+from ._tokens import TokenFactory
+
+_INSTANCES = itertools.count(1)
+
+
+def make_broker(settings: Settings) -> Broker:
+    """The broker the settings ask for; ``auto`` prefers Docker, then a private node."""
+    kind = settings.broker
+    if kind == "auto":
+        from . import _containers
+
+        if _containers.docker_available():
+            kind = "container"
+        elif RABBITMQ_SERVER.exists():
+            kind = "process"
+        else:
+            raise pytest.UsageError(
+                "--broker auto found neither a Docker engine nor rabbitmq-server: install one "
+                "(apt-get install rabbitmq-server, or start Docker), or give --broker external --amqp-url URL"
+            )
+    if kind == "external":
+        assert settings.amqp_url
+        return ExternalBroker(settings.amqp_url)
+    if kind == "process":
+        return PrivateRabbitNode()
+    from . import _containers
+
+    return _containers.RabbitContainer(settings.rabbitmq_image)
+
+
+def gateway_environment(settings: Settings, broker: Broker, *, port: int, queue: str, workdir: Path,
+                        host: str = LOOPBACK) -> dict[str, str]:
+    """The settings' env template, filled in for one gateway instance."""
+    fields = {
+        "host": host,
+        "port": str(port),
+        "amqp_url": getattr(broker, "gateway_amqp_url", broker.amqp_url),
+        "jwt_secret": settings.jwt_secret,
+        "jwt_algorithm": settings.jwt_algorithm,
+        "tenant_claim": settings.tenant_claim,
+        "allowed_origins": ",".join(settings.allowed_origins),
+        "queue": queue,
+        "workdir": str(workdir),
+    }
+    return {key: template.format(**fields) for key, template in settings.gateway_env.items()}
+
+
+def make_gateway(settings: Settings, broker: Broker, *, queue: str, workdir: Path, name: str) -> Gateway:
+    """A gateway instance of the configured target kind, consuming ``queue``."""
+    if settings.target_kind == "url":
+        assert settings.gateway_url
+        return UrlGateway(settings.gateway_url, path=settings.socketio_path)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if settings.target_kind == "image":
+        from . import _containers
+
+        env = gateway_environment(settings, broker, port=3015, queue=queue, workdir=Path("/tmp"), host="0.0.0.0")
+        return _containers.ImageGateway(settings.gateway_image, env=env, network=getattr(broker, "network", None))
+    port = free_port()
+    env = {**os.environ, **gateway_environment(settings, broker, port=port, queue=queue, workdir=workdir)}
+    return CommandGateway(settings.command, url=f"http://{LOOPBACK}:{port}", env=env,
+                          log_path=workdir / f"{name}.log", path=settings.socketio_path,
+                          startup_timeout=settings.gateway_startup_timeout)
+
+
+async def wait_for_consumer(amqp_url: str, queue: str, timeout: float) -> None:
+    """Block until ``queue`` has a consumer (the gateway is listening), or raise TimeoutError."""
+    deadline = time.monotonic() + timeout
+    async with Publisher(amqp_url, queue) as pub:
+        while time.monotonic() < deadline:
+            state = await pub.queue_state()
+            if state and state[1] >= 1:
+                return
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"no consumer appeared on queue {queue!r} within {timeout:.0f} s: "
+                       "is the gateway configured for this queue name and broker?")
+
+
+class Instance:
+    """One running gateway consuming one queue; what scenarios connect to."""
+
+    def __init__(self, target: "Target", gateway: Gateway, queue: str, broker: Broker) -> None:
+        self.target = target
+        self.gateway = gateway
+        self.queue = queue
+        self.broker = broker
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    @property
+    def amqp_url(self) -> str:
+        return self.broker.amqp_url
+
+    def scenario(self) -> Scenario:
+        return Scenario(settings=self.target.settings, url=self.url, amqp_url=self.amqp_url,
+                        queue=self.queue, tokens=self.target.tokens)
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        await wait_for_consumer(self.amqp_url, self.queue, timeout or self.target.settings.gateway_startup_timeout)
+
+    async def restart(self, *, hard: bool) -> None:
+        """Stop (SIGTERM, or SIGKILL if ``hard``) and start again; ready when consuming."""
+        await asyncio.to_thread(self.gateway.restart, hard=hard)
+        await self.wait_ready()
+
+    def engineio_options(self) -> dict[str, Any]:
+        return engineio_open(self.url, self.target.settings.socketio_path) or {}
+
+
+class Target:
+    """Broker plus the main gateway instance for a whole run."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tokens = TokenFactory(settings.jwt_secret, settings.jwt_algorithm, settings.tenant_claim,
+                                   dict(settings.extra_claims))
+        self.workdir = Path(tempfile.mkdtemp(prefix="rtc-run-"))
+        self.broker: Broker | None = None
+        self.main: Instance | None = None
+        self._extra: list[Gateway] = []
+        self._extra_brokers: list[Broker] = []
+        self.started_at = time.time()
+
+    def start(self) -> "Target":
+        self.broker = make_broker(self.settings)
+        self.broker.start()
+        gateway = make_gateway(self.settings, self.broker, queue=self.settings.queue,
+                               workdir=self.workdir / "main", name="gateway")
+        gateway.start()
+        self.main = Instance(self, gateway, self.settings.queue, self.broker)
+        asyncio.run(self.main.wait_ready())
+        return self
+
+    def close(self) -> None:
+        for gw in [*self._extra, *([self.main.gateway] if self.main else [])]:
+            with contextlib.suppress(Exception):
+                gw.stop()
+        for broker in [*self._extra_brokers, *([self.broker] if self.broker else [])]:
+            with contextlib.suppress(Exception):
+                close = getattr(broker, "close", broker.stop)
+                close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @contextlib.asynccontextmanager
+    async def dedicated(self, label: str, *, own_broker: bool = False) -> AsyncIterator[Instance]:
+        """A fresh gateway instance on its own queue (and optionally its own broker) for fault tests."""
+        assert self.broker is not None
+        broker = self.broker
+        if own_broker:
+            broker = make_broker(self.settings)
+            self._extra_brokers.append(broker)
+            await asyncio.to_thread(broker.start)
+        n = next(_INSTANCES)
+        queue = f"{self.settings.queue}.{label}-{n}"
+        gateway = make_gateway(self.settings, broker, queue=queue, workdir=self.workdir / f"{label}-{n}",
+                               name=f"gateway-{label}-{n}")
+        self._extra.append(gateway)
+        try:
+            async with Publisher(broker.amqp_url, queue):
+                pass  # declare the queue first, so events published before the gateway exists wait in it
+            await asyncio.to_thread(gateway.start)
+            instance = Instance(self, gateway, queue, broker)
+            await instance.wait_ready()
+            yield instance
+        finally:
+            await asyncio.to_thread(gateway.stop)
+            self._extra.remove(gateway)
+            if own_broker:
+                await asyncio.to_thread(getattr(broker, "close", broker.stop))
+                self._extra_brokers.remove(broker)
+
+    def logs(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.main is not None:
+            out["gateway"] = self.main.gateway.logs()[-20000:]
+        log_path = getattr(self.broker, "log_path", None)
+        if log_path is not None and Path(log_path).exists():
+            out["broker"] = Path(log_path).read_text(errors="replace")[-8000:]
+        return {k: v for k, v in out.items() if v}
+
+    def describe(self) -> dict[str, Any]:
+        packages = {}
+        for name in ("pytest", "pytest-asyncio", "python-socketio", "python-engineio", "aio-pika", "hypothesis",
+                     "PyJWT", "testcontainers"):
+            with contextlib.suppress(metadata.PackageNotFoundError):
+                packages[name] = metadata.version(name)
+        gateway = self.main.gateway.describe() if self.main else {}
+        if self.main is not None:
+            options = self.main.engineio_options()
+            gateway = {**gateway, "pingInterval_ms": options.get("pingInterval"),
+                       "pingTimeout_ms": options.get("pingTimeout")}
+        return {
+            "harness_version": _version(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "packages": packages,
+            "gateway": gateway,
+            "broker": self.broker.describe() if self.broker else {},
+        }
+
+
+def _version() -> str:
+    try:
+        return metadata.version("realtime-conformance")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+@contextlib.contextmanager
+def started(settings: Settings) -> Iterator[Target]:
+    target = Target(settings)
+    try:
+        yield target.start()
+    finally:
+        target.close()

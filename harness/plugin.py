@@ -1,0 +1,219 @@
+"""pytest plugin of the realtime conformance harness (entry point ``realtime_conformance``).
+
+Thin on purpose: options and settings live in ``_settings``, the target in
+``_target``, verdicts in ``_verdicts``, reports in ``_report``. This module
+wires them to pytest's hooks and offers the fixtures suites use.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings as hypothesis_settings
+
+from . import _catalogue, _report, _settings
+from ._conformance import Conformance
+from ._failures import ConformanceFailure, UnknownEvidence
+from ._processes import reap_all
+from ._settings import Settings
+from ._target import Target
+from ._tokens import TokenFactory
+from ._verdicts import NA_PREFIX, NON_STRICT_PREFIX, SKIP_PREFIX, Run, verdict_for
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+RUN_KEY = pytest.StashKey[Run]()
+TARGET_KEY = pytest.StashKey[Target]()
+RESULT_KEY = pytest.StashKey[dict]()
+
+# Deterministic and bounded for CI; broader locally. Selected with --hypothesis-profile.
+hypothesis_settings.register_profile(
+    "ci", derandomize=True, max_examples=8, deadline=None, database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.register_profile(
+    "dev", max_examples=20, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    _settings.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "realtime: an end-to-end conformance check against a live gateway")
+    config.addinivalue_line("markers", "requirement(id): the catalogue requirement a test checks (CONFORMANCE.md)")
+    config.stash[SETTINGS_KEY] = settings = _settings.resolve(config)
+    config.stash[RUN_KEY] = Run(strict=settings.strict, budget_ms=settings.latency_budget_ms)
+    if os.environ.get("CI") and config.getoption("hypothesis_profile", None) is None:
+        hypothesis_settings.load_profile("ci")
+    # SIGTERM (a CI runner cancelling) must unwind like Ctrl-C so children are reaped.
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _sigterm)
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    reap_all()
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return _settings.header_lines(config.stash[SETTINGS_KEY])
+
+
+def _requirements_of(item: pytest.Item) -> list[str]:
+    ids: list[str] = []
+    for mark in item.iter_markers("requirement"):
+        ids.extend(str(a) for a in mark.args)
+    return list(dict.fromkeys(ids))
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    settings = config.stash[SETTINGS_KEY]
+    run = config.stash[RUN_KEY]
+    keep, drop = [], []
+    for item in items:
+        ids = _requirements_of(item)
+        for rid in ids:
+            try:
+                _catalogue.get(rid)
+            except KeyError as exc:
+                raise pytest.UsageError(f"{item.nodeid}: {exc.args[0]}") from None
+        if ids and settings.requirements and not set(ids) & settings.requirements:
+            drop.append(item)
+            for rid in ids:
+                run.deselected.setdefault(rid, "not selected by --requirements")
+            continue
+        keep.append(item)
+        if ids:
+            run.record(item.nodeid, ids)
+            for rid in ids:
+                item.user_properties.append(("requirement", rid))
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    # -m / -k deselection: the requirements of those tests are SKIPPED, not UNKNOWN.
+    if not items:
+        return
+    run = items[0].config.stash[RUN_KEY]
+    for item in items:
+        for rid in _requirements_of(item):
+            run.deselected.setdefault(rid, "deselected (-m/-k/--requirements)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    run = item.config.stash[RUN_KEY]
+    record = run.records.get(item.nodeid)
+    if record is None:
+        return report
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        level = max((_catalogue.get(r).level for r in record.requirements), key=("SHOULD", "MUST").index)
+        exc_type = call.excinfo.type if call.excinfo is not None else None
+        skip_reason = None
+        if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
+            skip_reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        verdict = verdict_for(level, report.outcome, exc_type, skip_reason, run.strict)
+        record.outcome = report.outcome
+        record.verdict = verdict
+        record.duration_s = report.duration
+        if call.excinfo is not None and report.outcome == "failed":
+            exc = call.excinfo.value
+            if isinstance(exc, (ConformanceFailure, UnknownEvidence)):
+                for v in exc.violations:
+                    if v not in record.failures:
+                        record.failures.append(v)
+            record.message = (exc.reason if isinstance(exc, UnknownEvidence) else str(exc).splitlines()[0])[:500]
+            if report.when == "setup":
+                record.message = f"setup failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+        elif skip_reason:
+            record.message = skip_reason
+        if verdict == "NON-STRICT":
+            # A SHOULD that failed: shown, kept in the report, but not a failed run.
+            report.outcome = "skipped"
+            report.wasxfail = f"{NON_STRICT_PREFIX}{record.message or 'SHOULD requirement not met'}"
+            record.outcome = "xfailed"
+        report.user_properties.append(("verdict", verdict))
+    return report
+
+
+@pytest.fixture(scope="session")
+def conformance_settings(pytestconfig: pytest.Config) -> Settings:
+    """The validated harness settings."""
+    return pytestconfig.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def conformance_target(pytestconfig: pytest.Config) -> Iterator[Target]:
+    """The broker and gateway under test, started once per run and always stopped."""
+    target = Target(pytestconfig.stash[SETTINGS_KEY])
+    pytestconfig.stash[TARGET_KEY] = target
+    try:
+        target.start()
+        yield target
+    finally:
+        target.close()
+
+
+@pytest.fixture
+def conformance(conformance_target: Target, request: pytest.FixtureRequest) -> Conformance:
+    """The per-test handle: scenarios, evidence, verdict helpers (see harness._conformance)."""
+    run = request.config.stash[RUN_KEY]
+    ids = _requirements_of(request.node)
+    if not ids:
+        raise pytest.UsageError(f"{request.node.nodeid} uses `conformance` but has no @pytest.mark.requirement(...)")
+    return Conformance(conformance_target, run.record(request.node.nodeid, ids))
+
+
+@pytest.fixture(scope="session")
+def tokens(conformance_settings: Settings) -> TokenFactory:
+    """Signed tokens as the configured issuer makes them, and every broken kind."""
+    return TokenFactory(conformance_settings.jwt_secret, conformance_settings.jwt_algorithm,
+                        conformance_settings.tenant_claim, dict(conformance_settings.extra_claims))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    run = config.stash.get(RUN_KEY, None)
+    if run is None or not run.records:
+        return  # no conformance test was collected: no report
+    settings = config.stash[SETTINGS_KEY]
+    target = config.stash.get(TARGET_KEY, None)
+    target_info = {"kind": settings.target_kind, "url": None, "command": None, "image": settings.gateway_image}
+    environment: dict = {}
+    logs = None
+    if target is not None:
+        environment = target.describe()
+        target_info["url"] = target.main.url if target.main else settings.gateway_url
+        logs = target.logs()
+    if settings.target_kind == "process":
+        target_info["command"] = settings.command
+    result = run.result(settings=settings.redacted(), target=target_info, environment=environment, logs=logs)
+    report_dir = Path(settings.report_dir)
+    if not report_dir.is_absolute():
+        report_dir = Path(config.rootpath) / report_dir
+    paths = _report.write_reports(result, report_dir)
+    config.stash[RESULT_KEY] = {"result": result, "paths": paths}
+    if result["verdict"] == "FAIL" and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    done = config.stash.get(RESULT_KEY, None)
+    if not done:
+        return
+    terminalreporter.section("realtime conformance")
+    terminalreporter.write_line(_report.summary_line(done["result"]))
+    for kind, path in done["paths"].items():
+        terminalreporter.write_line(f"{kind}: {path}")
+
+
+__all__ = ["Conformance", "NA_PREFIX", "SKIP_PREFIX"]

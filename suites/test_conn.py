@@ -1,0 +1,73 @@
+"""CONN: Socket.IO v4 over websocket and polling, and how fast a valid client is connected."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from harness._report import latency_summary
+
+CONNECTS = 20
+
+
+@pytest.mark.requirement("CONN-1")
+async def test_websocket_connection_is_accepted(conformance):
+    async with conformance.scenario() as sc:
+        tenant = sc.tenant()
+        client = sc.client(tenant)
+        if not await client.connect():
+            conformance.fail([conformance.violation(
+                "Websocket connection refused", f"a valid token was not connected over websocket at "
+                f"{sc.url}{conformance.settings.socketio_path}",
+                {"connect_errors": [e.data for e in client.connect_errors]})])
+        conformance.record("transport", client.transport)
+        await sc.publish(tenant, "metrics_update", {"activeConversations": 1, "waitingConversations": 0,
+                                                   "totalMessagesToday": 1, "avgResponseTime": 0, "timestamp": ""})
+        await sc.settle()
+        conformance.judge(sc, "CONN-1", as_=("DLV-1",))
+
+
+@pytest.mark.requirement("CONN-2")
+async def test_polling_works_and_upgrades(conformance):
+    conformance.require("polling")
+    async with conformance.scenario() as sc:
+        tenant = sc.tenant()
+        polling_only = sc.client(tenant, transports=("polling",))
+        upgrading = sc.client(tenant, transports=("polling", "websocket"))
+        for c in (polling_only, upgrading):
+            if not await c.connect():
+                conformance.fail([conformance.violation("Polling connection refused", f"{c.name} was not connected",
+                                                        {"connect_errors": [e.data for e in c.connect_errors]})])
+        upgraded = await upgrading.wait_for(lambda c: c.transport == "websocket", timeout=5)
+        conformance.record("upgraded_transport", upgrading.transport)
+        await sc.publish(tenant, "metrics_update", {"activeConversations": 2, "waitingConversations": 0,
+                                                   "totalMessagesToday": 2, "avgResponseTime": 0, "timestamp": ""})
+        await sc.settle()
+        if not upgraded:
+            conformance.fail([conformance.violation(
+                "No upgrade to websocket", f"a client that started on polling still used {upgrading.transport!r} after 5 s")])
+        conformance.judge(sc, "CONN-2", as_=("DLV-1",))
+
+
+@pytest.mark.requirement("CONN-3")
+async def test_valid_client_is_connected_within_a_second(conformance):
+    async with conformance.scenario() as sc:
+        tenant = sc.tenant()
+        latencies = []
+        for n in range(CONNECTS):
+            client = sc.client(tenant, name=f"connect-{n}")
+            ok = await client.connect(timeout=5)
+            if not ok:
+                conformance.fail([conformance.violation("Connect refused", f"connect {n} with a valid token failed",
+                                                        {"connect_errors": [e.data for e in client.connect_errors]})])
+            latencies.append(client.connect_latency * 1000)
+            await client.close()
+        summary = latency_summary(latencies, 1000)
+        conformance.record("connects", CONNECTS)
+        conformance.record("connect_p50_ms", round(summary["p50_ms"], 1))
+        conformance.record("connect_p99_ms", round(summary["p99_ms"], 1))
+        conformance.record("connect_max_ms", round(summary["max_ms"], 1))
+        slow = [round(v) for v in latencies if v > 1000]
+        conformance.fail([conformance.violation(
+            "Connect slower than 1 s", f"{len(slow)} of {CONNECTS} connects took over 1 s: {slow}")] if slow else [])
