@@ -82,6 +82,7 @@ class ReconnectAttempt:
     error_code: str | None = None
     ended_at: float | None = None
     waited_s: float | None = None  # measured: previous failure (or the disconnect) to this start
+    episode: int = 1  # which disconnect this attempt answers; n restarts at 1 for each
 
 
 @dataclass
@@ -333,6 +334,7 @@ class PortalTab:
         if self._sio is old:
             self._sio = None
         waiting_since = noticed
+        episode = len(self.disconnects)
         for n in range(1, self.policy.attempts + 1):
             delay_ms = self.policy.delay_ms(n, self._rng.random())
             await asyncio.sleep(delay_ms / 1000.0)  # the backoff delay is the behaviour itself
@@ -350,6 +352,7 @@ class PortalTab:
                     error_code=code,
                     ended_at=ended - noticed,
                     waited_s=started - waiting_since,
+                    episode=episode,
                 )
             )
             self._touch()
@@ -368,6 +371,7 @@ class PortalTab:
             rows.append(
                 {
                     "n": a.n,
+                    "episode": a.episode,
                     "at_ms": round(a.started_at * 1000.0),
                     "delay_ms": round(a.delay_s * 1000.0),
                     "waited_ms": None if a.waited_s is None else round(a.waited_s * 1000.0),

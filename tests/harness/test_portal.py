@@ -17,6 +17,7 @@ import socketio
 from aiohttp import web
 
 import contract
+from harness._proxy import FaultProxy
 from harness._portal import PortalConnectError, PortalTab, ReconnectPolicy
 from harness._ports import free_port
 
@@ -116,7 +117,8 @@ async def change_gateway() -> AsyncIterator[FakeGateway]:
 def _tab(gw: FakeGateway, **kwargs: Any) -> PortalTab:
     kwargs.setdefault("token_provider", lambda: "good")
     kwargs.setdefault("policy", FAST)
-    return PortalTab(name="tab", base_url=gw.url, rng=random.Random(7), **kwargs)
+    kwargs.setdefault("base_url", gw.url)
+    return PortalTab(name="tab", rng=random.Random(7), **kwargs)
 
 
 def test_backoff_matches_socket_io_client_v4() -> None:
@@ -196,6 +198,8 @@ async def test_reconnect_schedule_after_the_server_goes_away(change_gateway: Fak
         assert [a.error_code for a in tab.attempts] == ["transport error"] * 5
         assert tab.reconnect_failed == 1
         assert [s for _, s in tab.state_history] == ["connecting", "live", "warning", "failed"]
+        # the manual refresh still tries REST; with the server gone there is no response
+        assert set((await tab.refresh_all()).values()) == {0}
 
 
 @pytest.mark.asyncio
@@ -207,12 +211,11 @@ async def test_reconnect_with_a_fresh_token_after_token_expired(change_gateway: 
         asked.append(next(tokens, "good-later"))
         return asked[-1]
 
-    async with _tab(change_gateway, token_provider=provider) as tab:
+    async with FaultProxy("127.0.0.1", change_gateway.port) as proxy, _tab(
+        change_gateway, token_provider=provider, base_url=proxy.url_for()
+    ) as tab:
         await tab.connect(timeout=2.0)
-        assert change_gateway.sio is not None
-        # drop the transport under the client, as a restart or a network blip would
-        for sid in list(change_gateway.sio.eio.sockets):
-            await change_gateway.sio.eio.sockets[sid].close(wait=False, abort=True)
+        proxy.reset()  # drop the transport under the client, as a restart or a network blip would
         await tab.wait_for_state("warning", timeout=3.0)
         await tab.wait_for_state("live", timeout=5.0)
         assert asked == ["good", "expired-1", "expired-2", "good-2"]
@@ -265,3 +268,19 @@ async def test_close_leaves_no_client_task(loop_gateway: FakeGateway) -> None:
         assert client_tasks()
     assert client_tasks() == set()
     assert tab.state == "closed"
+
+
+@pytest.mark.asyncio
+async def test_partition_through_fault_proxy_is_noticed_and_healed(change_gateway: FakeGateway) -> None:
+    async with FaultProxy("127.0.0.1", change_gateway.port) as proxy:
+        async with _tab(change_gateway, base_url=proxy.url_for()) as tab:
+            await tab.connect(timeout=2.0)
+            proxy.blackhole()
+            # the fake pings every 1 s with a 1 s timeout: silence is noticed within about 2 s
+            await tab.wait_for_state("warning", timeout=4.0)
+            assert tab.disconnects[-1][1] == "transport error"
+            proxy.pass_through()
+            await tab.wait_for_state("live", timeout=3.0)
+            assert tab.attempts[-1].ok
+            await change_gateway.change()
+            await tab.wait_for_event("metrics_update", timeout=2.0, since=0)
