@@ -1,0 +1,663 @@
+"""RabbitMQ and the gateway under test as containers (testcontainers-python).
+
+Same surfaces as :class:`harness._broker.PrivateRabbitNode` and
+:class:`harness._gateway.CommandGateway`, so suites and fault tests do not care
+whether a broker or a gateway is a child process or a container.
+
+Choices, and why:
+
+* Every published port is bound to 127.0.0.1 on a fixed host port chosen with
+  :func:`harness._ports.free_port` before the container is created. The harness
+  talks to loopback only (testcontainers would report the bridge gateway,
+  172.17.0.1, inside a container), and a fixed port survives ``docker kill`` +
+  ``docker start``, so a URL handed out once stays valid across restarts.
+* A restart keeps the container (``docker start`` it again), so the broker's
+  data directory, and with it durable queues and persistent messages, survive
+  a SIGKILL, as they would on a real host.
+* Readiness is judged over the wire, never from log lines: an AMQP
+  Connection.Start for RabbitMQ, an Engine.IO handshake for the gateway.
+* Everything created (containers, networks) is recorded in a module registry
+  and removed by ``close()``, on a failed start, and at interpreter exit, so a
+  failed or interrupted run leaves nothing behind. That registry does the job
+  of testcontainers' reaper (Ryuk), which is disabled by default here because
+  its image would have to be pulled; set TESTCONTAINERS_RYUK_DISABLED=false to
+  have both.
+
+Construction (the plugin does this for ``--broker container`` and
+``--gateway-image``)::
+
+    with ContainerNetwork() as net:
+        broker = RabbitContainer("rtc/rabbitmq:local", network=net)
+        broker.start()                       # broker.amqp_url for the harness
+        gw = ImageGateway("rtc/agent-portal-gateway:local", network=net,
+                          env={"RABBITMQ_URL": broker.gateway_amqp_url, ...})
+        gw.start()                           # gw.url for clients
+        ...
+        gw.close(); broker.close()
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import struct
+import threading
+import time
+import uuid
+from typing import Any, Callable, Mapping, Protocol
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+if "TESTCONTAINERS_RYUK_DISABLED" not in os.environ:
+    # Set before testcontainers reads it: the reaper's image cannot be pulled
+    # where no registry is reachable; our own registry below reaps instead.
+    os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+
+from testcontainers.core.container import DockerContainer  # noqa: E402
+from testcontainers.core.network import Network  # noqa: E402
+
+from ._broker import wait_for_amqp  # noqa: E402
+from ._gateway import wait_for_engineio  # noqa: E402
+from ._ports import LOOPBACK, free_port  # noqa: E402
+
+DEFAULT_RABBITMQ_IMAGE = "rabbitmq:3-management"
+LOCAL_RABBITMQ_IMAGE = "rtc/rabbitmq:local"
+LOCAL_GATEWAY_IMAGE = "rtc/agent-portal-gateway:local"
+HARNESS_LABEL = "io.rtc-conformance.harness"
+_AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
+
+
+# --------------------------------------------------------------------------
+# Registry: whatever is still open at interpreter exit is removed.
+# --------------------------------------------------------------------------
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_LIVE: "dict[int, tuple[int, _Closable]]" = {}
+_LOCK = threading.Lock()
+
+
+def _register(obj: _Closable, order: int) -> None:
+    """Record ``obj``; ``order`` sorts the reaping (containers 0, networks 1)."""
+    with _LOCK:
+        _LIVE[id(obj)] = (order, obj)
+
+
+def _forget(obj: _Closable) -> None:
+    with _LOCK:
+        _LIVE.pop(id(obj), None)
+
+
+def live_resources() -> list[_Closable]:
+    """Containers and networks created here and not closed yet."""
+    with _LOCK:
+        return [obj for _, obj in sorted(_LIVE.values(), key=lambda item: item[0])]
+
+
+def reap_all() -> None:
+    """Close every container, then every network, still registered (never raises)."""
+    for obj in live_resources():
+        try:
+            obj.close()
+        except Exception:  # noqa: BLE001 - best effort at exit; keep reaping the rest
+            pass
+
+
+atexit.register(reap_all)
+
+
+def docker_available(timeout: float = 3.0) -> bool:
+    """True when a Docker engine (``DOCKER_HOST`` or the default socket) answers a ping within ``timeout`` s."""
+    try:
+        client = docker.from_env(timeout=max(1, int(timeout)))
+    except Exception:  # noqa: BLE001 - no socket, bad DOCKER_HOST, ...: all mean "not available"
+        return False
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        client.close()
+
+
+def image_exists(image: str, timeout: float = 10.0) -> bool:
+    """True when ``image`` is present in the engine's local store (no pull is tried)."""
+    client = docker.from_env(timeout=max(1, int(timeout)))
+    try:
+        client.images.get(image)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+    finally:
+        client.close()
+
+
+# --------------------------------------------------------------------------
+# Network
+# --------------------------------------------------------------------------
+
+
+class ContainerNetwork:
+    """A user-defined bridge network, so containers reach each other by alias.
+
+    The default bridge has no DNS; on a user network the gateway reaches the
+    broker as ``rabbitmq:5672`` whatever its address is after a restart.
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or f"rtc-{uuid.uuid4().hex[:12]}"
+        self._network: Network | None = None
+
+    def create(self) -> "ContainerNetwork":
+        if self._network is None:
+            net = Network(docker_network_kw={"labels": {HARNESS_LABEL: "1"}})
+            net.name = self.name
+            net.create()
+            self._network = net
+            _register(self, 1)
+        return self
+
+    @property
+    def testcontainers_network(self) -> Network:
+        """The testcontainers object, for ``DockerContainer.with_network``."""
+        if self._network is None:
+            raise RuntimeError(f"network {self.name} is not created yet; call create() or use `with`")
+        return self._network
+
+    def close(self) -> None:
+        """Remove the network (containers on it must be removed first)."""
+        net, self._network = self._network, None
+        if net is not None:
+            try:
+                net.remove()
+            except docker.errors.NotFound:
+                pass
+            finally:
+                _forget(self)
+
+    def __enter__(self) -> "ContainerNetwork":
+        return self.create()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------
+# One container, kept across restarts
+# --------------------------------------------------------------------------
+
+
+class _ManagedContainer:
+    """One container created once, then started, killed and started again.
+
+    ``start()`` creates the container the first time and ``docker start``s it
+    afterwards; ``stop()``/``kill()`` leave it in place (its data and port
+    bindings with it); ``close()`` removes it.
+    """
+
+    def __init__(
+        self,
+        image: str,
+        *,
+        role: str,
+        network: ContainerNetwork | None,
+        aliases: tuple[str, ...],
+        ports: Mapping[int, int],
+        env: Mapping[str, str],
+        command: str | list[str] | None = None,
+    ) -> None:
+        self.image = image
+        self.role = role
+        self.network = network
+        self.aliases = aliases
+        self.ports = dict(ports)  # container port -> host port on 127.0.0.1
+        self.env = dict(env)
+        self.command = command
+        self.name = f"rtc-{role}-{uuid.uuid4().hex[:10]}"
+        self._tc: DockerContainer | None = None
+
+    @property
+    def created(self) -> bool:
+        return self._tc is not None
+
+    def _docker_container(self) -> Container:
+        assert self._tc is not None
+        return self._tc.get_wrapped_container()
+
+    def create_and_start(self) -> None:
+        tc = DockerContainer(self.image, env=dict(self.env), name=self.name, command=self.command)
+        for container_port, host_port in self.ports.items():
+            # docker-py accepts (ip, port): publish on loopback only.
+            tc.ports[f"{container_port}/tcp"] = (LOOPBACK, host_port)  # type: ignore[assignment]
+        if self.network is not None:
+            tc.with_network(self.network.testcontainers_network)
+            if self.aliases:
+                tc.with_network_aliases(*self.aliases)
+        tc.with_kwargs(labels={HARNESS_LABEL: "1", f"{HARNESS_LABEL}.role": self.role})
+        self._tc = tc
+        _register(self, 0)
+        tc.start()
+
+    def start_again(self) -> None:
+        self._docker_container().start()
+
+    def running(self) -> bool:
+        if self._tc is None:
+            return False
+        try:
+            container = self._docker_container()
+            container.reload()
+            return container.status == "running"
+        except docker.errors.NotFound:
+            return False
+
+    def kill(self) -> None:
+        if self.running():
+            try:
+                self._docker_container().kill()  # SIGKILL
+            except docker.errors.APIError:
+                pass  # it exited between the check and the kill
+            self._docker_container().wait(timeout=30)
+
+    def stop(self, timeout: int) -> None:
+        if self.running():
+            self._docker_container().stop(timeout=timeout)
+
+    def logs(self, max_chars: int = 20000) -> str:
+        if self._tc is None:
+            return ""
+        try:
+            data = self._docker_container().logs(stdout=True, stderr=True)
+        except docker.errors.NotFound:
+            return ""
+        return data.decode("utf-8", errors="replace")[-max_chars:]
+
+    def exit_code(self) -> int | None:
+        if self._tc is None:
+            return None
+        try:
+            container = self._docker_container()
+            container.reload()
+            return int(container.attrs.get("State", {}).get("ExitCode", 0))
+        except docker.errors.NotFound:
+            return None
+
+    def image_id(self) -> str:
+        if self._tc is None:
+            return ""
+        try:
+            return str(self._docker_container().attrs.get("Image", ""))[:19]
+        except docker.errors.NotFound:
+            return ""
+
+    def close(self) -> None:
+        """Remove the container (and its anonymous volumes)."""
+        tc, self._tc = self._tc, None
+        if tc is not None:
+            try:
+                tc.stop(force=True, delete_volume=True)
+            except docker.errors.NotFound:
+                pass
+            finally:
+                _forget(self)
+
+
+def _start_or_clean_up(what: str, managed: _ManagedContainer, wait_ready: Callable[[], None]) -> None:
+    """Create or ``docker start`` the container and wait; on failure raise with its log tail.
+
+    A container that never became ready the first time is removed at once; one
+    that fails on a restart is killed but kept (its data may matter), and goes
+    with ``close()`` or at exit.
+    """
+    first = not managed.created
+    try:
+        if first:
+            managed.create_and_start()
+        else:
+            managed.start_again()
+        wait_ready()
+    except Exception as exc:  # noqa: BLE001 - any failure: report it with the container's own words
+        code = managed.exit_code()
+        state = "still running" if managed.running() else f"exited with code {code}"
+        message = (
+            f"{what} ({managed.image}, container {managed.name}, {state}) did not become ready: {exc}\n"
+            f"--- container log tail ---\n{managed.logs(4000)}"
+        )
+        try:
+            managed.close() if first else managed.kill()
+        except Exception:  # noqa: BLE001 - the original failure is the one to report
+            pass
+        raise RuntimeError(message) from None
+
+
+# --------------------------------------------------------------------------
+# RabbitMQ
+# --------------------------------------------------------------------------
+
+
+def amqp_server_version(host: str, port: int, timeout: float = 2.0) -> str:
+    """The ``version`` server property of the broker's Connection.Start frame ("" if unknown)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(_AMQP_HEADER)
+            data = b""
+            deadline = time.monotonic() + timeout
+            while len(data) < 7 and time.monotonic() < deadline:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return ""
+                data += chunk
+            size = struct.unpack(">I", data[3:7])[0]
+            while len(data) < 7 + size + 1 and time.monotonic() < deadline:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    except (OSError, struct.error):
+        return ""
+    marker = data.find(b"\x07versionS")
+    if marker < 0:
+        return ""
+    start = marker + len(b"\x07versionS")
+    length = struct.unpack(">I", data[start : start + 4])[0]
+    return data[start + 4 : start + 4 + length].decode("utf-8", errors="replace")
+
+
+class RabbitContainer:
+    """A RabbitMQ broker in a container, restartable on the same port and data.
+
+    ``amqp_url`` is for the harness (127.0.0.1 and a published port);
+    ``gateway_amqp_url`` is for containers on the same network (the alias).
+    """
+
+    restartable = True
+
+    def __init__(
+        self,
+        image: str = LOCAL_RABBITMQ_IMAGE,
+        *,
+        network: ContainerNetwork | None = None,
+        alias: str = "rabbitmq",
+        host_port: int | None = None,
+        username: str = "guest",
+        password: str = "guest",
+        startup_timeout: float = 90.0,
+    ) -> None:
+        self.image = image
+        self.network = network
+        self.alias = alias
+        self.host_port = host_port or free_port()
+        self.username = username
+        self.password = password
+        self.startup_timeout = startup_timeout
+        self.version = ""
+        # Only for other credentials than guest/guest (the official image honours these).
+        env = {} if (username, password) == ("guest", "guest") else {
+            "RABBITMQ_DEFAULT_USER": username, "RABBITMQ_DEFAULT_PASS": password}
+        self._container = _ManagedContainer(
+            image, role="rabbitmq", network=network, aliases=(alias,), ports={5672: self.host_port}, env=env
+        )
+
+    def with_network(self, network: ContainerNetwork, alias: str = "rabbitmq") -> "RabbitContainer":
+        self._before_start("with_network")
+        self.network, self.alias = network, alias
+        self._container.network, self._container.aliases = network, (alias,)
+        return self
+
+    def with_host_port(self, port: int) -> "RabbitContainer":
+        self._before_start("with_host_port")
+        self.host_port = port
+        self._container.ports = {5672: port}
+        return self
+
+    def with_startup_timeout(self, seconds: float) -> "RabbitContainer":
+        self.startup_timeout = seconds
+        return self
+
+    def _before_start(self, what: str) -> None:
+        if self._container.created:
+            raise RuntimeError(f"{what}() after start(): the container exists already; call it before start()")
+
+    @property
+    def amqp_url(self) -> str:
+        return f"amqp://{self.username}:{self.password}@{LOOPBACK}:{self.host_port}/"
+
+    @property
+    def gateway_amqp_url(self) -> str:
+        """The URL a container on the same network uses (the network alias, port 5672)."""
+        if self.network is None:
+            raise RuntimeError("gateway_amqp_url needs a network: RabbitContainer(..., network=ContainerNetwork())")
+        return f"amqp://{self.username}:{self.password}@{self.alias}:5672/"
+
+    @property
+    def container_name(self) -> str:
+        return self._container.name
+
+    @property
+    def running(self) -> bool:
+        return self._container.running()
+
+    def start(self) -> None:
+        """Create the container the first time, ``docker start`` it afterwards; return when it speaks AMQP."""
+        _start_or_clean_up("RabbitMQ", self._container, lambda: self.wait_ready(self.startup_timeout))
+        self.version = self.version or amqp_server_version(LOOPBACK, self.host_port)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Readiness by protocol: block until AMQP Connection.Start answers on the published port.
+
+        The container's state is checked between probes, so a broker that
+        exits at start fails now rather than after the whole timeout.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no AMQP answer on {LOOPBACK}:{self.host_port} within {timeout:.0f} s")
+            try:
+                wait_for_amqp(self.amqp_url, timeout=min(2.0, remaining))
+                return
+            except TimeoutError:
+                if not self._container.running():
+                    raise RuntimeError("the container exited") from None
+
+    def kill(self) -> None:
+        """SIGKILL the broker (the container and its data stay, for ``start()``)."""
+        self._container.kill()
+
+    def stop(self) -> None:
+        """Stop the broker gracefully (SIGTERM, 15 s grace); the container stays."""
+        self._container.stop(timeout=15)
+
+    def restart(self, *, hard: bool = True) -> None:
+        """Kill (hard) or stop the broker, then start the same container: same port, same data."""
+        self.kill() if hard else self.stop()
+        self.start()
+
+    def logs(self) -> str:
+        return self._container.logs()
+
+    def close(self) -> None:
+        """Remove the container and its data."""
+        self._container.close()
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "kind": "container",
+            "image": self.image,
+            "url": f"amqp://{LOOPBACK}:{self.host_port}/",
+            "version": self.version,
+            "container": self._container.name,
+        }
+
+    def __enter__(self) -> "RabbitContainer":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------
+# Gateway
+# --------------------------------------------------------------------------
+
+
+class ImageGateway:
+    """The gateway under test run from an image, published on a free loopback port.
+
+    ``env`` is the caller's rendered gateway environment; inside the container
+    HOST is always 0.0.0.0 and PORT is ``container_port`` (whatever ``env``
+    said), because the harness reaches it through the published port. Give
+    RABBITMQ_URL as ``RabbitContainer.gateway_amqp_url``: 127.0.0.1 inside a
+    container is the container itself.
+    """
+
+    restartable = True
+
+    def __init__(
+        self,
+        image: str,
+        *,
+        env: Mapping[str, str],
+        network: ContainerNetwork | None = None,
+        container_port: int = 3015,
+        host_port: int | None = None,
+        alias: str = "gateway",
+        path: str = "/socket.io/",
+        startup_timeout: float = 60.0,
+        command: str | list[str] | None = None,
+    ) -> None:
+        self.image = image
+        self.network = network
+        self.container_port = container_port
+        self.host_port = host_port or free_port()
+        self.alias = alias
+        self.path = path
+        self.startup_timeout = startup_timeout
+        self.command = command
+        self.env: dict[str, str] = {}
+        self.with_env(env)
+
+    def with_env(self, env: Mapping[str, str]) -> "ImageGateway":
+        """Replace the environment (HOST and PORT are set for the container)."""
+        self._before_start("with_env")
+        self.env = {**{k: str(v) for k, v in env.items()}, "HOST": "0.0.0.0", "PORT": str(self.container_port)}
+        return self
+
+    def with_network(self, network: ContainerNetwork, alias: str = "gateway") -> "ImageGateway":
+        self._before_start("with_network")
+        self.network, self.alias = network, alias
+        return self
+
+    def with_host_port(self, port: int) -> "ImageGateway":
+        self._before_start("with_host_port")
+        self.host_port = port
+        return self
+
+    def with_startup_timeout(self, seconds: float) -> "ImageGateway":
+        self.startup_timeout = seconds
+        return self
+
+    def _before_start(self, what: str) -> None:
+        if getattr(self, "_container", None) is not None and self._container.created:
+            raise RuntimeError(f"{what}() after start(): the container exists already; call it before start()")
+
+    _container: _ManagedContainer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.host_port}"
+
+    @property
+    def running(self) -> bool:
+        return self._container is not None and self._container.running()
+
+    def start(self) -> None:
+        """Create (first time) or start the container; return after an Engine.IO handshake answers."""
+        if self._container is None:
+            self._container = _ManagedContainer(
+                self.image,
+                role="gateway",
+                network=self.network,
+                aliases=(self.alias,),
+                ports={self.container_port: self.host_port},
+                env=self.env,
+                command=self.command,
+            )
+        _start_or_clean_up("gateway", self._container, lambda: self.wait_ready(self.startup_timeout))
+
+    def wait_ready(self, timeout: float) -> None:
+        """Readiness over the wire: an Engine.IO ``open`` packet on the published port."""
+        assert self._container is not None
+        alive: Callable[[], bool] = self._container.running
+        wait_for_engineio(self.url, timeout, self.path, alive=_throttled(alive, 0.5))
+
+    def stop(self) -> None:
+        """SIGTERM, 10 s grace, then SIGKILL (docker stop); the container stays."""
+        if self._container is not None:
+            self._container.stop(timeout=10)
+
+    def kill(self) -> None:
+        if self._container is not None:
+            self._container.kill()
+
+    def restart(self, *, hard: bool = False) -> None:
+        """Stop (or kill) and start the same container: same URL, same files inside."""
+        self.kill() if hard else self.stop()
+        self.start()
+
+    def logs(self) -> str:
+        return self._container.logs() if self._container is not None else ""
+
+    def close(self) -> None:
+        """Remove the container."""
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def describe(self) -> dict[str, str]:
+        version = ""
+        if self._container is not None and self._container.created:
+            version = self._container.image_id()
+        return {
+            "kind": "container",
+            "image": self.image,
+            "url": self.url,
+            "version": version,
+            "container": self._container.name if self._container is not None else "",
+        }
+
+    def __enter__(self) -> "ImageGateway":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _throttled(check: Callable[[], bool], interval: float) -> Callable[[], bool]:
+    """``check`` called at most every ``interval`` s (a docker inspect per 50 ms probe is wasteful)."""
+    state: dict[str, Any] = {"at": 0.0, "value": True}
+
+    def wrapped() -> bool:
+        now = time.monotonic()
+        if now - state["at"] >= interval:
+            state["at"], state["value"] = now, check()
+        return bool(state["value"])
+
+    return wrapped

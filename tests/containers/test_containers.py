@@ -1,0 +1,243 @@
+"""The container path of the harness, end to end, on a real Docker engine.
+
+These tests run only in the containers environment (``tox -e containers``,
+CI's container job), after ``scripts/prepare-docker.sh`` made the engine and
+the local images. There a missing engine is a broken environment, not a
+reason to skip: the module fails at collection with the fix in the message.
+
+Images: RTC_RABBITMQ_IMAGE (default rtc/rabbitmq:local) and RTC_GATEWAY_IMAGE
+(default rtc/agent-portal-gateway:local).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Iterator
+
+import aio_pika
+import docker
+import jwt
+import pytest
+import socketio
+
+from harness._broker import amqp_accepts
+from harness._containers import (
+    HARNESS_LABEL,
+    LOCAL_GATEWAY_IMAGE,
+    LOCAL_RABBITMQ_IMAGE,
+    ContainerNetwork,
+    ImageGateway,
+    RabbitContainer,
+    docker_available,
+    image_exists,
+    live_resources,
+)
+from harness._gateway import engineio_open
+
+pytestmark = pytest.mark.containers
+
+RABBITMQ_IMAGE = os.environ.get("RTC_RABBITMQ_IMAGE", LOCAL_RABBITMQ_IMAGE)
+GATEWAY_IMAGE = os.environ.get("RTC_GATEWAY_IMAGE", LOCAL_GATEWAY_IMAGE)
+QUEUE = "waba.agent-portal.events"
+SECRET = "conformance-secret-0123456789abcdef-0123456789"  # >= 32 bytes
+ORIGIN = "http://localhost:3014"
+
+if not docker_available():
+    pytest.fail(
+        "tests/containers need a Docker engine and none answered "
+        f"(DOCKER_HOST={os.environ.get('DOCKER_HOST', '<unset: default socket>')}). "
+        "Run `eval \"$(scripts/prepare-docker.sh)\"` first (it starts a private dockerd and builds "
+        "the local images), or run tox -e containers, which does.",
+        pytrace=False,
+    )
+for _image in (RABBITMQ_IMAGE, GATEWAY_IMAGE):
+    if not image_exists(_image):
+        pytest.fail(
+            f"image {_image} is not in the local Docker store; build it with scripts/prepare-docker.sh "
+            "(no registry is reachable here, so it cannot be pulled)",
+            pytrace=False,
+        )
+
+
+def gateway_env(broker: RabbitContainer) -> dict[str, str]:
+    return {
+        "RABBITMQ_URL": broker.gateway_amqp_url,
+        "JWT_SECRET": SECRET,
+        "JWT_ALGORITHM": "HS256",
+        "JWT_TENANT_CLAIM": "tenantId",
+        "ALLOWED_ORIGINS": ORIGIN,
+        "AGENT_PORTAL_EVENTS_QUEUE": QUEUE,
+        "DATABASE_PATH": "/tmp/gateway.sqlite3",
+        "PING_INTERVAL": "5",
+        "PING_TIMEOUT": "5",
+    }
+
+
+class Stack:
+    """One network, one broker, one gateway, shared by the module's tests (in file order)."""
+
+    def __init__(self) -> None:
+        self.network = ContainerNetwork()
+        self.broker = RabbitContainer(RABBITMQ_IMAGE, network=self.network)
+        self.gateway: ImageGateway | None = None
+
+    def close(self) -> None:
+        try:
+            if self.gateway is not None:
+                self.gateway.close()
+        finally:
+            try:
+                self.broker.close()
+            finally:
+                self.network.close()
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    s = Stack()
+    try:
+        s.network.create()
+        s.broker.start()
+        yield s
+    finally:
+        s.close()
+
+
+def ours(kind: str) -> list[str]:
+    """Names of containers or networks that carry the harness label."""
+    client = docker.from_env(timeout=10)
+    try:
+        if kind == "containers":
+            return [c.name for c in client.containers.list(all=True, filters={"label": HARNESS_LABEL})]
+        return [n.name for n in client.networks.list(filters={"label": HARNESS_LABEL})]
+    finally:
+        client.close()
+
+
+async def publish(amqp_url: str, envelope: dict) -> None:
+    connection = await aio_pika.connect_robust(amqp_url, timeout=10)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                json.dumps(envelope).encode(),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=QUEUE,
+        )
+
+
+async def receive_one(url: str, amqp_url: str, envelope: dict, timeout: float = 15.0) -> object:
+    """Connect a real Socket.IO client with a tenant token, publish ``envelope``, return the payload received."""
+    token = jwt.encode({"tenantId": envelope["tenantId"], "sub": "agent-1", "exp": int(time.time()) + 300},
+                       SECRET, algorithm="HS256")
+    client = socketio.AsyncClient(reconnection=False)
+    got: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+    @client.on(envelope["type"])
+    async def _on_event(data: object) -> None:
+        if not got.done():
+            got.set_result(data)
+
+    await client.connect(url, auth={"token": token}, headers={"Origin": ORIGIN},
+                         transports=["websocket"], wait_timeout=10)
+    try:
+        await publish(amqp_url, envelope)
+        return await asyncio.wait_for(got, timeout)
+    finally:
+        await client.disconnect()
+
+
+METRICS = {
+    "type": "metrics_update",
+    "tenantId": "t1",
+    "data": {"activeConversations": 1, "waitingConversations": 0, "totalMessagesToday": 1,
+             "avgResponseTime": 0, "timestamp": "x"},
+    "timestamp": "x",
+}
+
+
+def test_rabbit_accepts_amqp_on_loopback(stack: Stack) -> None:
+    described = stack.broker.describe()
+    assert stack.broker.amqp_url.startswith("amqp://guest:guest@127.0.0.1:")
+    assert described["kind"] == "container" and described["image"] == RABBITMQ_IMAGE
+    assert described["version"], described
+    assert amqp_accepts("127.0.0.1", stack.broker.host_port)
+    assert stack.broker.gateway_amqp_url == "amqp://guest:guest@rabbitmq:5672/"
+
+
+def test_rabbit_kill_restart_keeps_url_and_persistent_message(stack: Stack) -> None:
+    queue, url = "rtc.containers.durable", stack.broker.amqp_url
+
+    async def put() -> None:
+        connection = await aio_pika.connect(url, timeout=10)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.declare_queue(queue, durable=True)
+            await channel.default_exchange.publish(
+                aio_pika.Message(b"kept", delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=queue)
+
+    async def get() -> bytes | None:
+        connection = await aio_pika.connect(url, timeout=10)
+        async with connection:
+            channel = await connection.channel()
+            q = await channel.declare_queue(queue, durable=True)
+            message = await q.get(fail=False)
+            if message is None:
+                return None
+            await message.ack()
+            await q.delete(if_unused=False, if_empty=False)
+            return message.body
+
+    asyncio.run(put())
+    stack.broker.kill()
+    assert not stack.broker.running
+    assert not amqp_accepts("127.0.0.1", stack.broker.host_port)
+    stack.broker.restart(hard=True)
+    assert stack.broker.amqp_url == url
+    assert asyncio.run(get()) == b"kept"
+
+
+def test_gateway_image_handshake_and_event(stack: Stack) -> None:
+    gateway = ImageGateway(GATEWAY_IMAGE, env=gateway_env(stack.broker), network=stack.network)
+    stack.gateway = gateway
+    assert gateway.env["HOST"] == "0.0.0.0" and gateway.env["PORT"] == "3015"
+    gateway.start()
+    assert gateway.url.startswith("http://127.0.0.1:")
+    opened = engineio_open(gateway.url)
+    assert opened is not None and "sid" in opened, opened
+    described = gateway.describe()
+    assert described["kind"] == "container" and described["image"] == GATEWAY_IMAGE and described["version"]
+    payload = asyncio.run(receive_one(gateway.url, stack.broker.amqp_url, METRICS))
+    assert payload == METRICS["data"]
+
+
+def test_gateway_hard_restart_same_url(stack: Stack) -> None:
+    assert stack.gateway is not None, "needs test_gateway_image_handshake_and_event first"
+    url = stack.gateway.url
+    stack.gateway.restart(hard=True)
+    assert stack.gateway.url == url and engineio_open(url) is not None
+    payload = asyncio.run(receive_one(url, stack.broker.amqp_url, {**METRICS, "tenantId": "t2"}))
+    assert payload == METRICS["data"]
+    assert stack.gateway.logs(), "the container's output should be readable"
+
+
+def test_gateway_that_cannot_start_fails_with_its_log_and_is_removed() -> None:
+    before = ours("containers")
+    gateway = ImageGateway(GATEWAY_IMAGE, env={"JWT_SECRET": "short"}, startup_timeout=30)
+    with pytest.raises(RuntimeError) as failed:
+        gateway.start()
+    assert "JWT_SECRET" in str(failed.value), str(failed.value)
+    assert ours("containers") == before
+
+
+def test_close_leaves_no_container_or_network(stack: Stack) -> None:
+    assert ours("containers") and ours("networks")
+    stack.close()
+    assert ours("containers") == []
+    assert ours("networks") == []
+    assert live_resources() == []
