@@ -1,0 +1,153 @@
+"""Wiring and lifecycle: read model, Socket.IO, REST, consumer, uvicorn.
+
+The consumer runs as a background task started next to the HTTP server, so a
+broker that is down at start-up does not keep /health or the handshake from
+answering. Shutdown order on SIGTERM: stop consuming (the message in hand is
+finished and acked), disconnect Socket.IO clients, stop uvicorn, close the
+database; the process then exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sqlite3
+import sys
+from typing import Any
+
+import socketio
+import uvicorn
+
+from . import logs
+from .config import ConfigError, Settings, load_settings
+from .consumer import EventConsumer
+from .logs import log
+from .metrics import MetricsPublisher
+from .readmodel import ReadModel
+from .rest import RestApp
+from . import sockets
+
+
+class Gateway:
+    """All the parts of one gateway process, built from one Settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        try:
+            self.readmodel = ReadModel(settings.database_path)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(
+                "DATABASE_PATH",
+                f"DATABASE_PATH {settings.database_path!r} cannot be opened as an SQLite database ({exc}): "
+                "point it at a writable file path, e.g. DATABASE_PATH=./data/gateway.sqlite3",
+            ) from None
+        self.sio, self.timers = sockets.create_server(settings)
+        self.metrics = MetricsPublisher(self.sio, self.readmodel)
+        self.consumer = EventConsumer(settings, self.sio, self.readmodel, self.metrics)
+        self.rest = RestApp(settings, self.readmodel, self.metrics, self.health)
+        self.asgi = socketio.ASGIApp(self.sio, other_asgi_app=self.rest, socketio_path="socket.io")
+        self._consumer_task: asyncio.Task[None] | None = None
+
+    def health(self) -> dict[str, Any]:
+        connected = self.consumer.connected
+        return {"status": "ok" if connected else "degraded",
+                "broker": "connected" if connected else "disconnected",
+                "queue": self.settings.queue}
+
+    def start_consumer(self) -> None:
+        self._consumer_task = asyncio.create_task(self.consumer.run(), name="amqp-consumer")
+
+    async def stop_consumer(self) -> None:
+        await self.consumer.stop()
+        task, self._consumer_task = self._consumer_task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            task.cancel()
+        except Exception:
+            log("consumer ended with an error", level=logging.ERROR, exc_info=True)
+
+    async def disconnect_clients(self) -> None:
+        """Send every client a CLOSE (so it reconnects elsewhere or later) without waiting on slow ones."""
+        self.timers.cancel_all()
+        eio_sockets = list(self.sio.eio.sockets.values())
+        if eio_sockets:
+            await asyncio.wait(
+                [asyncio.create_task(s.close(wait=False)) for s in eio_sockets], timeout=2)
+            await asyncio.sleep(0.1)  # let the writer tasks flush the CLOSE packets
+        self.sio.eio.sockets.clear()
+        await self.sio.shutdown()
+
+    def close(self) -> None:
+        self.readmodel.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn.Server that logs its port and drains the gateway before closing connections."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            log(f"agent-portal gateway listening on port {self.config.port}",
+                host=self.config.host, port=self.config.port, queue=self.gateway.settings.queue)
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        log("shutting down")
+        await self.gateway.stop_consumer()
+        await self.gateway.disconnect_clients()
+        await super().shutdown(sockets=sockets)
+
+
+async def serve(settings: Settings) -> None:
+    """Run one gateway until SIGTERM/SIGINT."""
+    gateway = Gateway(settings)
+    config = uvicorn.Config(
+        gateway.asgi,
+        host=settings.host,
+        port=settings.port,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        proxy_headers=False,
+    )
+    server = _Server(config, gateway)
+    gateway.start_consumer()
+    try:
+        await server.serve()
+    finally:
+        await gateway.stop_consumer()
+        gateway.close()
+        log("stopped")
+
+
+def run(settings: Settings | None = None) -> int:
+    """Load settings (unless given), serve, and return the process exit code.
+
+    2 for a configuration error (one line on stderr naming the variable), 0
+    after a graceful SIGTERM/SIGINT.
+    """
+    try:
+        if settings is None:
+            settings = load_settings()
+    except ConfigError as exc:
+        print(f"agent-portal-gateway: configuration error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    logs.configure(settings.log_level)
+    # uvicorn re-raises the signal it caught once it has shut down; a no-op
+    # handler underneath makes that re-raise harmless, so SIGTERM exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    try:
+        asyncio.run(serve(settings))
+    except ConfigError as exc:
+        print(f"agent-portal-gateway: configuration error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0
