@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 import uuid
@@ -189,6 +190,21 @@ class PrivateRabbitNode:
             f"private RabbitMQ node did not accept AMQP on {LOOPBACK}:{self.node_port} "
             f"within {self.startup_timeout:.0f} s; log tail:\n{tail}"
         )
+
+    def queue_counts(self, queue: str) -> dict[str, int] | None:
+        """Ready and unacknowledged counts from rabbitmqctl (exact, unlike management stats)."""
+        ctl = RABBITMQ_SERVER.with_name("rabbitmqctl")
+        try:
+            out = subprocess.run([str(ctl), "list_queues", "-q", "--no-table-headers", "name", "messages_ready",
+                                  "messages_unacknowledged"], env=self.env(), capture_output=True, text=True,
+                                 timeout=30, check=True).stdout
+        except (subprocess.SubprocessError, OSError):
+            return None
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) == 3 and parts[0] == queue:
+                return {"ready": int(parts[1]), "unacked": int(parts[2])}
+        return None
 
     def kill(self) -> None:
         """SIGKILL the node's whole process group (epmd stays, as on a real host)."""

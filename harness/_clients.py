@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+import aiohttp
 import socketio
 
 
@@ -51,6 +52,7 @@ class TenantClient:
     disconnected_at: list[tuple[float, Any]] = field(default_factory=list)
     closed_at: float | None = None
     connect_started: float | None = None
+    transport_errors: list[str] = field(default_factory=list)
     on_event: Callable[["TenantClient", Received], None] | None = None
 
     def __post_init__(self) -> None:
@@ -105,7 +107,10 @@ class TenantClient:
                 wait_timeout=timeout,
                 retry=False,
             )
-        except (socketio.exceptions.ConnectionError, asyncio.TimeoutError, OSError):
+        except (socketio.exceptions.ConnectionError, asyncio.TimeoutError, OSError, RuntimeError,
+                aiohttp.ClientError) as exc:
+            # A refused polling handshake can surface as aiohttp's RuntimeError: still a refusal.
+            self.transport_errors.append(f"{type(exc).__name__}: {exc}")
             return False
         return self.sio.connected
 
@@ -128,11 +133,15 @@ class TenantClient:
 
     async def close(self) -> None:
         """Disconnect on purpose; deliveries are no longer expected after this time."""
-        self.closed_at = time.perf_counter()
+        if self.closed_at is None:
+            self.closed_at = time.perf_counter()
         try:
             await asyncio.wait_for(self.sio.disconnect(), timeout=5)
-        except (asyncio.TimeoutError, OSError):
+        except (asyncio.TimeoutError, OSError, RuntimeError):
             pass
+        http = getattr(self.sio.eio, "http", None)  # a refused client keeps its HTTP session open
+        if http is not None and not http.closed:
+            await http.close()
 
     async def wait_for(self, predicate: Callable[["TenantClient"], bool], timeout: float) -> bool:
         """Wait until ``predicate(self)`` holds, re-checked at every recorded change; bounded."""

@@ -59,7 +59,7 @@ class Scenario:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await asyncio.gather(*(c.close() for c in self.clients if c.connected), return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
         await self.publisher.close()
 
     # -- clients --------------------------------------------------------

@@ -201,6 +201,19 @@ class Target:
                 await asyncio.to_thread(getattr(broker, "close", broker.stop))
                 self._extra_brokers.remove(broker)
 
+    async def queue_counts(self, queue: str, publisher: Publisher) -> dict[str, int | None] | None:
+        """Ready messages (passive declare) and, where the broker lets us, unacknowledged ones."""
+        state = await publisher.queue_state(queue)
+        if state is None:
+            return None
+        counts: dict[str, int | None] = {"ready": state[0], "consumers": state[1], "unacked": None}
+        reader = getattr(self.broker, "queue_counts", None)
+        if reader is not None:
+            exact = await asyncio.to_thread(reader, queue)
+            if exact is not None:
+                counts.update(ready=exact["ready"], unacked=exact["unacked"])
+        return counts
+
     def logs(self) -> dict[str, str]:
         out: dict[str, str] = {}
         if self.main is not None:

@@ -49,8 +49,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(id): the catalogue requirement a test checks (CONFORMANCE.md)")
     config.stash[SETTINGS_KEY] = settings = _settings.resolve(config)
     config.stash[RUN_KEY] = Run(strict=settings.strict, budget_ms=settings.latency_budget_ms)
-    if os.environ.get("CI") and config.getoption("hypothesis_profile", None) is None:
-        hypothesis_settings.load_profile("ci")
+    if config.getoption("hypothesis_profile", None) is None:
+        hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
     # SIGTERM (a CI runner cancelling) must unwind like Ctrl-C so children are reaped.
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _sigterm)

@@ -1,0 +1,70 @@
+"""Small pieces several suites share: sample payloads and the refusal check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness._clients import TenantClient
+from harness._conformance import Conformance
+from harness._scenario import Scenario
+
+
+def metrics(n: int = 1) -> dict[str, Any]:
+    return {"activeConversations": n, "waitingConversations": 0, "totalMessagesToday": n,
+            "avgResponseTime": 0, "timestamp": ""}
+
+
+def new_message(conversation: str, message_id: str, text: str = "Hello!", *, new: bool = False) -> dict[str, Any]:
+    return {"conversationId": conversation, "messageId": message_id, "from": "+1234567890",
+            "from_name": "John Doe", "message": text, "media_url": None, "timestamp": "",
+            "isNewConversation": new}
+
+
+def status(conversation: str, message_id: str, value: str) -> dict[str, Any]:
+    data: dict[str, Any] = {"messageId": message_id, "conversationId": conversation, "status": value, "timestamp": ""}
+    if value == "failed":
+        data["errors"] = [{"code": 131026, "title": "Message undeliverable"}]
+    return data
+
+
+async def control_client(conformance: Conformance, sc: Scenario, tenant: str) -> TenantClient:
+    """A valid client of ``tenant``: proves the gateway accepts good tokens, so refusals mean something."""
+    clients = await sc.connect(tenant)  # raises UnknownEvidence if even a valid token is refused
+    return clients[0]
+
+
+async def expect_refused(conformance: Conformance, sc: Scenario, tenant: str, *, label: str,
+                         token: Any = None, auth: dict | None = None, query: str = "",
+                         need_connect_error: bool = True) -> TenantClient:
+    """Connect a client that must be refused; then prove with a positive control that
+    the gateway delivers to valid clients of the same tenant while this one gets nothing."""
+    control = await control_client(conformance, sc, tenant)
+    bad = sc.client(tenant, name=f"{tenant}/{label}", token=token, auth=auth, query=query, expects_events=False)
+    accepted = await bad.connect(timeout=5)
+    await sc.publish(tenant, "metrics_update", metrics())
+    await sc.settle()
+    violations = []
+    if accepted:
+        violations.append(conformance.violation(
+            f"{label} accepted", f"a client presenting {label} was connected (sid {bad.sio.get_sid()})",
+            {"auth": _shown(auth if auth is not None else {"token": token}), "query": query}))
+    elif need_connect_error and not bad.connect_errors:
+        violations.append(conformance.violation(
+            f"{label}: no connect_error", "the handshake was not answered with a refusal (timed out)",
+            {"auth": _shown(auth if auth is not None else {"token": token})}))
+    if bad.received:
+        violations.append(conformance.violation(
+            f"{label} client received events", f"{len(bad.received)} event(s) reached a refused client",
+            {"first": {"event": bad.received[0].event, "data": bad.received[0].data}}))
+    conformance.record(f"{label}: connect_error", bad.connect_errors[-1].data if bad.connect_errors else None)
+    conformance.fail(violations)
+    conformance.judge(sc, conformance.requirement, as_=())  # positive control: the valid client got its event
+    return bad
+
+
+def _shown(auth: Any) -> Any:
+    """Tokens in reports: header and claims readable, signature cut."""
+    if isinstance(auth, dict) and isinstance(auth.get("token"), str):
+        token = auth["token"]
+        return {**auth, "token": token.rsplit(".", 1)[0] + ".<signature>" if token.count(".") == 2 else token}
+    return auth

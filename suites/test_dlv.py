@@ -1,0 +1,190 @@
+"""DLV: every event, to every client of its tenant, once, in order, within the budget; the queue drains."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from hypothesis import given, strategies as st
+
+from harness import strategies
+from harness._report import latency_summary
+from _support import metrics, new_message, status
+
+# The conformance load profile: tenants x tabs, events per type, publish pacing.
+LOAD_TENANTS, LOAD_TABS, LOAD_PER_TYPE, LOAD_PACING_S = 3, 2, 25, 0.004
+
+
+async def run_plan(conformance, plan: strategies.Plan):
+    """Connect the plan's tabs, publish its interleaving, wait for delivery; return the scenario."""
+    sc = conformance.scenario()
+    await sc.__aenter__()
+    try:
+        tenants = [sc.tenant() for _ in plan.tabs]
+        for tenant, tabs in zip(tenants, plan.tabs):
+            await sc.connect(tenant, tabs=tabs)
+        for index, event_type, data in plan.events:
+            await sc.publish(tenants[index], event_type, data)
+        await sc.settle()
+    except BaseException:
+        await sc.__aexit__(None, None, None)
+        raise
+    return sc
+
+
+@pytest.mark.requirement("DLV-1")
+@given(plan=strategies.plans(max_tenants=3, max_tabs=2, max_events=16))
+async def test_every_event_reaches_every_client_of_its_tenant(conformance, plan):
+    sc = await run_plan(conformance, plan)
+    try:
+        conformance.judge(sc, "DLV-1")
+    finally:
+        await sc.__aexit__(None, None, None)
+
+
+async def load_profile(conformance):
+    sc = conformance.scenario()
+    await sc.__aenter__()
+    tenants = [sc.tenant("load") for _ in range(LOAD_TENANTS)]
+    for tenant in tenants:
+        await sc.connect(tenant, tabs=LOAD_TABS)
+    payloads = {
+        "new_message": lambda n: new_message(f"conv_{n}", f"wamid.load{n}", f"load message {n}"),
+        "conversation_update": lambda n: {"id": f"conv_{n}", "conversationId": f"conv_{n}", "lastMessage": "hi",
+                                          "lastMessageAt": "", "direction": "outbound"},
+        "status_update": lambda n: status(f"conv_{n}", f"wamid.load{n}", "delivered"),
+        "metrics_update": lambda n: metrics(n),
+    }
+    for n in range(LOAD_PER_TYPE):
+        for event_type, make in payloads.items():
+            await sc.publish(tenants[n % LOAD_TENANTS], event_type, make(n))
+            await asyncio.sleep(LOAD_PACING_S)  # pacing is the load profile itself, not a synchronisation
+    await sc.settle()
+    return sc
+
+
+@pytest.mark.requirement("DLV-2")
+async def test_latency_within_budget(conformance):
+    sc = await load_profile(conformance)
+    try:
+        result = conformance.judge(sc, "DLV-2")
+        conformance.record("deliveries_timed", sum(len(v) for v in result.latencies_ms.values()))
+    finally:
+        await sc.__aexit__(None, None, None)
+
+
+@pytest.mark.requirement("DLV-3")
+async def test_p99_latency_under_load(conformance):
+    sc = await load_profile(conformance)
+    try:
+        result = sc.check()
+        conformance.record_latencies(result)
+        everything = [v for values in result.latencies_ms.values() for v in values]
+        if not everything:
+            conformance.unknown("no delivery was timed under load")
+        summary = latency_summary(everything, 100)
+        conformance.record("p99_ms", round(summary["p99_ms"], 2))
+        conformance.record("deliveries_timed", summary["count"])
+        if summary["p99_ms"] > 100:
+            conformance.fail([conformance.violation(
+                "p99 over 100 ms under load", f"p99 {summary['p99_ms']:.0f} ms over {summary['count']} deliveries",
+                {"p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"], "max_ms": summary["max_ms"]}, severity="medium")])
+    finally:
+        await sc.__aexit__(None, None, None)
+
+
+@pytest.mark.requirement("DLV-4")
+@given(plan=strategies.plans(max_tenants=2, max_tabs=2, max_events=12))
+async def test_no_event_is_received_twice(conformance, plan):
+    sc = await run_plan(conformance, plan)
+    try:
+        conformance.judge(sc, "DLV-4")
+    finally:
+        await sc.__aexit__(None, None, None)
+
+
+@pytest.mark.requirement("DLV-5")
+async def test_events_of_a_tenant_arrive_in_publish_order(conformance):
+    async with conformance.scenario() as sc:
+        tenants = [sc.tenant(), sc.tenant()]
+        for tenant in tenants:
+            await sc.connect(tenant, tabs=2)
+        for n in range(60):  # a burst: no pacing, the broker and gateway queue them up
+            await sc.publish(tenants[n % 2], "metrics_update", metrics(n))
+        await sc.settle()
+        conformance.judge(sc, "DLV-5")
+
+
+@pytest.mark.requirement("DLV-6")
+@given(batch=st.tuples(*(strategies.event_data(t) for t in strategies.EVENT_TYPES)))
+async def test_all_four_event_types_are_delivered(conformance, batch):
+    async with conformance.scenario() as sc:
+        tenant = sc.tenant()
+        (client,) = await sc.connect(tenant)
+        for event_type, data in zip(strategies.EVENT_TYPES, batch):
+            await sc.publish(tenant, event_type, data)
+        await sc.settle(barrier=False)
+        result = sc.check()
+        conformance.record_latencies(result)
+        received = {r.event for r in client.received}
+        missing = [t for t in strategies.EVENT_TYPES if t not in received]
+        conformance.record("types_received", sorted(received))
+        conformance.fail([conformance.violation(
+            "Event type never delivered", f"{t} was published but never reached the tenant's client",
+            {"published": next(p.envelope for p in sc.publishes if p.type == t)}) for t in missing])
+        conformance.judge(sc, "DLV-6", as_=("DLV-1",))
+
+
+@pytest.mark.requirement("DLV-7")
+async def test_queue_drains(conformance):
+    async with conformance.scenario() as sc:
+        tenant = sc.tenant()
+        await sc.connect(tenant)
+        for n in range(30):
+            await sc.publish(tenant, "metrics_update", metrics(n))
+        await sc.settle()
+        conformance.judge(sc, "DLV-7", positive_control=True)
+        counts = None
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # acks trail emits by a little: poll the broker, bounded
+            counts = await conformance.target.queue_counts(conformance.main.queue, sc.publisher)
+            if counts["ready"] == 0 and counts.get("unacked") in (0, None):
+                break
+            await asyncio.sleep(0.2)
+        conformance.record("queue_counts", counts)
+        if counts is None:
+            conformance.unknown("the queue's depth could not be read")
+        if counts["ready"] != 0 or (counts.get("unacked") or 0) != 0:
+            conformance.fail([conformance.violation(
+                "Queue did not drain", f"after every event was delivered the queue held {counts}",
+                {"queue": conformance.main.queue, "counts": counts})])
+        if counts.get("unacked") is None:
+            conformance.unknown("ready is 0, but this broker does not let the harness read unacknowledged counts")
+
+
+@pytest.mark.requirement("DLV-8")
+async def test_consumes_a_durable_queue_with_a_configurable_name(conformance):
+    async with conformance.scenario() as sc:
+        durable = await sc.publisher.queue_is_durable()
+        state = await sc.publisher.queue_state()
+        conformance.record("queue", conformance.main.queue)
+        conformance.record("durable", durable)
+        conformance.record("consumers", state[1] if state else None)
+        violations = []
+        if not durable:
+            violations.append(conformance.violation("Queue not durable", f"{conformance.main.queue} is not durable",
+                                                    {"queue": conformance.main.queue}))
+        if not state or state[1] < 1:
+            violations.append(conformance.violation("No consumer on the queue", f"{conformance.main.queue} has no consumer"))
+        conformance.fail(violations)
+    if not conformance.settings.has("restart"):
+        return  # the configured name is the one in use; another name needs a harness-started gateway
+    async with conformance.target.dedicated("custom-queue") as instance:
+        conformance.record("custom_queue", instance.queue)
+        async with instance.scenario() as sc:
+            tenant = sc.tenant()
+            await sc.connect(tenant)
+            await sc.publish(tenant, "metrics_update", metrics(8))
+            await sc.settle()
+            conformance.judge(sc, "DLV-8", as_=("DLV-1",))
