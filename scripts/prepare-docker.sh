@@ -11,8 +11,9 @@
 # RabbitMQ image and the Python base the gateway image is built on.
 #
 # Idempotent: an engine that already answers is used as is, an image that
-# already exists is not rebuilt (FORCE_REBUILD=1 rebuilds), so a second run
-# on the same machine takes seconds. Every wait is bounded.
+# already exists is not rebuilt (FORCE_REBUILD=1 rebuilds; the gateway image
+# is rebuilt when the contents of its inputs changed), so a second run on the
+# same machine takes seconds. Every wait is bounded.
 #
 # Output: `export DOCKER_HOST=...` lines on stdout (eval them), and the same
 # lines in $RTC_DOCKER_DIR/env (source it). Progress goes to stderr.
@@ -24,6 +25,9 @@
 #   SKIP_GATEWAY=1     do not build the reference gateway image
 #   GATEWAY_DOCKERFILE Dockerfile of the reference gateway (default
 #                      gateway/Dockerfile, else docker/gateway.Dockerfile)
+#   GATEWAY_INPUTS     paths whose contents decide whether the gateway image
+#                      is stale (default: gateway contract pyproject.toml,
+#                      plus the Dockerfile)
 #   DOCKERD_TIMEOUT    seconds to wait for dockerd (default 30)
 set -euo pipefail
 
@@ -188,7 +192,20 @@ if [[ "${SKIP_GATEWAY:-0}" != 1 ]]; then
         else DOCKERFILE="$ROOT/docker/gateway.Dockerfile"; fi
     fi
     [[ -f "$DOCKERFILE" ]] || die "no gateway Dockerfile at $DOCKERFILE"
-    if [[ "$FORCE_CHILDREN" == 1 ]] || want_build "$GATEWAY_IMAGE"; then
+    # "Exists" is not enough for the gateway: its code changes between runs
+    # on the same machine. The image carries a hash of its inputs' contents
+    # (not mtimes: CI clones afresh) and is rebuilt when they differ.
+    inputs_hash="$(
+        cd "$ROOT"
+        # shellcheck disable=SC2086
+        find ${GATEWAY_INPUTS:-gateway contract pyproject.toml} "${DOCKERFILE#$ROOT/}" -type f \
+            ! -name '*.pyc' ! -path '*/__pycache__/*' 2>/dev/null | LC_ALL=C sort | xargs -r sha256sum
+        docker image inspect -f '{{.Id}}' "$PYTHON_IMAGE"
+    )"
+    inputs_hash="$(printf '%s' "$inputs_hash" | sha256sum | cut -c1-16)"
+    built_hash="$(docker image inspect -f '{{index .Config.Labels "io.rtc-conformance.inputs"}}' \
+        "$GATEWAY_IMAGE" 2>/dev/null || true)"
+    if [[ "$FORCE_CHILDREN" == 1 || "$FORCE_REBUILD" == 1 || "$built_hash" != "$inputs_hash" ]]; then
         log "building $GATEWAY_IMAGE from ${DOCKERFILE#$ROOT/} (network: host, for PyPI)"
         # --network host: the build's pip reaches PyPI the way the host does,
         # without depending on the bridge's NAT. The context is the repository
@@ -199,12 +216,13 @@ if [[ "${SKIP_GATEWAY:-0}" != 1 ]]; then
                 --exclude=./.pytest_cache --exclude=./.hypothesis . \
             | timeout 900 docker build --network host \
                 --build-arg "BASE_IMAGE=$PYTHON_IMAGE" \
+                --label "io.rtc-conformance.inputs=$inputs_hash" \
                 -f "${DOCKERFILE#$ROOT/}" -t "$GATEWAY_IMAGE" - >"$WORK/gateway-build.log" 2>&1; then
             tail -n 40 "$WORK/gateway-build.log" >&2
             die "building $GATEWAY_IMAGE failed (log: $WORK/gateway-build.log)"
         fi
     else
-        log "$GATEWAY_IMAGE exists"
+        log "$GATEWAY_IMAGE exists and its inputs are unchanged"
     fi
 fi
 
