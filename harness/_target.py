@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import os
 import platform
@@ -200,6 +201,38 @@ class Target:
             if own_broker:
                 await asyncio.to_thread(getattr(broker, "close", broker.stop))
                 self._extra_brokers.remove(broker)
+
+    async def try_start(self, overrides: dict[str, str | None], *, timeout: float) -> dict[str, Any]:
+        """Start one more gateway with some template values replaced (None removes the variable).
+
+        ``overrides`` maps a placeholder such as ``{jwt_secret}`` to its replacement: every
+        variable whose template uses it is changed, whatever the target calls it.
+        Returns the outcome: "exited" (refused to start) or "served" (answered a handshake).
+        """
+        assert self.broker is not None
+        env = dict(self.settings.gateway_env)
+        for placeholder, value in overrides.items():
+            for key, template in list(env.items()):
+                if placeholder in template:
+                    if value is None:
+                        env.pop(key)
+                    else:
+                        env[key] = template.replace(placeholder, value)
+        trial = dataclasses.replace(self.settings, gateway_env=env, gateway_startup_timeout=timeout)
+        n = next(_INSTANCES)
+        gateway = make_gateway(trial, self.broker, queue=f"{self.settings.queue}.trial-{n}",
+                               workdir=self.workdir / f"trial-{n}", name=f"gateway-trial-{n}")
+        if isinstance(gateway, CommandGateway):
+            # The variables removed from the template must not leak in from our own environment.
+            for key in set(self.settings.gateway_env) - set(env):
+                gateway._process.env.pop(key, None)  # type: ignore[union-attr]
+        try:
+            await asyncio.to_thread(gateway.start)
+        except (RuntimeError, TimeoutError) as exc:
+            return {"outcome": "exited", "returncode": getattr(gateway, "returncode", None), "log": str(exc)}
+        log = gateway.logs()
+        await asyncio.to_thread(gateway.stop)
+        return {"outcome": "served", "returncode": None, "log": log}
 
     async def queue_counts(self, queue: str, publisher: Publisher) -> dict[str, int | None] | None:
         """Ready messages (passive declare) and, where the broker lets us, unacknowledged ones."""

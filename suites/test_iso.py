@@ -1,0 +1,92 @@
+"""ISO: a tenant sees its own events only, whatever the interleaving, the tenant ids, or the client's tricks."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from harness import strategies
+from harness._rest import RestClient
+from _support import metrics, new_message
+from test_dlv import run_plan
+
+JOIN_EVENTS = ("join", "subscribe", "join_room", "joinRoom", "room:join", "tenant:join")
+
+
+@pytest.mark.requirement("ISO-1")
+@given(plan=strategies.plans(max_tenants=5, max_tabs=3, max_events=30))
+async def test_no_event_reaches_another_tenant(conformance, plan):
+    sc = await run_plan(conformance, plan)
+    try:
+        conformance.judge(sc, "ISO-1")
+    finally:
+        await sc.__aexit__(None, None, None)
+
+
+@pytest.mark.requirement("ISO-2")
+async def test_client_cannot_widen_what_it_receives(conformance):
+    async with conformance.scenario() as sc:
+        victim, attacker = sc.tenant("victim"), sc.tenant("attacker")
+        await sc.connect(victim)
+        token = conformance.tokens.valid(attacker)
+        tricks = [
+            sc.client(attacker, name=f"{attacker}/auth-names-victim",
+                      auth={"token": token, "tenantId": victim, "tenant": victim, "room": f"tenant:{victim}"}),
+            sc.client(attacker, name=f"{attacker}/query-names-victim", token=token,
+                      query=f"tenantId={victim}&tenant={victim}&room=tenant:{victim}"),
+            sc.client(attacker, name=f"{attacker}/emits-joins", token=token),
+        ]
+        for c in tricks:
+            if not await c.connect():
+                conformance.unknown(f"{c.name} with a valid token was refused; nothing to judge")
+        for event in JOIN_EVENTS:
+            for arg in (victim, f"tenant:{victim}", {"tenantId": victim, "room": f"tenant:{victim}"}):
+                await tricks[2].emit(event, arg)
+        await sc.publish(victim, "new_message", new_message("conv_secret", "wamid.secret", "victim's secret"))
+        await sc.publish(attacker, "metrics_update", metrics(3))
+        await sc.settle()
+        conformance.record("join_events_tried", list(JOIN_EVENTS))
+        conformance.judge(sc, "ISO-2", as_=("ISO-1",))
+
+
+TRICKY_PAIRS = [("a:b", "a"), ("tenant:x", "x"), ("*", "t_abc123"), ("#", "t_abc124"), ("租户-1", "租户-2")]
+
+
+@pytest.mark.requirement("ISO-3")
+@given(generated=st.lists(strategies.tenant_ids(), min_size=2, max_size=4, unique=True))
+async def test_room_like_tenant_ids_stay_isolated(conformance, generated):
+    async with conformance.scenario() as sc:
+        ids = list(dict.fromkeys([t for pair in TRICKY_PAIRS for t in pair] + generated))
+        for tenant in ids:
+            await sc.connect(tenant)
+        for n, tenant in enumerate(ids):
+            await sc.publish(tenant, "metrics_update", metrics(n))
+        await sc.settle()
+        conformance.record("tenant_ids", len(ids))
+        conformance.judge(sc, "ISO-3", as_=("ISO-1", "DLV-1"))
+
+
+@pytest.mark.requirement("ISO-4")
+async def test_rest_serves_only_the_tokens_tenant(conformance):
+    conformance.require("rest")
+    async with conformance.scenario() as sc, RestClient(conformance.main.url, conformance.settings.rest_paths) as rest:
+        owner, other = sc.tenant("owner"), sc.tenant("other")
+        await sc.connect(owner)
+        conv = f"conv_iso_{owner}"
+        await sc.publish(owner, "new_message", new_message(conv, f"wamid.iso.{owner}", "owner only"))
+        await sc.settle()
+        owner_token, other_token = conformance.tokens.valid(owner), conformance.tokens.valid(other)
+        status, mine = await rest.conversations(owner_token)
+        if status != 200 or conv not in str(mine):
+            conformance.unknown(f"positive control: the owner's conversation list ({status}) does not show {conv}")
+        violations = []
+        status, theirs = await rest.conversations(other_token)
+        if conv in str(theirs):
+            violations.append(conformance.violation("Another tenant's conversation listed",
+                                                    f"GET conversations as {other} lists {conv}", {"body": theirs}))
+        status, messages = await rest.messages(other_token, conv)
+        if status == 200 and "owner only" in str(messages):
+            violations.append(conformance.violation("Another tenant's messages served",
+                                                    f"GET messages of {conv} as {other} returned them", {"body": messages}))
+        conformance.record("cross_tenant_messages_status", status)
+        conformance.fail(violations)

@@ -1,0 +1,96 @@
+"""MET: dashboard metrics reach their tenant only, from the queue and from the stats endpoints."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given, strategies as st
+
+from harness import strategies
+from harness._checks import canonical
+from harness._rest import RestClient
+from _support import metrics, new_message
+
+NUMBERS = ("activeConversations", "waitingConversations", "totalMessagesToday", "avgResponseTime")
+
+
+def numbers(data) -> tuple:
+    return tuple(data.get(k) for k in NUMBERS) if isinstance(data, dict) else ()
+
+
+def originated(sc, client) -> list:
+    """metrics_update events the gateway made itself (not any the harness published)."""
+    published = {p.key for p in sc.publishes}
+    return [r for r in client.events_named("metrics_update") if canonical(r.data) not in published]
+
+
+@pytest.mark.requirement("MET-1")
+@given(batch=st.lists(strategies.metrics_update(), min_size=1, max_size=8))
+async def test_metrics_updates_from_the_queue_reach_the_tenant(conformance, batch):
+    async with conformance.scenario() as sc:
+        tenant, other = sc.tenant(), sc.tenant()
+        await sc.connect(tenant, tabs=2)
+        await sc.connect(other)
+        for data in batch:
+            await sc.publish(tenant, "metrics_update", data)
+        await sc.publish(other, "metrics_update", metrics(99))
+        await sc.settle()
+        conformance.judge(sc, "MET-1", as_=("DLV-1", "ISO-1"))
+
+
+@pytest.mark.requirement("MET-2")
+async def test_stats_endpoints_answer_and_emit_to_the_tenant_only(conformance):
+    conformance.require("rest")
+    async with conformance.scenario() as sc, RestClient(conformance.main.url, conformance.settings.rest_paths) as rest:
+        tenant, bystander = sc.tenant("stats"), sc.tenant("bystander")
+        (client,) = await sc.connect(tenant)
+        (other,) = await sc.connect(bystander)
+        await sc.publish(tenant, "new_message", new_message(f"conv_{tenant}", f"wamid.{tenant}", "hi"))
+        await sc.publish(bystander, "metrics_update", metrics(5))  # the bystander's positive control
+        await sc.settle()
+        token, violations, calls = conformance.tokens.valid(tenant), [], {}
+        for name, call in (("GET stats", rest.stats), ("POST refresh", rest.refresh)):
+            before = len(originated(sc, client))
+            status, body = await call(token)
+            calls[name] = {"status": status, "body": body}
+            if status != 200 or not isinstance(body, dict) or any(not isinstance(body.get(k), (int, float)) for k in NUMBERS):
+                violations.append(conformance.violation(f"{name} did not answer stats", f"{status}: {body!r}", {"body": body}))
+                continue
+            got = await client.wait_for(lambda c: len(originated(sc, c)) > before, timeout=sc.grace_s)
+            if not got:
+                violations.append(conformance.violation(f"{name} emitted no metrics_update",
+                                                        f"no metrics_update reached {tenant} within {sc.grace_s:.1f} s"))
+            elif numbers(originated(sc, client)[-1].data) != numbers(body):
+                violations.append(conformance.violation(
+                    f"{name}: emitted numbers differ from the answer",
+                    f"answered {numbers(body)}, emitted {numbers(originated(sc, client)[-1].data)}",
+                    {"answer": body, "emitted": originated(sc, client)[-1].data}))
+        await sc.settle()  # a leak to the bystander has had its chance to arrive
+        leaked = originated(sc, other)
+        if leaked:
+            violations.append(conformance.violation(
+                "Stats emitted to another tenant", f"{bystander} received {len(leaked)} metrics_update meant for {tenant}",
+                {"leaked": leaked[0].data}))
+        conformance.record("calls", {k: v["status"] for k, v in calls.items()})
+        conformance.fail(violations)
+        conformance.judge(sc, "MET-2", as_=("ISO-1",))
+
+
+@pytest.mark.requirement("MET-4")
+async def test_new_conversation_is_followed_by_metrics(conformance):
+    async with conformance.scenario() as sc:
+        tenant = sc.tenant()
+        (client,) = await sc.connect(tenant)
+        published = await sc.publish(tenant, "new_message", new_message(f"conv_new_{tenant}", f"wamid.new.{tenant}", "first", new=True))
+        got = await client.wait_for(lambda c: bool(originated(sc, c)), timeout=2.0)
+        if not got:
+            conformance.fail([conformance.violation("No metrics_update after a new conversation",
+                                                    "nothing within 2 s of a new_message with isNewConversation true",
+                                                    {"published": published.envelope}, severity="medium")])
+        delay_ms = (originated(sc, client)[0].at - published.sent_at) * 1000
+        conformance.record("metrics_after_ms", round(delay_ms, 1))
+        if delay_ms > 1000:
+            conformance.fail([conformance.violation("metrics_update too late",
+                                                    f"{delay_ms:.0f} ms after the new conversation (> 1000 ms)",
+                                                    severity="medium")])
