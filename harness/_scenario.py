@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ._checks import CheckResult, ClientView, Publish, canonical, check
 from ._clients import TenantClient
 from ._failures import UnknownEvidence
+from ._portal import PortalTab
 from ._publisher import Publisher
 from ._settings import Settings
 from ._tokens import TokenFactory
@@ -49,6 +50,7 @@ class Scenario:
         self.tokens = tokens
         self.publisher = Publisher(amqp_url, queue)
         self.clients: list[TenantClient] = []
+        self.tabs: list[PortalTab] = []
         self.publishes: list[Publish] = []
         self._seq = itertools.count(1)
         self._changed = asyncio.Event()
@@ -59,7 +61,8 @@ class Scenario:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in self.clients), *(t.close() for t in self.tabs),
+                             return_exceptions=True)
         await self.publisher.close()
 
     # -- clients --------------------------------------------------------
@@ -99,6 +102,27 @@ class Scenario:
                 f"cannot be observed; first refusal: {bad[0].connect_errors[-1].data if bad[0].connect_errors else 'timeout'}"
             )
         return new
+
+    def tab(self, tenant: str, *, name: str | None = None, url: str | None = None,
+            token_provider: Callable[[], str] | None = None, active_queries: Any = (),
+            seed: int | None = None) -> PortalTab:
+        """A portal tab (the seed's frontend behaviour) following the settings' reconnect policy."""
+        import random
+
+        tab = PortalTab(
+            name=name or f"{tenant}/portal{len(self.tabs) + 1}",
+            base_url=url or self.url,
+            token_provider=token_provider or (lambda: self.tokens.valid(tenant)),
+            policy=self.settings.reconnect_policy,
+            socketio_path=self.settings.socketio_path,
+            rest_paths=self.settings.rest_paths,
+            rng=random.Random(seed if seed is not None else len(self.tabs)),
+            clock=time.perf_counter,
+            active_queries=active_queries,
+        )
+        tab.tenant = tenant  # type: ignore[attr-defined]
+        self.tabs.append(tab)
+        return tab
 
     async def try_connect(self, client: TenantClient, timeout: float = 5.0) -> bool:
         return await client.connect(timeout)
@@ -170,11 +194,17 @@ class Scenario:
 
     # -- checks ---------------------------------------------------------
     def views(self, clients: Sequence[TenantClient] | None = None) -> list[ClientView]:
-        return [
+        views = [
             ClientView(c.name, c.tenant, c.connected_at[0] if c.connected_at else None, c.closed_at,
                        [(r.event, r.data, r.at) for r in c.received], getattr(c, "expects_events", True))
             for c in (self.clients if clients is None else clients)
         ]
+        if clients is None:
+            for t in self.tabs:
+                live = [at for at, state in t.state_history if state == "live"]
+                views.append(ClientView(t.name, t.tenant, live[0] if live else None, None,  # type: ignore[attr-defined]
+                                        [(name, data, at) for at, name, data in t.events], expects_events=False))
+        return views
 
     def check(self) -> CheckResult:
         return check(self.publishes, self.views(), budget_ms=self.settings.latency_budget_ms)

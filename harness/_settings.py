@@ -22,6 +22,8 @@ import pytest
 
 import contract
 
+from ._portal import ReconnectPolicy
+
 ENV_PREFIX = "RTC_"
 
 BROKER_KINDS = ("auto", "process", "container", "external")
@@ -103,27 +105,6 @@ BY_NAME = {o.name: o for o in OPTIONS}
 
 
 @dataclass(frozen=True)
-class ReconnectPolicy:
-    """The portal's reconnection policy (socket.io-client v4 semantics)."""
-
-    attempts: int = 5
-    delay_s: float = 1.0
-    max_s: float = 5.0
-    jitter: float = 0.5
-
-    def bounds(self, n: int) -> tuple[float, float]:
-        """Allowed delay range before attempt ``n`` (1-based), as socket.io-client computes it."""
-        base = self.delay_s * 2 ** min(n - 1, 60)
-        low = max(base - base * self.jitter, 0.0)
-        high = base + base * self.jitter
-        return min(low, self.max_s), min(high, self.max_s)
-
-    def worst_case_total(self) -> float:
-        """Longest time the whole schedule may take before giving up."""
-        return sum(self.bounds(n)[1] for n in range(1, self.attempts + 1))
-
-
-@dataclass(frozen=True)
 class Settings:
     """Validated harness settings; build with ``resolve``."""
 
@@ -185,8 +166,8 @@ class Settings:
             elif isinstance(value, (frozenset, tuple)):
                 value = ",".join(sorted(value)) if isinstance(value, frozenset) else ",".join(value)
             elif isinstance(value, ReconnectPolicy):
-                value = (f"attempts={value.attempts},delay={value.delay_s * 1000:g},"
-                         f"max={value.max_s * 1000:g},jitter={value.jitter:g}")
+                value = (f"attempts={value.attempts},delay={value.delay * 1000:g},"
+                         f"max={value.delay_max * 1000:g},jitter={value.randomization:g}")
             elif isinstance(value, Mapping):
                 value = json.dumps(dict(value), ensure_ascii=False)
             out[opt.name] = value
@@ -329,11 +310,11 @@ def _parse_policy(opt: Option, value: str) -> ReconnectPolicy:
             raise _fail(opt, value, f"has a non-number for {key}") from None
     policy = ReconnectPolicy(
         attempts=int(fields.get("attempts", 5)),
-        delay_s=fields.get("delay", 1000) / 1000,
-        max_s=fields.get("max", 5000) / 1000,
-        jitter=fields.get("jitter", 0.5),
+        delay=fields.get("delay", 1000) / 1000,
+        delay_max=fields.get("max", 5000) / 1000,
+        randomization=fields.get("jitter", 0.5),
     )
-    if policy.attempts < 1 or policy.delay_s <= 0 or policy.max_s < policy.delay_s or not 0 <= policy.jitter < 1:
+    if policy.attempts < 1 or policy.delay <= 0 or policy.delay_max < policy.delay or not 0 <= policy.randomization < 1:
         raise _fail(opt, value, "needs attempts >= 1, 0 < delay <= max, 0 <= jitter < 1")
     return policy
 

@@ -20,12 +20,14 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
 from ._broker import RABBITMQ_SERVER, Broker, ExternalBroker, PrivateRabbitNode
 from ._gateway import CommandGateway, Gateway, UrlGateway, engineio_open
 from ._ports import LOOPBACK, free_port
+from ._proxy import FaultProxy
 from ._publisher import Publisher
 from ._scenario import Scenario
 from ._settings import Settings
@@ -107,8 +109,18 @@ async def wait_for_consumer(amqp_url: str, queue: str, timeout: float) -> None:
                        "is the gateway configured for this queue name and broker?")
 
 
+class _LinkedBroker:
+    """A broker as the gateway sees it through a FaultProxy: same broker, another URL."""
+
+    def __init__(self, broker: Broker, amqp_url: str) -> None:
+        self.broker = broker
+        self.amqp_url = amqp_url
+
+
 class Instance:
     """One running gateway consuming one queue; what scenarios connect to."""
+
+    broker_link: "FaultProxy | None" = None
 
     def __init__(self, target: "Target", gateway: Gateway, queue: str, broker: Broker) -> None:
         self.target = target
@@ -175,17 +187,31 @@ class Target:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     @contextlib.asynccontextmanager
-    async def dedicated(self, label: str, *, own_broker: bool = False) -> AsyncIterator[Instance]:
-        """A fresh gateway instance on its own queue (and optionally its own broker) for fault tests."""
+    async def dedicated(self, label: str, *, own_broker: bool = False,
+                        broker_link: bool = False) -> AsyncIterator[Instance]:
+        """A fresh gateway instance on its own queue for fault tests.
+
+        ``own_broker`` gives it a broker of its own (to restart); ``broker_link`` puts a
+        FaultProxy between it and the broker (``instance.broker_link``) to cut its AMQP link.
+        """
         assert self.broker is not None
         broker = self.broker
         if own_broker:
             broker = make_broker(self.settings)
             self._extra_brokers.append(broker)
             await asyncio.to_thread(broker.start)
+        link: FaultProxy | None = None
+        gateway_broker: Any = broker
+        if broker_link:
+            if self.settings.target_kind != "process":
+                raise RuntimeError("a broker link proxy needs a gateway started as a process")
+            parts = urlsplit(broker.amqp_url)
+            link = await FaultProxy(parts.hostname or LOOPBACK, parts.port or 5672).start()
+            gateway_broker = _LinkedBroker(broker, parts._replace(netloc=f"{parts.username}:{parts.password}@"
+                                                                  f"{LOOPBACK}:{link.port}").geturl())
         n = next(_INSTANCES)
         queue = f"{self.settings.queue}.{label}-{n}"
-        gateway = make_gateway(self.settings, broker, queue=queue, workdir=self.workdir / f"{label}-{n}",
+        gateway = make_gateway(self.settings, gateway_broker, queue=queue, workdir=self.workdir / f"{label}-{n}",
                                name=f"gateway-{label}-{n}")
         self._extra.append(gateway)
         try:
@@ -193,11 +219,14 @@ class Target:
                 pass  # declare the queue first, so events published before the gateway exists wait in it
             await asyncio.to_thread(gateway.start)
             instance = Instance(self, gateway, queue, broker)
+            instance.broker_link = link
             await instance.wait_ready()
             yield instance
         finally:
             await asyncio.to_thread(gateway.stop)
             self._extra.remove(gateway)
+            if link is not None:
+                await link.close()
             if own_broker:
                 await asyncio.to_thread(getattr(broker, "close", broker.stop))
                 self._extra_brokers.remove(broker)

@@ -111,3 +111,56 @@ async def test_refusals_carry_a_machine_readable_code(conformance):
                 f"both refused with {codes['expired']!r}: a portal cannot tell 'refresh your token' from 'forged'",
                 {"codes": codes}, severity="medium"))
         conformance.fail(violations)
+
+
+@pytest.mark.requirement("AUTH-7")
+async def test_refused_expired_client_reconnects_with_a_fresh_token(conformance):
+    async with conformance.scenario() as sc:
+        tenant = sc.tenant()
+        fresh = {"token": conformance.tokens.expired(tenant)}
+        client = sc.client(tenant, token=lambda: fresh["token"])
+        if await client.connect():
+            conformance.unknown("the expired token was accepted (see AUTH-3); a refresh cannot be observed")
+        refusal = client.connect_errors[-1].data if client.connect_errors else None
+        conformance.record("first refusal", refusal)
+        fresh["token"] = conformance.tokens.valid(tenant)  # the portal refreshes its token, then reconnects
+        if not await client.connect():
+            conformance.fail([conformance.violation(
+                "Fresh token refused after an expired one",
+                "the same client, reconnecting with a fresh token, was not connected",
+                {"connect_errors": [e.data for e in client.connect_errors]})])
+        await sc.publish(tenant, "metrics_update", metrics(7))
+        await sc.settle()
+        conformance.judge(sc, "AUTH-7", as_=("DLV-1",))
+
+
+@pytest.mark.requirement("AUTH-8")
+async def test_connection_ends_when_its_token_expires(conformance):
+    import time
+
+    async with conformance.scenario() as sc:
+        tenant = sc.tenant()
+        ttl = 3
+        token = conformance.tokens.valid(tenant, ttl_s=ttl)
+        exp = int(time.time() + ttl)  # the token's exp, as signed (whole seconds)
+        client = sc.client(tenant, token=token)
+        if not await client.connect():
+            conformance.unknown("a token valid for 3 s was refused; expiry while connected cannot be observed")
+        await sc.publish(tenant, "metrics_update", metrics(1))
+        await sc.settle(barrier=False)
+        if not client.received:
+            conformance.unknown("positive control: the client received nothing before its token expired")
+        limit = exp + 5 - time.time()
+        ended = await client.wait_for(lambda c: bool(c.disconnected_at), timeout=max(limit, 0.1))
+        if ended:
+            conformance.record("disconnected_after_exp_s", round(time.time() - exp, 2))
+            return
+        before = len(client.received)
+        late = await sc.publish(tenant, "metrics_update", metrics(2))
+        got = await client.wait_for(lambda c: len(c.received) > before, timeout=sc.grace_s)
+        conformance.record("still_connected_at_exp_plus_5s", True)
+        if got:
+            conformance.fail([conformance.violation(
+                "Expired connection still receives events",
+                f"the connection outlived its token by over 5 s and still received {late.type}",
+                {"exp": exp, "published": late.envelope}, severity="medium")])

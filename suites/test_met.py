@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+
+
 import pytest
 from hypothesis import given, strategies as st
 
@@ -94,3 +96,29 @@ async def test_new_conversation_is_followed_by_metrics(conformance):
             conformance.fail([conformance.violation("metrics_update too late",
                                                     f"{delay_ms:.0f} ms after the new conversation (> 1000 ms)",
                                                     severity="medium")])
+
+
+@pytest.mark.requirement("MET-3")
+async def test_refetching_tabs_reach_quiescence(conformance):
+    conformance.require("rest")
+    async with conformance.scenario() as sc:
+        tenant = sc.tenant("dash")
+        tabs = [sc.tab(tenant, active_queries={("dashboard-metrics",), ("conversations",)}) for _ in range(3)]
+        for tab in tabs:
+            await tab.connect()
+        # A real change: a new conversation, after which the dashboard must update and then settle.
+        await sc.publish(tenant, "new_message", new_message(f"conv_{tenant}", f"wamid.met3.{tenant}", "hello", new=True))
+        await sc.publish(tenant, "metrics_update", metrics(3))
+        change_at = time.perf_counter()
+        quiet = [await tab.wait_quiescent(quiet_for=1.0, timeout=5.0 - (time.perf_counter() - change_at) + 1.0)
+                 for tab in tabs]
+        conformance.record("stats_requests", [t.stats_requests for t in tabs])
+        conformance.record("metrics_updates_received", [t.metrics_updates_received for t in tabs])
+        conformance.record("http_requests", [len(t.http_requests) for t in tabs])
+        if not any(t.metrics_updates_received for t in tabs):
+            conformance.unknown("positive control: no tab received any metrics_update")
+        if not all(quiet):
+            conformance.fail([conformance.violation(
+                "Refetch loop", f"{quiet.count(False)} of 3 tabs still busy 5 s after the last change: "
+                f"{[t.stats_requests for t in tabs]} stats requests, {[t.metrics_updates_received for t in tabs]} metrics_update",
+                {"stats_requests": [t.stats_requests for t in tabs]})])

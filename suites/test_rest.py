@@ -32,3 +32,37 @@ async def test_rest_refuses_bad_tokens_with_401(conformance):
                         {"endpoint": name, "token": label, "status": status, "body": body}))
         conformance.record("statuses", seen)
         conformance.fail(violations)
+
+
+@pytest.mark.requirement("REST-1")
+async def test_manual_refresh_works_while_the_socket_is_down(conformance):
+    import asyncio
+    import time
+
+    from _support import new_message
+
+    conformance.require("rest")
+    async with conformance.scenario() as sc, RestClient(conformance.main.url, conformance.settings.rest_paths) as rest:
+        tenant = sc.tenant()
+        (client,) = await sc.connect(tenant)
+        await client.close()  # the socket is down; the portal shows its warning
+        conv, mid = f"conv_down_{tenant}", f"wamid.down.{tenant}"
+        await sc.publish(tenant, "new_message", new_message(conv, mid, "sent while you were away"))
+        token = conformance.tokens.valid(tenant)
+        deadline, seen = time.monotonic() + sc.grace_s, {}
+        while time.monotonic() < deadline:  # bounded: the gateway consumes, then the read model shows it
+            seen = {"conversations": await rest.conversations(token), "messages": await rest.messages(token, conv),
+                    "stats": await rest.stats(token)}
+            if all(code == 200 for code, _ in seen.values()) and mid in str(seen["messages"][1]) and conv in str(seen["conversations"][1]):
+                break
+            await asyncio.sleep(0.1)
+        conformance.record("statuses", {k: v[0] for k, v in seen.items()})
+        violations = [conformance.violation(f"{k} did not answer 200", f"answered {code}", {"body": body})
+                      for k, (code, body) in seen.items() if code != 200]
+        if not violations and mid not in str(seen["messages"][1]):
+            violations.append(conformance.violation("Refresh misses the event", f"{mid} not in GET messages",
+                                                    {"body": seen["messages"][1]}))
+        if not violations and conv not in str(seen["conversations"][1]):
+            violations.append(conformance.violation("Refresh misses the conversation", f"{conv} not listed",
+                                                    {"body": seen["conversations"][1]}))
+        conformance.fail(violations)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given, strategies as st
 
@@ -48,3 +50,47 @@ async def test_every_status_update_names_its_conversation(conformance, batch):
                     {"received": r.data}))
         conformance.fail(violations[:5])
         conformance.judge(sc, "STAT-3")
+
+
+RANK = {"sent": 1, "delivered": 2, "read": 3}
+
+
+def furthest(flow) -> str:
+    """The status the portal must show: failed is final, otherwise the highest rank reached."""
+    return "failed" if "failed" in flow else max(flow, key=RANK.__getitem__)
+
+
+@pytest.mark.requirement("STAT-2")
+@given(flow=st.lists(st.sampled_from(strategies.STATUSES), min_size=1, max_size=5))
+async def test_messages_endpoint_shows_the_furthest_status(conformance, flow):
+    import time
+
+    from harness._rest import RestClient
+    from _support import new_message
+
+    conformance.require("rest")
+    async with conformance.scenario() as sc, RestClient(conformance.main.url, conformance.settings.rest_paths) as rest:
+        tenant = sc.tenant()
+        await sc.connect(tenant)
+        conv, mid = f"conv_{tenant}", f"wamid.stat2.{tenant}"
+        await sc.publish(tenant, "new_message", new_message(conv, mid, "status flow"))
+        for value in flow:
+            await sc.publish(tenant, "status_update", status(conv, mid, value))
+        await sc.settle()
+        expected, shown, body = furthest(flow), None, None
+        token = conformance.tokens.valid(tenant)
+        deadline = time.monotonic() + sc.grace_s
+        while time.monotonic() < deadline:  # the read model may trail the emit a little: bounded re-reads
+            code, body = await rest.messages(token, conv)
+            rows = body if isinstance(body, list) else (body or {}).get("messages", []) if isinstance(body, dict) else []
+            shown = next((r.get("status") for r in rows if isinstance(r, dict) and r.get("messageId") == mid), None)
+            if shown == expected:
+                break
+            await asyncio.sleep(0.1)
+        conformance.record("last_flow", flow)
+        if shown is None:
+            conformance.unknown(f"the message {mid} is not in GET messages ({body!r:.200}); its status cannot be judged")
+        if shown != expected:
+            conformance.fail([conformance.violation(
+                "Status not the furthest reached", f"published {flow}, the endpoint shows {shown!r}, expected {expected!r}",
+                {"published_order": flow, "shown": shown, "expected": expected})])
