@@ -24,7 +24,8 @@ Choices, and why:
   have both.
 
 Construction (the plugin does this for ``--broker container`` and
-``--gateway-image``)::
+``--gateway-image``); ``RabbitContainer(image)`` alone brings its own
+network (``broker.network``), removed with the broker::
 
     with ContainerNetwork() as net:
         broker = RabbitContainer("rtc/rabbitmq:local", network=net)
@@ -171,15 +172,25 @@ class ContainerNetwork:
         return self._network
 
     def close(self) -> None:
-        """Remove the network (containers on it must be removed first)."""
-        net, self._network = self._network, None
-        if net is not None:
-            try:
-                net.remove()
-            except docker.errors.NotFound:
-                pass
-            finally:
-                _forget(self)
+        """Remove the network.
+
+        Containers still attached make this fail with RuntimeError; the network
+        then stays registered and is removed at exit, after the containers.
+        """
+        net = self._network
+        if net is None:
+            return
+        try:
+            net.remove()
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise RuntimeError(
+                f"network {self.name} not removed ({exc.explanation or exc}): close the containers on it "
+                "first; it is retried at exit"
+            ) from None
+        self._network = None
+        _forget(self)
 
     def __enter__(self) -> "ContainerNetwork":
         return self.create()
@@ -391,7 +402,10 @@ class RabbitContainer:
         startup_timeout: float = 90.0,
     ) -> None:
         self.image = image
-        self.network = network
+        # Without a network of the caller's, the broker brings its own, so
+        # gateway_amqp_url always works for a gateway started on broker.network.
+        self._own_network = network is None
+        self.network: ContainerNetwork = network if network is not None else ContainerNetwork()
         self.alias = alias
         self.host_port = host_port or free_port()
         self.username = username
@@ -407,6 +421,7 @@ class RabbitContainer:
 
     def with_network(self, network: ContainerNetwork, alias: str = "rabbitmq") -> "RabbitContainer":
         self._before_start("with_network")
+        self._own_network = False
         self.network, self.alias = network, alias
         self._container.network, self._container.aliases = network, (alias,)
         return self
@@ -431,9 +446,7 @@ class RabbitContainer:
 
     @property
     def gateway_amqp_url(self) -> str:
-        """The URL a container on the same network uses (the network alias, port 5672)."""
-        if self.network is None:
-            raise RuntimeError("gateway_amqp_url needs a network: RabbitContainer(..., network=ContainerNetwork())")
+        """The URL a container on ``self.network`` uses (the network alias, port 5672)."""
         return f"amqp://{self.username}:{self.password}@{self.alias}:5672/"
 
     @property
@@ -446,6 +459,8 @@ class RabbitContainer:
 
     def start(self) -> None:
         """Create the container the first time, ``docker start`` it afterwards; return when it speaks AMQP."""
+        if self._own_network:
+            self.network.create()
         _start_or_clean_up("RabbitMQ", self._container, lambda: self.wait_ready(self.startup_timeout))
         self.version = self.version or amqp_server_version(LOOPBACK, self.host_port)
 
@@ -483,9 +498,37 @@ class RabbitContainer:
     def logs(self) -> str:
         return self._container.logs()
 
+    def queue_counts(self, queue: str) -> dict[str, int] | None:
+        """Ready and unacknowledged counts from rabbitmqctl in the container (exact, unlike management stats)."""
+        if not self.running:
+            return None
+        try:
+            # Debian's /usr/sbin/rabbitmqctl switches to the rabbitmq user, whose
+            # cookie is not the server's (HOME=/root); call the real one there.
+            result = self._container._docker_container().exec_run(
+                ["sh", "-c", 'ctl=/usr/lib/rabbitmq/bin/rabbitmqctl; [ -x "$ctl" ] || ctl=rabbitmqctl; exec "$ctl" "$@"',
+                 "rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name", "messages_ready",
+                 "messages_unacknowledged"], demux=False)
+        except docker.errors.APIError:
+            return None
+        if result.exit_code != 0:
+            return None
+        for line in (result.output or b"").decode("utf-8", errors="replace").splitlines():
+            parts = line.split("\t")
+            if len(parts) == 3 and parts[0] == queue:
+                return {"ready": int(parts[1]), "unacked": int(parts[2])}
+        return None
+
     def close(self) -> None:
-        """Remove the container and its data."""
-        self._container.close()
+        """Remove the container and its data, and the network if the broker brought its own."""
+        try:
+            self._container.close()
+        finally:
+            if self._own_network:
+                try:
+                    self.network.close()
+                except RuntimeError:
+                    pass  # a gateway still on it: removed at exit, after the containers
 
     def describe(self) -> dict[str, str]:
         return {

@@ -34,6 +34,7 @@ from harness._containers import (
     docker_available,
     image_exists,
     live_resources,
+    reap_all,
 )
 from harness._gateway import engineio_open
 
@@ -194,6 +195,7 @@ def test_rabbit_kill_restart_keeps_url_and_persistent_message(stack: Stack) -> N
             return message.body
 
     asyncio.run(put())
+    assert stack.broker.queue_counts(queue) == {"ready": 1, "unacked": 0}
     stack.broker.kill()
     assert not stack.broker.running
     assert not amqp_accepts("127.0.0.1", stack.broker.host_port)
@@ -240,4 +242,22 @@ def test_close_leaves_no_container_or_network(stack: Stack) -> None:
     stack.close()
     assert ours("containers") == []
     assert ours("networks") == []
+    assert live_resources() == []
+
+
+def test_broker_without_network_brings_its_own_and_exit_reaping_removes_all() -> None:
+    """The plugin's path: RabbitContainer(image) alone, the gateway on broker.network, then only stop()s."""
+    assert ours("containers") == [] and ours("networks") == [], "runs after the shared stack is closed"
+    broker = RabbitContainer(RABBITMQ_IMAGE)
+    try:
+        broker.start()
+        assert broker.network.name in ours("networks")
+        gateway = ImageGateway(GATEWAY_IMAGE, env=gateway_env(broker), network=broker.network)
+        gateway.start()
+        gateway.stop()  # stopped, not closed: the container stays until close() or exit
+        broker.close()  # the gateway's container stays until close() or exit
+        assert ours("containers")
+    finally:
+        reap_all()  # what atexit does
+    assert ours("containers") == [] and ours("networks") == []
     assert live_resources() == []
