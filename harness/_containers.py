@@ -416,7 +416,7 @@ class RabbitContainer:
         env = {} if (username, password) == ("guest", "guest") else {
             "RABBITMQ_DEFAULT_USER": username, "RABBITMQ_DEFAULT_PASS": password}
         self._container = _ManagedContainer(
-            image, role="rabbitmq", network=network, aliases=(alias,), ports={5672: self.host_port}, env=env
+            image, role="rabbitmq", network=self.network, aliases=(alias,), ports={5672: self.host_port}, env=env
         )
 
     def with_network(self, network: ContainerNetwork, alias: str = "rabbitmq") -> "RabbitContainer":

@@ -254,6 +254,8 @@ def test_broker_without_network_brings_its_own_and_exit_reaping_removes_all() ->
         assert broker.network.name in ours("networks")
         gateway = ImageGateway(GATEWAY_IMAGE, env=gateway_env(broker), network=broker.network)
         gateway.start()
+        payload = asyncio.run(receive_one(gateway.url, broker.amqp_url, {**METRICS, "tenantId": "t3"}))
+        assert payload == METRICS["data"], "the gateway must reach the broker by its alias on broker.network"
         gateway.stop()  # stopped, not closed: the container stays until close() or exit
         broker.close()  # the gateway's container stays until close() or exit
         assert ours("containers")
