@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import urlsplit
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -47,6 +48,7 @@ class Settings:
     ping_interval: float
     ping_timeout: float
     log_level: str
+    backlog_grace: float = 5.0
 
     @property
     def dlq(self) -> str:
@@ -74,6 +76,20 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 < value <= 3600:
         raise ConfigError(
             name, f"{name} must be a number of seconds above 0 and at most 3600, got {raw!r}: e.g. {name}={default:g}"
+        )
+    return value
+
+
+def _grace(env: Mapping[str, str]) -> float:
+    raw = env.get("BACKLOG_GRACE", "").strip() or "5"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 60:
+        raise ConfigError(
+            "BACKLOG_GRACE",
+            f"BACKLOG_GRACE must be a number of seconds from 0 to 60, got {raw!r}: e.g. BACKLOG_GRACE=5 (0 disables it)",
         )
     return value
 
@@ -131,7 +147,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not url.startswith(("amqp://", "amqps://")):
         raise ConfigError(
             "RABBITMQ_URL",
-            f"RABBITMQ_URL must start with amqp:// or amqps://, got {url.split('@')[-1]!r}: "
+            f"RABBITMQ_URL must start with amqp:// or amqps://, got scheme {urlsplit(url).scheme!r}: "
             "e.g. RABBITMQ_URL=amqp://guest:guest@localhost:5672/",
         )
 
@@ -161,4 +177,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ping_interval=_seconds(env, "PING_INTERVAL", 25),
         ping_timeout=_seconds(env, "PING_TIMEOUT", 20),
         log_level=log_level,
+        backlog_grace=_grace(env),
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from typing import Any
 
 import aio_pika
@@ -32,6 +33,7 @@ BACKOFF_START = 0.5
 BACKOFF_MAX = 5.0
 CONNECT_TIMEOUT = 5.0
 OP_TIMEOUT = 10.0
+EMITTED_MEMORY = 100_000  # recent body hashes kept to recognise broker redeliveries
 
 
 class EventConsumer:
@@ -48,6 +50,8 @@ class EventConsumer:
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._started_once = False
+        self._emitted: OrderedDict[str, None] = OrderedDict()  # body hashes emitted by this process
 
     # -- supervision -------------------------------------------------------------------------
 
@@ -89,10 +93,35 @@ class EventConsumer:
             timeout=CONNECT_TIMEOUT + 1,
         )
         queue = await asyncio.wait_for(self._declare(), timeout=OP_TIMEOUT)
+        await self._hold_backlog(queue)
         inbox = self._inbox
         await asyncio.wait_for(queue.consume(inbox.put, no_ack=False), timeout=OP_TIMEOUT)
         self.connected = True
         log("consuming", queue=self.settings.queue, dlq=self.settings.dlq, prefetch=self.settings.amqp_prefetch)
+
+    async def _hold_backlog(self, queue: AbstractQueue) -> None:
+        """At process start, let reconnecting clients rejoin their rooms before a backlog is emitted.
+
+        Messages waiting when the gateway starts were published while it was down
+        (or were in flight when it was killed). Emitting them at once would reach
+        empty rooms, because clients reconnect with a backoff of 0.5 s and more;
+        so, only on the process's first consume and only when the queue is not
+        empty, wait BACKLOG_GRACE seconds. The messages are safe in the durable
+        queue meanwhile (RECON-3, FAULT-3).
+        """
+        if self._started_once:
+            return
+        self._started_once = True
+        result = getattr(queue, "declaration_result", None)
+        waiting = int(getattr(result, "message_count", 0) or 0)
+        if waiting == 0 or self.settings.backlog_grace <= 0:
+            return
+        log("backlog at start-up; letting clients reconnect before consuming", queue=self.settings.queue,
+            messages=waiting, grace_seconds=self.settings.backlog_grace)
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=self.settings.backlog_grace)
+        except asyncio.TimeoutError:
+            pass
 
     async def _open_channel(self) -> AbstractChannel:
         assert self._connection is not None
@@ -154,21 +183,40 @@ class EventConsumer:
             await asyncio.wait_for(message.ack(), timeout=OP_TIMEOUT)
             return
         try:
-            await self.process_envelope(envelope, body)
+            await self.process_envelope(envelope, body, redelivered=bool(message.redelivered))
         except Exception as exc:
             log("event handling failed", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}",
                 type=envelope.get("type"), tenant=envelope.get("tenantId"), exc_info=True)
             await self.dead_letter(message, f"handler error: {type(exc).__name__}: {exc}")
         await asyncio.wait_for(message.ack(), timeout=OP_TIMEOUT)
 
-    async def process_envelope(self, envelope: dict[str, Any], body: bytes) -> None:
-        """Apply a valid envelope to the read model (idempotently) and emit it to its tenant's room."""
+    async def process_envelope(self, envelope: dict[str, Any], body: bytes, redelivered: bool = False) -> None:
+        """Apply a valid envelope to the read model (idempotently) and emit it to its tenant's room.
+
+        Every queue message is emitted once, including a second publish of an
+        identical body. A broker *redelivery* of a body this process already
+        emitted (its ack was lost when the broker crashed) is not emitted again:
+        the clients got it. A redelivery after this gateway was killed is
+        emitted, because nobody knows whether the dead process's writes reached
+        the clients (at-least-once, FAULT-3).
+        """
         tenant, kind, data = envelope["tenantId"], envelope["type"], envelope["data"]
         fresh = self.readmodel.apply(envelope, body)
+        key = body_hash(body)
+        if redelivered and key in self._emitted:
+            log("redelivered event already emitted by this process; not emitting again", type=kind, tenant=tenant)
+            return
         await sockets.emit_event(self.sio, tenant, kind, data)
-        log("event delivered", level=logging.DEBUG, type=kind, tenant=tenant, duplicate=not fresh)
+        self._remember_emitted(key)
+        log("event delivered", level=logging.DEBUG, type=kind, tenant=tenant, fresh=fresh, redelivered=redelivered)
         if kind == "new_message" and data.get("isNewConversation") is True:
             await self.metrics.current(tenant, force=True)
+
+    def _remember_emitted(self, key: str) -> None:
+        self._emitted[key] = None
+        self._emitted.move_to_end(key)
+        while len(self._emitted) > EMITTED_MEMORY:
+            self._emitted.popitem(last=False)
 
     async def dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
         """Publish the original body to ``<queue>.dlq`` (persistent, confirmed) with the reason."""

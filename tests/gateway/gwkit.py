@@ -25,7 +25,7 @@ from harness._ports import free_port
 from harness._processes import ManagedProcess
 
 REPO = Path(__file__).resolve().parents[2]
-SECRET = "test-secret-for-the-gateway-0123456789abcdef"  # 44 bytes
+SECRET = "test-secret-for-the-gateway-0123456789abcdef-0123456789abcdef-xyz"  # 67 bytes
 ORIGINS = "http://localhost:3014,https://portal.example.com,http://127.0.0.1:8080"
 T = TypeVar("T")
 
@@ -237,6 +237,12 @@ class Client:
                                    headers=headers or {}, wait_timeout=5)
             return True
         except socketio.exceptions.ConnectionError:
+            return False
+        except RuntimeError as exc:
+            # python-engineio's polling client closes its HTTP session before reading a
+            # refused (non-2xx) handshake's body, which sometimes raises this instead.
+            if "Connection closed" not in str(exc):
+                raise
             return False
 
     async def next(self, event: str | None = None, timeout: float = 5.0) -> tuple[str, Any]:
