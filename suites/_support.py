@@ -68,3 +68,32 @@ def _shown(auth: Any) -> Any:
         token = auth["token"]
         return {**auth, "token": token.rsplit(".", 1)[0] + ".<signature>" if token.count(".") == 2 else token}
     return auth
+
+
+def policy_window(policy) -> float:
+    """Longest a client following ``policy`` may take to reconnect: every backoff at its
+    maximum, plus 2 s per attempt for the handshake itself."""
+    return sum(policy.bounds(n)[1] for n in range(1, policy.attempts + 1)) + 2.0 * policy.attempts
+
+
+def schedule_evidence(tab, policy) -> dict:
+    """A tab's reconnect attempts against the policy, in the report's shape."""
+    live = [t for t, s in tab.state_history if s == "live"]
+    noticed = next((t for t, s in tab.state_history if s == "warning"), None)
+    return {
+        "client": tab.name,
+        "policy": {"attempts": policy.attempts, "delay_ms": policy.delay * 1000,
+                   "max_ms": policy.delay_max * 1000, "jitter": policy.randomization},
+        "attempts": tab.reconnect_schedule(),
+        "reconnected_at_ms": round((live[-1] - noticed) * 1000, 1) if noticed and len(live) > 1 else None,
+    }
+
+
+def out_of_policy(tab, policy, tolerance_ms: float = 250.0) -> list[dict]:
+    """Attempts whose measured wait fell outside the policy's bounds (by more than the tolerance)."""
+    bad = []
+    for row in tab.reconnect_schedule():
+        waited = row.get("waited_ms")
+        if waited is not None and not (row["min_ms"] - tolerance_ms <= waited <= row["max_ms"] + tolerance_ms):
+            bad.append(row)
+    return bad

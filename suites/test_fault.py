@@ -1,0 +1,237 @@
+"""FAULT: broker restarts, poison messages, a killed gateway and a stalled client lose nothing and slow nobody."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+import contract
+from harness._proxy import FaultProxy
+from harness._target import wait_for_consumer
+from _support import metrics, new_message, policy_window
+from test_recon import received_by_all, wait_all_live
+
+FAULT1_LIMIT_S = 30.0
+
+
+def malformed_bodies() -> dict[str, bytes]:
+    """One body per kind of malformed message FAULT-2 names."""
+    good = {"type": "metrics_update", "tenantId": "t-poison", "data": metrics(1) | {"timestamp": "x"}, "timestamp": "x"}
+    enc = lambda v: json.dumps(v).encode()  # noqa: E731
+    oversize = new_message("conv_big", "wamid.big", "x") | {"padding": "y" * (contract.limits().max_envelope_bytes + 1)}
+    return {
+        "not JSON": b"{not json",
+        "not UTF-8": b"\xff\xfe\x00garbage",
+        "JSON array": b"[1, 2, 3]",
+        "JSON string": b'"new_message"',
+        "missing tenantId": enc({k: v for k, v in good.items() if k != "tenantId"}),
+        "missing type": enc({k: v for k, v in good.items() if k != "type"}),
+        "missing data": enc({k: v for k, v in good.items() if k != "data"}),
+        "unknown type": enc(good | {"type": "delete_everything"}),
+        "tenantId not a string": enc(good | {"tenantId": 42}),
+        "data not an object": enc(good | {"data": "surprise"}),
+        "oversize": enc({**good, "type": "new_message", "data": oversize}),
+    }
+
+
+@pytest.mark.requirement("FAULT-1")
+async def test_consumption_resumes_after_a_broker_restart(conformance):
+    conformance.require("restart", "the gateway must be pointed at a broker the harness can restart")
+    conformance.require_restartable_broker()
+    async with conformance.target.dedicated("fault1", own_broker=True) as instance, instance.scenario() as sc:
+        tenant = sc.tenant()
+        await sc.connect(tenant, tabs=2)
+        before = await sc.publish(tenant, "metrics_update", metrics(1))
+        await sc.settle(barrier=False)
+        await sc.publisher.close()
+        t0 = time.perf_counter()
+        await asyncio.to_thread(instance.broker.kill)
+        conformance.record_timeline(0, "broker SIGKILL")
+        await asyncio.to_thread(instance.broker.start)
+        back = time.perf_counter() - t0
+        conformance.record_timeline(back * 1000, "broker accepting AMQP again")
+        try:
+            await wait_for_consumer(instance.amqp_url, instance.queue, FAULT1_LIMIT_S)
+        except TimeoutError:
+            conformance.fail([conformance.violation(
+                "Consumer not back", f"no consumer on {instance.queue} within {FAULT1_LIMIT_S:.0f} s of the broker's return",
+                {"log_tail": instance.gateway.logs()[-2000:]})])
+        resumed = time.perf_counter() - t0
+        conformance.record_timeline(resumed * 1000, "gateway consuming again")
+        conformance.record("consumer_back_after_broker_s", round(resumed - back, 2))
+        await sc.publisher.connect()
+        after = await sc.publish(tenant, "metrics_update", metrics(2))
+        await sc.settle(barrier=False)
+        delivered = [c for c in sc.clients if any(r.data == after.data for r in c.received)]
+        conformance.record_timeline((time.perf_counter() - t0) * 1000, f"event after recovery reached {len(delivered)} of {len(sc.clients)} clients")
+        conformance.fail([conformance.violation(
+            "Event after broker restart not delivered",
+            f"{c.name} (connected throughout) did not receive the event published after recovery",
+            {"published": after.envelope, "still_connected": c.connected}) for c in sc.clients if c not in delivered])
+        del before
+
+
+@pytest.mark.requirement("FAULT-2")
+async def test_malformed_messages_are_dead_lettered_and_do_not_stop_delivery(conformance):
+    bodies = malformed_bodies()
+    dlq = None
+    async with conformance.target.dedicated("fault2") if conformance.settings.has("restart") else _main(conformance) as instance:
+        async with instance.scenario() as sc:
+            tenant = sc.tenant()
+            await sc.connect(tenant)
+            dlq = f"{instance.queue}.dlq"
+            await sc.publisher.drain(dlq)  # start from an empty dead-letter queue
+            for body in bodies.values():
+                await sc.publisher.publish_body(body, queue=instance.queue)
+            valid = await sc.publish(tenant, "metrics_update", metrics(4))
+            await sc.settle()
+            violations = []
+            if not any(r.data == valid.data for c in sc.clients for r in c.received):
+                violations.append(conformance.violation(
+                    "Valid event after poison not delivered", "the gateway stopped delivering after malformed messages",
+                    {"published": valid.envelope, "log_tail": instance.gateway.logs()[-2000:]}))
+            counts, deadline = None, time.monotonic() + 5
+            while time.monotonic() < deadline:  # bounded poll of the broker's counters
+                counts = await conformance.target.queue_counts(instance.queue, sc.publisher)
+                if counts and counts["ready"] == 0 and not counts.get("unacked"):
+                    break
+                await asyncio.sleep(0.2)
+            conformance.record("queue_after", counts)
+            if counts is None or counts["ready"] or counts.get("unacked"):
+                violations.append(conformance.violation(
+                    "Poison messages not settled", f"{instance.queue} still holds {counts} (redelivered in a loop?)",
+                    {"counts": counts}))
+            dead = await sc.publisher.drain(dlq)
+            conformance.record("dead_lettered", len(dead))
+            conformance.record("malformed_published", len(bodies))
+            if "dead-letter-queue" not in conformance.settings.lacks and len(dead) < len(bodies):
+                reasons = [m.headers.get("x-dlq-reason") for m in dead]
+                violations.append(conformance.violation(
+                    "Malformed messages dropped silently",
+                    f"{len(bodies)} malformed messages published, {len(dead)} found in {dlq}",
+                    {"kinds": list(bodies), "reasons_seen": [str(r) for r in reasons]}))
+            conformance.fail(violations)
+
+
+class _main:
+    """The main instance as an async context manager (for targets the harness cannot start)."""
+
+    def __init__(self, conformance) -> None:
+        self.instance = conformance.main
+
+    async def __aenter__(self):
+        return self.instance
+
+    async def __aexit__(self, *exc):
+        return None
+
+
+@pytest.mark.requirement("FAULT-3")
+async def test_sigkill_in_flight_loses_nothing(conformance):
+    conformance.require("restart")
+    policy = conformance.settings.reconnect_policy
+    async with conformance.target.dedicated("fault3", broker_link=True) as instance, instance.scenario() as sc:
+        tenant = sc.tenant()
+        tabs = [sc.tab(tenant, seed=n) for n in range(2)]
+        for tab in tabs:
+            await tab.connect()
+
+        async def publish_stream():
+            for n in range(80):
+                await sc.publish(tenant, "metrics_update", metrics(n))
+                await asyncio.sleep(0.004)  # a steady stream: the kill lands mid-flight
+
+        stream = asyncio.create_task(publish_stream())
+        await tabs[0].wait_for_event("metrics_update", timeout=5, since=0)
+        t0 = time.perf_counter()
+        await asyncio.to_thread(instance.gateway.kill)
+        instance.broker_link.cut()  # the restarted gateway consumes only once the tabs are back
+        conformance.record_timeline(0, "gateway SIGKILL mid-stream")
+        await stream
+        conformance.record_timeline((time.perf_counter() - t0) * 1000, f"{len(sc.publishes)} events published in all")
+        await asyncio.to_thread(instance.gateway.start)
+        stuck = await wait_all_live(conformance, tabs, policy_window(policy))
+        instance.broker_link.pass_through()
+        conformance.record_timeline((time.perf_counter() - t0) * 1000, "gateway back, tabs live, broker link restored")
+        if stuck:
+            conformance.unknown("tabs could not reconnect to the restarted gateway (see RECON-1)")
+        from harness._checks import canonical
+
+        def seen_keys():
+            return {canonical(d) for tab in tabs for _, name, d in tab.events}
+
+        lost_fn = lambda: [p for p in sc.publishes if p.key not in seen_keys()]  # noqa: E731
+        await sc.wait_until(lambda: not lost_fn(), timeout=10.0 + sc.grace_s)
+        lost = lost_fn()
+        redelivered = sum(1 for tab in tabs for _, n, _d in tab.events) - len(sc.publishes) * len(tabs)
+        conformance.record("published", len(sc.publishes))
+        conformance.record("lost", len(lost))
+        conformance.record("extra_deliveries", max(redelivered, 0))
+        conformance.record_timeline((time.perf_counter() - t0) * 1000, f"{len(lost)} events lost")
+        conformance.fail([conformance.violation(
+            "Events lost to a SIGKILL", f"{len(lost)} of {len(sc.publishes)} events never reached any client",
+            {"first_lost": lost[0].envelope, "lost_seqs": [p.seq for p in lost][:50]})] if lost else [])
+
+
+STALL_EVENTS, STALL_BODY_CHARS, STALL_PACING_S = 120, 4096, 0.003
+
+
+async def _burst(sc, tenant, label: str) -> None:
+    body = "x" * STALL_BODY_CHARS
+    for n in range(STALL_EVENTS):
+        await sc.publish(tenant, "new_message", new_message(f"conv_{label}_{n % 5}", f"wamid.{label}.{n}", body))
+        await asyncio.sleep(STALL_PACING_S)  # the load profile's pacing, not a synchronisation
+    await sc.settle(barrier=False)
+
+
+def _over_budget(sc, clients) -> list:
+    from harness._checks import check
+
+    result = check(sc.publishes, sc.views(clients), budget_ms=sc.settings.latency_budget_ms)
+    return [v for v in result.violations if v.requirement in ("DLV-1", "DLV-2")], result
+
+
+@pytest.mark.requirement("FAULT-4")
+async def test_a_stalled_client_slows_nobody(conformance):
+    gateway = urlsplit(conformance.main.url)
+    async with FaultProxy(gateway.hostname, gateway.port) as proxy:
+        # Baseline: the same load with the would-be staller reading normally.
+        async with conformance.scenario() as base:
+            tenant = base.tenant()
+            peer = base.client(tenant, name=f"{tenant}/peer", expects_events=False)
+            peer.url = proxy.url_for("http")
+            if not await peer.connect():
+                conformance.unknown("the client meant to stall could not connect through the proxy")
+            readers = await base.connect(tenant, tabs=3)
+            await _burst(base, tenant, "base")
+            baseline_late, baseline = _over_budget(base, readers)
+        conformance.record("baseline_p99_ms", _p99(baseline))
+        if baseline_late:
+            conformance.unknown(f"the load alone breaks the budget on this machine ({baseline_late[0].message}); "
+                                "a stalled client's effect cannot be told apart")
+        async with conformance.scenario() as sc:
+            tenant = sc.tenant()
+            stalled = sc.client(tenant, name=f"{tenant}/stalled", expects_events=False)
+            stalled.url = proxy.url_for("http")
+            if not await stalled.connect():
+                conformance.unknown("the client meant to stall could not connect through the proxy")
+            readers = await sc.connect(tenant, tabs=3)
+            proxy.stall()  # connected, not reading: what it is sent piles up
+            await _burst(sc, tenant, "stall")
+            late, result = _over_budget(sc, readers)
+            conformance.record_latencies(result)
+            conformance.record("stalled_p99_ms", _p99(result))
+            conformance.record("bytes_held_or_sent_to_stalled", proxy.bytes_to_client)
+            proxy.pass_through()
+            conformance.fail([type(v)("FAULT-4", v.title, v.message, v.severity, v.example) for v in late[:5]])
+            if not result.own_deliveries:
+                conformance.unknown("positive control: the reading clients received nothing")
+
+
+def _p99(result) -> float | None:
+    values = sorted(v for vs in result.latencies_ms.values() for v in vs)
+    return round(values[min(len(values) - 1, int(0.99 * len(values)))], 1) if values else None

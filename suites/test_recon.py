@@ -1,0 +1,192 @@
+"""RECON: portal tabs come back after restarts and network cuts, within the portal's policy."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from harness._proxy import FaultProxy
+from _support import metrics, policy_window, schedule_evidence
+
+STORM_CLIENTS = 200
+
+
+async def wait_all_live(conformance, tabs, window: float) -> list:
+    """Tabs that did not get back to live within the window."""
+    async def one(tab):
+        try:
+            await tab.wait_for_state("live", timeout=window)
+            return None
+        except TimeoutError:
+            return tab
+    return [t for t in await asyncio.gather(*(one(t) for t in tabs)) if t is not None]
+
+
+async def received_by_all(tabs, published, timeout: float) -> list:
+    """Tabs that did not receive ``published`` (by JSON payload) within the timeout."""
+    from harness._checks import canonical
+
+    async def one(tab):
+        try:
+            await tab.wait_for_event(published.type, lambda d: canonical(d) == published.key, timeout=timeout, since=0)
+            return None
+        except TimeoutError:
+            return tab
+    return [t for t in await asyncio.gather(*(one(t) for t in tabs)) if t is not None]
+
+
+@pytest.mark.requirement("RECON-1")
+async def test_tabs_reconnect_after_a_gateway_restart(conformance):
+    conformance.require("restart")
+    policy = conformance.settings.reconnect_policy
+    async with conformance.target.dedicated("recon1") as instance, instance.scenario() as sc:
+        tenant = sc.tenant()
+        tabs = [sc.tab(tenant, seed=n) for n in range(3)]
+        for tab in tabs:
+            await tab.connect()
+        t0 = time.perf_counter()
+        await instance.restart(hard=False)
+        conformance.record_timeline(0, "gateway restart begins (SIGTERM)")
+        conformance.record_timeline((time.perf_counter() - t0) * 1000, "gateway back and consuming")
+        stuck = await wait_all_live(conformance, tabs, policy_window(policy))
+        conformance.record_timeline((time.perf_counter() - t0) * 1000, f"{len(tabs) - len(stuck)} of {len(tabs)} tabs live")
+        for tab in tabs:
+            conformance.record_reconnects(schedule_evidence(tab, policy))
+        if stuck:
+            conformance.fail([conformance.violation(
+                "Tab did not reconnect within the policy", f"{t.name} ended {t.state!r} after {len(t.attempts)} attempts",
+                {"attempts": t.reconnect_schedule(), "disconnects": t.disconnects}) for t in stuck])
+        published = await sc.publish(tenant, "metrics_update", metrics(1))
+        missing = await received_by_all(tabs, published, sc.grace_s)
+        conformance.fail([conformance.violation("No event after reconnecting", f"{t.name} missed the event published after the restart",
+                                                {"published": published.envelope}) for t in missing])
+
+
+@pytest.mark.requirement("RECON-2")
+async def test_tabs_notice_a_network_cut_and_recover(conformance):
+    policy = conformance.settings.reconnect_policy
+    gateway = urlsplit(conformance.main.url)
+    options = conformance.main.engineio_options()
+    ping_s = (options.get("pingInterval", 25000) + options.get("pingTimeout", 20000)) / 1000
+    conformance.record("ping_interval_plus_timeout_s", ping_s)
+    async with FaultProxy(gateway.hostname, gateway.port) as proxy, conformance.scenario() as sc:
+        tenant = sc.tenant()
+        tab = sc.tab(tenant, url=proxy.url_for("http"))
+        await tab.connect()
+        t_cut = time.perf_counter()
+        proxy.blackhole()  # a silent partition: no FIN, no RST, just nothing
+        conformance.record_timeline(0, "network cut (blackhole)")
+        try:
+            await tab.wait_for_state("warning", timeout=ping_s + 2.0)
+        except TimeoutError:
+            conformance.fail([conformance.violation(
+                "Network cut not noticed", f"the tab still thought it was live {ping_s + 2:.1f} s after the cut "
+                f"(ping interval + timeout = {ping_s:.1f} s)")])
+        noticed = next(t for t, s in tab.state_history if s == "warning") - t_cut
+        conformance.record("noticed_after_s", round(noticed, 2))
+        conformance.record_timeline(noticed * 1000, "tab noticed (warning)")
+        proxy.pass_through()
+        conformance.record_timeline((time.perf_counter() - t_cut) * 1000, "network restored")
+        stuck = await wait_all_live(conformance, [tab], policy_window(policy))
+        conformance.record_reconnects(schedule_evidence(tab, policy))
+        conformance.record_timeline((time.perf_counter() - t_cut) * 1000, "tab live" if not stuck else "tab gave up")
+        violations = []
+        if noticed > ping_s + 1.0:
+            violations.append(conformance.violation("Cut noticed late", f"after {noticed:.1f} s; ping interval + timeout is {ping_s:.1f} s"))
+        if stuck:
+            violations.append(conformance.violation("No reconnect after the cut", f"state {tab.state!r}",
+                                                    {"attempts": tab.reconnect_schedule()}))
+        conformance.fail(violations)
+        published = await sc.publish(tenant, "metrics_update", metrics(2))
+        missing = await received_by_all([tab], published, sc.grace_s)
+        conformance.fail([conformance.violation("No event after the cut healed", "the event published afterwards did not arrive",
+                                                {"published": published.envelope})] if missing else [])
+
+
+@pytest.mark.requirement("RECON-3")
+async def test_events_published_while_down_are_delivered_when_back(conformance):
+    conformance.require("restart")
+    async with conformance.target.dedicated("recon3", broker_link=True) as instance, instance.scenario() as sc:
+        tenant = sc.tenant()
+        tabs = [sc.tab(tenant, seed=n) for n in range(2)]
+        for tab in tabs:
+            await tab.connect()
+        t0 = time.perf_counter()
+        await asyncio.to_thread(instance.gateway.stop)
+        conformance.record_timeline(0, "gateway stopped")
+        published = [await sc.publish(tenant, "metrics_update", metrics(n)) for n in range(5)]
+        conformance.record_timeline((time.perf_counter() - t0) * 1000, "5 events published while down")
+        # Hold the gateway's broker link until the tabs are back, so "connected by then" is certain.
+        instance.broker_link.cut()
+        await asyncio.to_thread(instance.gateway.start)
+        stuck = await wait_all_live(conformance, tabs, policy_window(conformance.settings.reconnect_policy))
+        conformance.record_timeline((time.perf_counter() - t0) * 1000, "gateway up, tabs live")
+        if stuck:
+            instance.broker_link.pass_through()
+            conformance.unknown("tabs could not reconnect while the gateway's broker link was down; "
+                                "whether events would reach clients connected by then cannot be observed")
+        instance.broker_link.pass_through()
+        conformance.record_timeline((time.perf_counter() - t0) * 1000, "broker link restored")
+        missing = {}
+        for p in published:
+            for tab in await received_by_all(tabs, p, timeout=10.0 + sc.grace_s):
+                missing.setdefault(tab.name, []).append(p.seq)
+        conformance.record_timeline((time.perf_counter() - t0) * 1000, "backlog checked")
+        conformance.record("missing", missing)
+        conformance.fail([conformance.violation("Event published while down never delivered",
+                                                f"{name} missed events {seqs}", {"missing_seqs": seqs})
+                          for name, seqs in missing.items()])
+
+
+@pytest.mark.requirement("RECON-4")
+async def test_short_disconnect_misses_nothing(conformance):
+    gateway = urlsplit(conformance.main.url)
+    async with FaultProxy(gateway.hostname, gateway.port) as proxy, conformance.scenario() as sc:
+        tenant = sc.tenant()
+        tab = sc.tab(tenant, url=proxy.url_for("http"))
+        await tab.connect()
+        proxy.cut()
+        await tab.wait_for_state("warning", timeout=5)
+        gap = [await sc.publish(tenant, "metrics_update", metrics(n)) for n in range(3)]
+        proxy.pass_through()
+        await wait_all_live(conformance, [tab], policy_window(conformance.settings.reconnect_policy))
+        after = await sc.publish(tenant, "metrics_update", metrics(9))
+        if await received_by_all([tab], after, sc.grace_s):
+            conformance.unknown("the tab did not receive events even after reconnecting (see RECON-2)")
+        missed = [p.seq for p in gap if await received_by_all([tab], p, 0.2)]
+        conformance.record("missed_during_gap", missed)
+        conformance.fail([conformance.violation(
+            "Events missed during a short disconnect", f"{len(missed)} of {len(gap)} events published during "
+            "a sub-second disconnect never arrived (no connection state recovery or replay)",
+            {"missed_seqs": missed}, severity="medium")] if missed else [])
+
+
+@pytest.mark.requirement("RECON-5")
+async def test_reconnect_storm_is_absorbed(conformance):
+    conformance.require("restart")
+    policy = conformance.settings.reconnect_policy
+    async with conformance.target.dedicated("storm") as instance, instance.scenario() as sc:
+        tenant = sc.tenant("storm")
+        token = conformance.tokens.valid(tenant)
+        tabs = [sc.tab(tenant, seed=n, token_provider=lambda: token) for n in range(STORM_CLIENTS)]
+        for start in range(0, STORM_CLIENTS, 50):
+            await asyncio.gather(*(t.connect(timeout=10) for t in tabs[start:start + 50]))
+        t0 = time.perf_counter()
+        await instance.restart(hard=True)
+        stuck = await wait_all_live(conformance, tabs, policy_window(policy))
+        took = time.perf_counter() - t0
+        refusals = sum(len(t.refusals) for t in tabs)
+        conformance.record("clients", STORM_CLIENTS)
+        conformance.record("all_live_after_s", round(took, 2))
+        conformance.record("refused_attempts", refusals)
+        conformance.record("max_attempts_used", max((len(t.attempts) for t in tabs), default=0))
+        conformance.fail([conformance.violation(
+            "Clients not accepted in a reconnect storm", f"{len(stuck)} of {STORM_CLIENTS} clients were not back "
+            f"within the policy ({policy.attempts} attempts)", {"first": stuck[0].reconnect_schedule()})] if stuck else [])
+        published = await sc.publish(tenant, "metrics_update", metrics(200))
+        missing = await received_by_all(tabs, published, sc.grace_s + 2)
+        conformance.fail([conformance.violation("Storm survivors get no events",
+                                                f"{len(missing)} of {STORM_CLIENTS} missed the next event")] if missing else [])
