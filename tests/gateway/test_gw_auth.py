@@ -4,7 +4,6 @@ also checked to receive nothing while a positive control of the same tenant does
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any

@@ -27,14 +27,10 @@ def test_broker_restart_resumes_consuming(gateway: GatewayProcess, rabbit) -> No
     tenant = unique("brk")
     token = mint(tenant)
 
-    async def before() -> None:
+    async def body() -> None:
+        client = await connected(gateway.url, token)  # spans the broker restart
         async with Publisher(rabbit.amqp_url, gateway.queue) as pub:
             await pub.publish(new_message(tenant, "c", "before"))
-        # Delivery is checked through the read model: the client below spans the restart.
-
-    async def body() -> None:
-        client = await connected(gateway.url, token)
-        await before()
         assert (await client.next("new_message"))[1]["messageId"] == "before"
         await asyncio.to_thread(rabbit.restart, hard=True)
         t0 = time.monotonic()
