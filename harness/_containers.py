@@ -235,13 +235,32 @@ class _ManagedContainer:
 
     @property
     def created(self) -> bool:
-        return self._tc is not None
+        """True once Docker has created the container (until ``close()``)."""
+        return self._docker_container() is not None
 
-    def _docker_container(self) -> Container:
-        assert self._tc is not None
-        return self._tc.get_wrapped_container()
+    def _docker_container(self) -> Container | None:
+        return self._tc.get_wrapped_container() if self._tc is not None else None
+
+    def ensure_image(self) -> None:
+        """Pull the image only if it is not local, and say plainly what to do when that fails."""
+        if image_exists(self.image):
+            return
+        client = docker.from_env(timeout=300)
+        try:
+            client.images.pull(self.image)
+        except docker.errors.APIError as exc:
+            flag = "--rabbitmq-image" if self.role == "rabbitmq" else "--gateway-image"
+            reason = str(exc.explanation or exc).splitlines()[0][:300]
+            raise RuntimeError(
+                f"image {self.image} is not in the local Docker store and could not be pulled ({reason}). "
+                f"Build or pull it first, or choose another with {flag}. Without a registry, "
+                "scripts/prepare-docker.sh builds rtc/rabbitmq:local and rtc/agent-portal-gateway:local."
+            ) from None
+        finally:
+            client.close()
 
     def create_and_start(self) -> None:
+        self.ensure_image()
         tc = DockerContainer(self.image, env=dict(self.env), name=self.name, command=self.command)
         for container_port, host_port in self.ports.items():
             # docker-py accepts (ip, port): publish on loopback only.
@@ -256,56 +275,63 @@ class _ManagedContainer:
         tc.start()
 
     def start_again(self) -> None:
-        self._docker_container().start()
+        container = self._docker_container()
+        if container is None:
+            raise RuntimeError(f"container {self.name} does not exist (closed?)")
+        container.start()
+
+    def _inspect(self) -> Container | None:
+        """The container with fresh state, or None if it is not there (never created, or removed)."""
+        container = self._docker_container()
+        if container is None:
+            return None
+        try:
+            container.reload()
+        except docker.errors.NotFound:
+            return None
+        return container
 
     def running(self) -> bool:
-        if self._tc is None:
-            return False
-        try:
-            container = self._docker_container()
-            container.reload()
-            return container.status == "running"
-        except docker.errors.NotFound:
-            return False
+        container = self._inspect()
+        return container is not None and container.status == "running"
 
     def kill(self) -> None:
-        if self.running():
-            try:
-                self._docker_container().kill()  # SIGKILL
-            except docker.errors.APIError:
-                pass  # it exited between the check and the kill
-            self._docker_container().wait(timeout=30)
+        container = self._inspect()
+        if container is None or container.status != "running":
+            return
+        try:
+            container.kill()  # SIGKILL
+        except docker.errors.APIError:
+            pass  # it exited between the check and the kill
+        container.wait(timeout=30)
 
     def stop(self, timeout: int) -> None:
-        if self.running():
-            self._docker_container().stop(timeout=timeout)
+        container = self._inspect()
+        if container is not None and container.status == "running":
+            container.stop(timeout=timeout)
 
     def logs(self, max_chars: int = 20000) -> str:
-        if self._tc is None:
+        container = self._docker_container()
+        if container is None:
             return ""
         try:
-            data = self._docker_container().logs(stdout=True, stderr=True)
+            data = container.logs(stdout=True, stderr=True)
         except docker.errors.NotFound:
             return ""
         return data.decode("utf-8", errors="replace")[-max_chars:]
 
-    def exit_code(self) -> int | None:
-        if self._tc is None:
-            return None
-        try:
-            container = self._docker_container()
-            container.reload()
-            return int(container.attrs.get("State", {}).get("ExitCode", 0))
-        except docker.errors.NotFound:
-            return None
+    def state(self) -> str:
+        """"running", "exited with code N", or "not created", for error messages."""
+        container = self._inspect()
+        if container is None:
+            return "not created"
+        if container.status == "running":
+            return "still running"
+        return f"exited with code {container.attrs.get('State', {}).get('ExitCode')}"
 
     def image_id(self) -> str:
-        if self._tc is None:
-            return ""
-        try:
-            return str(self._docker_container().attrs.get("Image", ""))[:19]
-        except docker.errors.NotFound:
-            return ""
+        container = self._docker_container()
+        return str(container.attrs.get("Image", ""))[:19] if container is not None else ""
 
     def close(self) -> None:
         """Remove the container (and its anonymous volumes)."""
@@ -334,12 +360,10 @@ def _start_or_clean_up(what: str, managed: _ManagedContainer, wait_ready: Callab
             managed.start_again()
         wait_ready()
     except Exception as exc:  # noqa: BLE001 - any failure: report it with the container's own words
-        code = managed.exit_code()
-        state = "still running" if managed.running() else f"exited with code {code}"
-        message = (
-            f"{what} ({managed.image}, container {managed.name}, {state}) did not become ready: {exc}\n"
-            f"--- container log tail ---\n{managed.logs(4000)}"
-        )
+        state = managed.state()
+        message = f"{what} ({managed.image}, container {managed.name}, {state}) did not become ready: {exc}"
+        if state != "not created":
+            message += f"\n--- container log tail ---\n{managed.logs(4000)}"
         try:
             managed.close() if first else managed.kill()
         except Exception:  # noqa: BLE001 - the original failure is the one to report
@@ -505,7 +529,10 @@ class RabbitContainer:
         try:
             # Debian's /usr/sbin/rabbitmqctl switches to the rabbitmq user, whose
             # cookie is not the server's (HOME=/root); call the real one there.
-            result = self._container._docker_container().exec_run(
+            container = self._container._docker_container()
+            if container is None:
+                return None
+            result = container.exec_run(
                 ["sh", "-c", 'ctl=/usr/lib/rabbitmq/bin/rabbitmqctl; [ -x "$ctl" ] || ctl=rabbitmqctl; exec "$ctl" "$@"',
                  "rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name", "messages_ready",
                  "messages_unacknowledged"], demux=False)
