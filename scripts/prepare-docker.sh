@@ -23,8 +23,8 @@
 #                      log and the rootfs (default /var/tmp/rtc-docker)
 #   FORCE_REBUILD=1    rebuild the images even if they exist
 #   SKIP_GATEWAY=1     do not build the reference gateway image
-#   GATEWAY_DOCKERFILE Dockerfile of the reference gateway (default
-#                      gateway/Dockerfile, else docker/gateway.Dockerfile)
+#   GATEWAY_DOCKERFILE Dockerfile of the reference gateway, inside the
+#                      repository (default gateway/Dockerfile)
 #   GATEWAY_INPUTS     paths whose contents decide whether the gateway image
 #                      is stale (default: gateway contract pyproject.toml,
 #                      plus the Dockerfile)
@@ -186,12 +186,9 @@ fi
 
 # --- 5. the reference gateway -----------------------------------------------
 if [[ "${SKIP_GATEWAY:-0}" != 1 ]]; then
-    DOCKERFILE="${GATEWAY_DOCKERFILE:-}"
-    if [[ -z "$DOCKERFILE" ]]; then
-        if [[ -f "$ROOT/gateway/Dockerfile" ]]; then DOCKERFILE="$ROOT/gateway/Dockerfile"
-        else DOCKERFILE="$ROOT/docker/gateway.Dockerfile"; fi
-    fi
+    DOCKERFILE="$(cd "$ROOT" && realpath -m "${GATEWAY_DOCKERFILE:-gateway/Dockerfile}")"
     [[ -f "$DOCKERFILE" ]] || die "no gateway Dockerfile at $DOCKERFILE"
+    [[ "$DOCKERFILE" == "$ROOT/"* ]] || die "GATEWAY_DOCKERFILE must be inside $ROOT (the build context)"
     # "Exists" is not enough for the gateway: its code changes between runs
     # on the same machine. The image carries a hash of its inputs' contents
     # (not mtimes: CI clones afresh) and is rebuilt when they differ.

@@ -237,12 +237,29 @@ def test_gateway_that_cannot_start_fails_with_its_log_and_is_removed() -> None:
     assert ours("containers") == before
 
 
-def test_close_leaves_no_container_or_network(stack: Stack) -> None:
+def volumes_of_our_containers() -> list[str]:
+    """Anonymous volumes (the gateway image declares VOLUME /data) mounted by our containers."""
+    client = docker.from_env(timeout=10)
+    try:
+        return [m["Name"] for c in client.containers.list(all=True, filters={"label": HARNESS_LABEL})
+                for m in c.attrs.get("Mounts", []) if m.get("Type") == "volume"]
+    finally:
+        client.close()
+
+
+def test_close_leaves_no_container_network_or_volume(stack: Stack) -> None:
     assert ours("containers") and ours("networks")
+    volumes = volumes_of_our_containers()
     stack.close()
     assert ours("containers") == []
     assert ours("networks") == []
     assert live_resources() == []
+    client = docker.from_env(timeout=10)
+    try:
+        left = {v.name for v in client.volumes.list()} & set(volumes)
+    finally:
+        client.close()
+    assert not left, f"volumes left behind: {left}"
 
 
 def test_broker_without_network_brings_its_own_and_exit_reaping_removes_all() -> None:
