@@ -232,6 +232,7 @@ class _ManagedContainer:
         self.command = command
         self.name = f"rtc-{role}-{uuid.uuid4().hex[:10]}"
         self._tc: DockerContainer | None = None
+        self.last_exit_code: int | None = None  # kept after the container is removed
 
     @property
     def created(self) -> bool:
@@ -327,7 +328,8 @@ class _ManagedContainer:
             return "not created"
         if container.status == "running":
             return "still running"
-        return f"exited with code {container.attrs.get('State', {}).get('ExitCode')}"
+        self.last_exit_code = container.attrs.get("State", {}).get("ExitCode")
+        return f"exited with code {self.last_exit_code}"
 
     def image_id(self) -> str:
         container = self._docker_container()
@@ -653,6 +655,16 @@ class ImageGateway:
     def running(self) -> bool:
         return self._container is not None and self._container.running()
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit code of a container that exited (also one removed after a failed start), else None."""
+        if self._last is None or self._last.running():
+            return None
+        self._last.state()
+        return self._last.last_exit_code
+
+    _last: _ManagedContainer | None = None
+
     def start(self) -> None:
         """Create (first time) or start the container; return after an Engine.IO handshake answers."""
         if self._container is None:
@@ -665,6 +677,7 @@ class ImageGateway:
                 env=self.env,
                 command=self.command,
             )
+        self._last = self._container
         _start_or_clean_up("gateway", self._container, lambda: self.wait_ready(self.startup_timeout))
 
     def wait_ready(self, timeout: float) -> None:

@@ -234,6 +234,7 @@ def test_gateway_that_cannot_start_fails_with_its_log_and_is_removed() -> None:
     with pytest.raises(RuntimeError) as failed:
         gateway.start()
     assert "JWT_SECRET" in str(failed.value), str(failed.value)
+    assert gateway.returncode == 2, "the reference gateway exits 2 on a bad setting"
     assert ours("containers") == before
 
 
