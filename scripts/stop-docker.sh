@@ -62,9 +62,14 @@ if [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
     done
     rm -f "$PIDFILE" "$WORK/docker.sock"
     # Mounts dockerd left under the work folder (overlay, netns) would keep it busy.
-    grep -o " $WORK/[^ ]*" /proc/self/mounts 2>/dev/null | sort -r | while read -r mnt; do
+    { grep -o " $WORK/[^ ]*" /proc/self/mounts 2>/dev/null || true; } | sort -r | while read -r mnt; do
         umount -l "$mnt" 2>/dev/null || true
     done
+    # dockerd leaves its default bridge interface behind; with no engine
+    # left running, nothing else can be using it.
+    if ! pgrep -x dockerd >/dev/null 2>&1 && ip link show docker0 >/dev/null 2>&1; then
+        ip link delete docker0 2>/dev/null || log "could not delete the docker0 interface"
+    fi
     log "dockerd stopped"
 elif timeout 10 docker info >/dev/null 2>&1; then
     log "the engine at ${DOCKER_HOST:-the default socket} was not started by prepare-docker.sh; removing only the harness's containers and networks"
