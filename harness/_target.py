@@ -67,7 +67,9 @@ def gateway_environment(settings: Settings, broker: Broker, *, port: int, queue:
     fields = {
         "host": host,
         "port": str(port),
-        "amqp_url": getattr(broker, "gateway_amqp_url", broker.amqp_url),
+        # A containerised gateway reaches the broker by its network alias; a process gateway on loopback.
+        "amqp_url": getattr(broker, "gateway_amqp_url", broker.amqp_url) if settings.target_kind == "image"
+        else broker.amqp_url,
         "jwt_secret": settings.jwt_secret,
         "jwt_algorithm": settings.jwt_algorithm,
         "tenant_claim": settings.tenant_claim,
@@ -88,7 +90,8 @@ def make_gateway(settings: Settings, broker: Broker, *, queue: str, workdir: Pat
         from . import _containers
 
         env = gateway_environment(settings, broker, port=3015, queue=queue, workdir=Path("/tmp"), host="0.0.0.0")
-        return _containers.ImageGateway(settings.gateway_image, env=env, network=getattr(broker, "network", None))
+        return _containers.ImageGateway(settings.gateway_image, env=env, network=getattr(broker, "network", None),
+                                        startup_timeout=settings.gateway_startup_timeout, path=settings.socketio_path)
     port = free_port()
     env = {**os.environ, **gateway_environment(settings, broker, port=port, queue=queue, workdir=workdir)}
     return CommandGateway(settings.command, url=f"http://{LOOPBACK}:{port}", env=env,
@@ -179,7 +182,7 @@ class Target:
     def close(self) -> None:
         for gw in [*self._extra, *([self.main.gateway] if self.main else [])]:
             with contextlib.suppress(Exception):
-                gw.stop()
+                _dispose(gw)
         for broker in [*self._extra_brokers, *([self.broker] if self.broker else [])]:
             with contextlib.suppress(Exception):
                 close = getattr(broker, "close", broker.stop)
@@ -202,9 +205,8 @@ class Target:
             await asyncio.to_thread(broker.start)
         link: FaultProxy | None = None
         gateway_broker: Any = broker
-        if broker_link:
-            if self.settings.target_kind != "process":
-                raise RuntimeError("a broker link proxy needs a gateway started as a process")
+        if broker_link and self.settings.target_kind == "process":
+            # Containers cannot reach a loopback proxy; their tests run without the hold.
             parts = urlsplit(broker.amqp_url)
             link = await FaultProxy(parts.hostname or LOOPBACK, parts.port or 5672).start()
             gateway_broker = _LinkedBroker(broker, parts._replace(netloc=f"{parts.username}:{parts.password}@"
@@ -223,7 +225,7 @@ class Target:
             await instance.wait_ready()
             yield instance
         finally:
-            await asyncio.to_thread(gateway.stop)
+            await asyncio.to_thread(_dispose, gateway)
             self._extra.remove(gateway)
             if link is not None:
                 await link.close()
@@ -258,9 +260,10 @@ class Target:
         try:
             await asyncio.to_thread(gateway.start)
         except (RuntimeError, TimeoutError) as exc:
+            await asyncio.to_thread(_dispose, gateway)
             return {"outcome": "exited", "returncode": getattr(gateway, "returncode", None), "log": str(exc)}
         log = gateway.logs()
-        await asyncio.to_thread(gateway.stop)
+        await asyncio.to_thread(_dispose, gateway)
         return {"outcome": "served", "returncode": None, "log": log}
 
     async def queue_counts(self, queue: str, publisher: Publisher) -> dict[str, int | None] | None:
@@ -283,6 +286,9 @@ class Target:
         log_path = getattr(self.broker, "log_path", None)
         if log_path is not None and Path(log_path).exists():
             out["broker"] = Path(log_path).read_text(errors="replace")[-8000:]
+        elif callable(getattr(self.broker, "logs", None)):
+            with contextlib.suppress(Exception):
+                out["broker"] = self.broker.logs()[-8000:]  # type: ignore[union-attr]
         return {k: v for k, v in out.items() if v}
 
     def describe(self) -> dict[str, Any]:
@@ -304,6 +310,12 @@ class Target:
             "gateway": gateway,
             "broker": self.broker.describe() if self.broker else {},
         }
+
+
+def _dispose(gateway: Gateway) -> None:
+    """Stop a gateway for good: containers are removed, processes stopped."""
+    close = getattr(gateway, "close", None)
+    (close or gateway.stop)()
 
 
 def _version() -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from hypothesis import HealthCheck, settings as hypothesis_settings
+from hypothesis import HealthCheck, Phase, settings as hypothesis_settings
 
 from . import _catalogue, _report, _settings
 from ._conformance import Conformance
@@ -30,8 +30,11 @@ TARGET_KEY = pytest.StashKey[Target]()
 RESULT_KEY = pytest.StashKey[dict]()
 
 # Deterministic and bounded for CI; broader locally. Selected with --hypothesis-profile.
+# CI does not shrink: every example costs a live round trip, and the failing example is
+# reported as found. Locally, shrinking gives the minimal reproducer.
 hypothesis_settings.register_profile(
     "ci", derandomize=True, max_examples=8, deadline=None, database=None, print_blob=True,
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 hypothesis_settings.register_profile(

@@ -149,13 +149,16 @@ async def test_sigkill_in_flight_loses_nothing(conformance):
         await tabs[0].wait_for_event("metrics_update", timeout=5, since=0)
         t0 = time.perf_counter()
         await asyncio.to_thread(instance.gateway.kill)
-        instance.broker_link.cut()  # the restarted gateway consumes only once the tabs are back
+        link = instance.broker_link
+        if link is not None:
+            link.cut()  # the restarted gateway consumes only once the tabs are back
         conformance.record_timeline(0, "gateway SIGKILL mid-stream")
         await stream
         conformance.record_timeline((time.perf_counter() - t0) * 1000, f"{len(sc.publishes)} events published in all")
         await asyncio.to_thread(instance.gateway.start)
         stuck = await wait_all_live(conformance, tabs, policy_window(policy))
-        instance.broker_link.pass_through()
+        if link is not None:
+            link.pass_through()
         conformance.record_timeline((time.perf_counter() - t0) * 1000, "gateway back, tabs live, broker link restored")
         if stuck:
             conformance.unknown("tabs could not reconnect to the restarted gateway (see RECON-1)")
@@ -172,6 +175,9 @@ async def test_sigkill_in_flight_loses_nothing(conformance):
         conformance.record("lost", len(lost))
         conformance.record("extra_deliveries", max(redelivered, 0))
         conformance.record_timeline((time.perf_counter() - t0) * 1000, f"{len(lost)} events lost")
+        if lost and link is None:
+            conformance.unknown(f"{len(lost)} events never arrived, but without holding the gateway's broker link "
+                                "(not possible for this target) they may have been emitted before the tabs were back")
         conformance.fail([conformance.violation(
             "Events lost to a SIGKILL", f"{len(lost)} of {len(sc.publishes)} events never reached any client",
             {"first_lost": lost[0].envelope, "lost_seqs": [p.seq for p in lost][:50]})] if lost else [])

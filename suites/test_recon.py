@@ -120,22 +120,27 @@ async def test_events_published_while_down_are_delivered_when_back(conformance):
         published = [await sc.publish(tenant, "metrics_update", metrics(n)) for n in range(5)]
         conformance.record_timeline((time.perf_counter() - t0) * 1000, "5 events published while down")
         # Hold the gateway's broker link until the tabs are back, so "connected by then" is certain.
-        instance.broker_link.cut()
+        link = instance.broker_link
+        if link is not None:
+            link.cut()
         await asyncio.to_thread(instance.gateway.start)
         stuck = await wait_all_live(conformance, tabs, policy_window(conformance.settings.reconnect_policy))
         conformance.record_timeline((time.perf_counter() - t0) * 1000, "gateway up, tabs live")
+        if link is not None:
+            link.pass_through()
+            conformance.record_timeline((time.perf_counter() - t0) * 1000, "broker link restored")
         if stuck:
-            instance.broker_link.pass_through()
-            conformance.unknown("tabs could not reconnect while the gateway's broker link was down; "
+            conformance.unknown("tabs could not reconnect to the gateway after its restart; "
                                 "whether events would reach clients connected by then cannot be observed")
-        instance.broker_link.pass_through()
-        conformance.record_timeline((time.perf_counter() - t0) * 1000, "broker link restored")
         missing = {}
         for p in published:
             for tab in await received_by_all(tabs, p, timeout=10.0 + sc.grace_s):
                 missing.setdefault(tab.name, []).append(p.seq)
         conformance.record_timeline((time.perf_counter() - t0) * 1000, "backlog checked")
         conformance.record("missing", missing)
+        if missing and link is None:
+            conformance.unknown("events were missed, but without holding the gateway's broker link (not possible "
+                                "for this target) they may have been emitted before the tabs were back")
         conformance.fail([conformance.violation("Event published while down never delivered",
                                                 f"{name} missed events {seqs}", {"missing_seqs": seqs})
                           for name, seqs in missing.items()])

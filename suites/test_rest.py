@@ -66,3 +66,38 @@ async def test_manual_refresh_works_while_the_socket_is_down(conformance):
             violations.append(conformance.violation("Refresh misses the conversation", f"{conv} not listed",
                                                     {"body": seen["conversations"][1]}))
         conformance.fail(violations)
+
+
+@pytest.mark.requirement("REST-1")
+async def test_refresh_after_a_gateway_restart_shows_everything(conformance):
+    import asyncio
+    import time
+
+    from _support import new_message
+
+    conformance.require("rest")
+    conformance.require("restart")
+    async with conformance.target.dedicated("rest1") as instance, instance.scenario() as sc:
+        tenant = sc.tenant()
+        await sc.connect(tenant)
+        conv = f"conv_restart_{tenant}"
+        before = await sc.publish(tenant, "new_message", new_message(conv, f"wamid.before.{tenant}", "before the restart"))
+        await sc.settle(barrier=False)
+        await asyncio.to_thread(instance.gateway.stop)  # every socket is down now
+        during = await sc.publish(tenant, "new_message", new_message(conv, f"wamid.during.{tenant}", "while it was down"))
+        await asyncio.to_thread(instance.gateway.start)
+        await instance.wait_ready()
+        token = conformance.tokens.valid(tenant)
+        wanted = [before.data["messageId"], during.data["messageId"]]
+        async with RestClient(instance.url, conformance.settings.rest_paths) as rest:
+            deadline, code, body = time.monotonic() + 10 + sc.grace_s, None, None
+            while time.monotonic() < deadline:  # bounded: the backlog is consumed after start-up
+                code, body = await rest.messages(token, conv)
+                if code == 200 and all(w in str(body) for w in wanted):
+                    break
+                await asyncio.sleep(0.2)
+        missing = [w for w in wanted if w not in str(body)]
+        conformance.record("after_restart", {"status": code, "missing": missing})
+        conformance.fail([conformance.violation(
+            "Refresh after restart misses events", f"GET messages answered {code} without {missing}",
+            {"body": body})] if code != 200 or missing else [])

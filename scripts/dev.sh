@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine: sets up .venv once, then runs what you ask for.
+#   bash scripts/dev.sh conformance [pytest args]   the conformance suites against the reference gateway
+#   bash scripts/dev.sh test [pytest args]          every test of the project (suites included)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_broker() {
+  if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+    echo "installing rabbitmq-server (the harness starts private nodes of it; the system service is not used)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
+  fi
+}
+
+setup() {
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import harness, gateway, socketio, aio_pika, uvicorn" 2>/dev/null; then
+    python3 -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[dev]"
+  fi
+}
+
+what="${1:-}"; shift || true
+case "$what" in
+  conformance) need_broker; setup; exec .venv/bin/python -m pytest -m realtime "$@" ;;
+  test)        need_broker; setup; exec .venv/bin/python -m pytest "$@" ;;
+  setup)       need_broker; setup ;;
+  *) echo "usage: bash scripts/dev.sh {conformance|test|setup} [pytest args]" >&2; exit 2 ;;
+esac

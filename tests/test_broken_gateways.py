@@ -1,0 +1,163 @@
+"""Every check can fail: the suites, run against deliberately broken gateways, must catch each one.
+
+For each variant (tests/broken/variants.py) the realtime suites run in a
+subprocess against ``launch.py VARIANT``, restricted with ``--requirements`` to
+the requirement the variant breaks plus sentinels that it must not break. The
+test then reads compliance.json: the intended requirement must be FAIL, and no
+other requirement that ran may be FAIL. Variants run two at a time against one
+shared private RabbitMQ node, each on its own queue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness._broker import PrivateRabbitNode
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH = ROOT / "tests" / "broken" / "launch.py"
+SENTINELS = ("CONN-1", "AUTH-3", "ISO-1", "DLV-5")
+RUN_TIMEOUT_S = 300
+LEAK_MARK = f"RTC_BROKEN_RUN={uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class Expect:
+    catches: str
+    strict: bool = False  # SHOULD requirements fail the run only in strict mode
+    own_broker: bool = False  # needs a broker the harness can restart
+    sentinels: tuple[str, ...] = SENTINELS
+
+
+EXPECTED: dict[str, Expect] = {
+    # issue: harness
+    "leak_across_tenants": Expect("ISO-1"),
+    "accept_expired": Expect("AUTH-3"),
+    "accept_alg_none": Expect("AUTH-5"),
+    "lookalike_origin": Expect("ORIG-2"),
+    "token_from_query": Expect("AUTH-9", strict=True),
+    "drop_event_type": Expect("DLV-6"),
+    "alter_payload": Expect("DLV-1"),
+    "emit_twice": Expect("DLV-4"),
+    "reverse_order": Expect("DLV-5", sentinels=("CONN-1", "AUTH-3", "ISO-1")),
+    "delay_1500ms": Expect("DLV-2"),
+    "status_without_conversation": Expect("STAT-3"),
+    "stats_to_all_tenants": Expect("MET-2"),
+    # issue: faults and the portal emulator
+    "consumer_not_reregistered": Expect("FAULT-1", own_broker=True),
+    "ack_before_emit": Expect("FAULT-3"),
+    "poison_requeued_forever": Expect("FAULT-2"),
+    "poison_kills_consumer": Expect("FAULT-2"),
+    "stats_emit_every_read": Expect("MET-3"),
+    "slow_restart": Expect("RECON-1"),
+    "expiry_not_enforced": Expect("AUTH-8", strict=True),
+    "readmodel_lost_on_restart": Expect("REST-1"),
+    "status_last_write_wins": Expect("STAT-2"),
+}
+
+
+def _command(variant: str, expect: Expect | None, amqp_url: str, report_dir: Path) -> list[str]:
+    ids = SENTINELS if expect is None else (expect.catches, *expect.sentinels)
+    cmd = [
+        sys.executable, "-m", "pytest", "suites", "-m", "realtime", "-q", "-p", "no:cacheprovider",
+        "--gateway-cmd", f"{sys.executable} {LAUNCH} {variant}",
+        "--queue", f"rtc.broken.{variant}",
+        "--requirements", ",".join(ids),
+        "--report-dir", str(report_dir),
+        "--hypothesis-profile", "ci",
+    ]
+    if expect is not None and expect.own_broker:
+        cmd += ["--broker", "process"]
+    else:
+        cmd += ["--broker", "external", "--amqp-url", amqp_url]
+    if expect is not None and expect.strict:
+        cmd.append("--conformance-strict")
+    return cmd
+
+
+def _run(variant: str, expect: Expect | None, amqp_url: str, report_dir: Path) -> dict:
+    env = {**os.environ, LEAK_MARK.split("=")[0]: LEAK_MARK.split("=")[1]}
+    env.pop("PYTEST_ADDOPTS", None)
+    done = subprocess.run(_command(variant, expect, amqp_url, report_dir), cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    report = report_dir / "compliance.json"
+    result = json.loads(report.read_text()) if report.exists() else None
+    return {"returncode": done.returncode, "stdout": done.stdout[-6000:], "stderr": done.stderr[-3000:],
+            "result": result}
+
+
+@pytest.fixture(scope="module")
+def broker():
+    node = PrivateRabbitNode()
+    node.start()
+    yield node
+    node.close()
+
+
+@pytest.fixture(scope="module")
+def runs(broker, tmp_path_factory, request) -> dict[str, Future]:
+    """Start every selected variant's run at once, two at a time; tests wait on their own."""
+    selected = [item.callspec.params["variant"] for item in request.session.items
+                if getattr(item, "callspec", None) and "variant" in item.callspec.params
+                and item.module is request.module]
+    pool = ThreadPoolExecutor(max_workers=2)
+    futures = {}
+    for name in dict.fromkeys(selected):
+        expect = EXPECTED.get(name)
+        futures[name] = pool.submit(_run, name, expect, broker.amqp_url, tmp_path_factory.mktemp(name))
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _verdicts(outcome: dict) -> dict[str, str]:
+    assert outcome["result"] is not None, (
+        f"no compliance.json was written (exit {outcome['returncode']}):\n{outcome['stdout']}\n{outcome['stderr']}")
+    return {r["id"]: r["verdict"] for r in outcome["result"]["requirements"] if r["verdict"] != "SKIPPED"}
+
+
+@pytest.mark.parametrize("variant", ["none"])
+def test_the_unbroken_gateway_passes_the_sentinels(runs, variant):
+    outcome = runs[variant].result(timeout=RUN_TIMEOUT_S + 60)
+    verdicts = _verdicts(outcome)
+    assert verdicts == {rid: "PASS" for rid in SENTINELS}, outcome["stdout"]
+    assert outcome["returncode"] == 0
+
+
+@pytest.mark.parametrize("variant", sorted(EXPECTED))
+def test_broken_gateway_is_caught_on_its_requirement_only(runs, variant):
+    expect = EXPECTED[variant]
+    outcome = runs[variant].result(timeout=RUN_TIMEOUT_S + 60)
+    verdicts = _verdicts(outcome)
+    assert verdicts.get(expect.catches) == "FAIL", (
+        f"{variant} should FAIL {expect.catches}; verdicts {verdicts}\n{outcome['stdout']}")
+    unrelated = {rid: v for rid, v in verdicts.items() if rid != expect.catches and v == "FAIL"}
+    assert not unrelated, f"{variant} also failed unrelated requirements {unrelated}\n{outcome['stdout']}"
+    assert outcome["returncode"] != 0, "a MUST failure (or a strict SHOULD failure) must fail the run"
+    assert outcome["result"]["verdict"] == "FAIL"
+
+
+def test_no_process_of_the_broken_runs_is_left(runs):
+    """Every gateway, broker and epmd the runs started is gone once they finish."""
+    for future in runs.values():
+        future.exception(timeout=RUN_TIMEOUT_S + 60)
+    name, value = LEAK_MARK.split("=")
+    leftovers = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"{name}={value}".encode() in environ:
+            leftovers.append((proc.name, (proc / "cmdline").read_bytes().replace(b"\0", b" ")[:120]))
+    assert not leftovers, f"processes left behind by the broken-gateway runs: {leftovers}"
