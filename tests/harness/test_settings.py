@@ -1,0 +1,363 @@
+"""Every harness option works spelled three ways, with one precedence, and bad values fail at start.
+
+Inner runs use pytester in-process. A wrong value must stop the run before any test with
+``pytest.UsageError`` and a message that names the option's three spellings and the fix; the
+messages are matched exactly, as pytest-httpx's own tests do.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from typing import Any, Callable
+
+import pytest
+
+import contract
+from harness import plugin
+from harness._portal import ReconnectPolicy
+from harness._settings import BY_NAME, DEFAULT_GATEWAY_ENV, OPTIONS, Settings
+
+pytest_plugins = ["pytester"]
+
+SECRET = "s3cret-" + "x" * 33  # 40 bytes
+QUEUE = contract.default_queue()
+
+
+def _settings_of(pytester: pytest.Pytester, *args: str) -> Settings:
+    config = pytester.parseconfigure(*args)
+    return config.stash[plugin.SETTINGS_KEY]
+
+
+def _spell(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, how: str,
+           values: dict[str, str | list[str] | bool]) -> list[str]:
+    """Give ``values`` (option name -> raw value) in one spelling; returns the command-line args."""
+    args: list[str] = []
+    ini_lines = ["[pytest]"]
+    for name, value in values.items():
+        opt = BY_NAME[name]
+        if how == "cli":
+            if value is True:
+                args.append(opt.flag)
+            elif isinstance(value, list):
+                for v in value:
+                    args.append(f"{opt.flag}={v}")
+            else:
+                args.append(f"{opt.flag}={value}")
+        elif how == "env":
+            text = "true" if value is True else ";".join(value) if isinstance(value, list) else value
+            monkeypatch.setenv(opt.env, text)
+        else:
+            if value is True:
+                ini_lines.append(f"{name} = true")
+            elif isinstance(value, list):
+                ini_lines.append(f"{name} =")
+                ini_lines += [f"    {v}" for v in value]
+            else:
+                ini_lines.append(f"{name} = {value}")
+    if how == "ini":
+        pytester.makeini("\n".join(ini_lines) + "\n")
+    return args
+
+
+# (option, raw value, other options needed in the same spelling, getter, expected)
+CASES: list[tuple[str, Any, dict[str, Any], Callable[[Settings], Any], Any]] = [
+    ("gateway_url", "http://127.0.0.1:3999", {"jwt_secret": SECRET}, lambda s: (s.gateway_url, s.target_kind), ("http://127.0.0.1:3999", "url")),
+    ("gateway_cmd", "my-gateway --port 1", {}, lambda s: (s.gateway_cmd, s.command, s.target_kind), ("my-gateway --port 1", "my-gateway --port 1", "process")),
+    ("gateway_image", "example/gw:1", {}, lambda s: (s.gateway_image, s.target_kind, s.broker), ("example/gw:1", "image", "container")),
+    ("broker", "process", {}, lambda s: s.broker, "process"),
+    ("amqp_url", "amqp://u:p@127.0.0.1:5673/", {}, lambda s: (s.amqp_url, s.broker), ("amqp://u:p@127.0.0.1:5673/", "external")),
+    ("rabbitmq_image", "rabbitmq:3.13", {}, lambda s: s.rabbitmq_image, "rabbitmq:3.13"),
+    ("queue", "my.queue", {}, lambda s: s.queue, "my.queue"),
+    ("jwt_secret", SECRET, {}, lambda s: s.jwt_secret, SECRET),
+    ("jwt_algorithm", "HS512", {}, lambda s: s.jwt_algorithm, "HS512"),
+    ("tenant_claim", "org", {}, lambda s: s.tenant_claim, "org"),
+    ("extra_claims", '{"aud": "agent-portal"}', {}, lambda s: dict(s.extra_claims), {"aud": "agent-portal"}),
+    ("socketio_path", "/rt", {}, lambda s: s.socketio_path, "/rt/"),
+    ("rest_paths", '{"stats": "/s"}', {}, lambda s: s.rest_paths["stats"], "/s"),
+    ("gateway_env", ["EXTRA=1", "MYPORT={port}", "PING_TIMEOUT="], {},
+     lambda s: dict(s.gateway_env),
+     {**{k: v for k, v in DEFAULT_GATEWAY_ENV.items() if k != "PING_TIMEOUT"}, "EXTRA": "1", "MYPORT": "{port}"}),
+    ("gateway_startup_timeout", "7.5", {}, lambda s: s.gateway_startup_timeout, 7.5),
+    ("lacks", "rest,polling", {}, lambda s: s.lacks, frozenset({"rest", "polling"})),
+    ("allowed_origins", "http://a.example,http://b.example", {}, lambda s: s.allowed_origins, ("http://a.example", "http://b.example")),
+    ("forbidden_origins", "http://c.example", {}, lambda s: s.forbidden_origins, ("http://c.example",)),
+    ("latency_budget_ms", "250", {}, lambda s: s.latency_budget_ms, 250.0),
+    ("reconnect_policy", "attempts=3,delay=500,max=2000,jitter=0", {}, lambda s: s.reconnect_policy,
+     ReconnectPolicy(attempts=3, delay=0.5, delay_max=2.0, randomization=0.0)),
+    ("conformance_strict", True, {}, lambda s: s.strict, True),
+    ("requirements", "DLV-1,ISO-1", {}, lambda s: s.requirements, frozenset({"DLV-1", "ISO-1"})),
+    ("report_dir", "out", {}, lambda s: s.report_dir, "out"),
+]
+
+SOURCE = {"cli": "command line", "env": "environment", "ini": "ini"}
+
+
+# Options that can be given together; three groups because a run has one target.
+GROUPS = {
+    "url-target": [c for c in CASES if c[0] not in ("gateway_cmd", "gateway_image", "broker")],
+    "cmd-target": [c for c in CASES if c[0] in ("gateway_cmd", "broker")],
+    "image-target": [c for c in CASES if c[0] == "gateway_image"],
+}
+
+
+def test_groups_cover_every_option() -> None:
+    assert sorted(c[0] for cases in GROUPS.values() for c in cases) == sorted(o.name for o in OPTIONS)
+
+
+@pytest.mark.parametrize("how", ["cli", "env", "ini"])
+@pytest.mark.parametrize("group", list(GROUPS))
+def test_every_option_three_spellings(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch,
+                                      how: str, group: str) -> None:
+    values: dict[str, Any] = {}
+    for name, raw, extra, _, _ in GROUPS[group]:
+        values.update({name: raw, **extra})
+    settings = _settings_of(pytester, *_spell(pytester, clean_env, how, values))
+    wrong = {name: (getter(settings), expected) for name, _, _, getter, expected in GROUPS[group]
+             if getter(settings) != expected}
+    assert wrong == {}, "option: (got, expected)"
+    assert {n: settings.sources[n] for n in values} == {n: SOURCE[how] for n in values}
+
+
+def test_defaults(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    s = _settings_of(pytester)
+    assert (s.broker, s.jwt_algorithm, s.queue, s.latency_budget_ms, s.strict, s.report_dir) == (
+        "auto", "HS256", QUEUE, 1000.0, False, "reports")
+    assert s.sources["broker"] == "default"
+    assert s.sources["jwt_secret"] == "generated for this run"
+    assert len(s.jwt_secret.encode()) >= 32
+    assert s.rest_paths == dict(contract.rest_paths())
+    assert s.target_kind == "process" and s.reference_target
+
+
+PRECEDENCE_TEST = r"""
+import json
+
+def test_dump(conformance_settings):
+    s = conformance_settings
+    print("\nDUMP " + json.dumps({"broker": s.broker, "budget": s.latency_budget_ms,
+                                "claim": s.tenant_claim, "queue": s.queue, "sources": dict(s.sources)}))
+"""
+
+
+def _dump(result: pytest.RunResult) -> dict:
+    line = next(l for l in result.outlines if l.startswith("DUMP "))
+    return json.loads(line[5:])
+
+
+def test_precedence_cli_env_ini_default(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile(PRECEDENCE_TEST)
+    pytester.makeini("[pytest]\nbroker = container\nlatency_budget_ms = 100\ntenant_claim = ini_claim\n")
+    clean_env.setenv("RTC_BROKER", "container")
+    clean_env.setenv("RTC_LATENCY_BUDGET_MS", "200")
+    result = pytester.runpytest("--broker", "process", "-s")
+    result.assert_outcomes(passed=1)
+    dump = _dump(result)
+    # broker: CLI beats env and ini; budget: env beats ini; claim: ini beats default; queue: default.
+    assert dump["broker"] == "process" and dump["sources"]["broker"] == "command line"
+    assert dump["budget"] == 200.0 and dump["sources"]["latency_budget_ms"] == "environment"
+    assert dump["claim"] == "ini_claim" and dump["sources"]["tenant_claim"] == "ini"
+    assert dump["queue"] == QUEUE and dump["sources"]["queue"] == "default"
+    result.stdout.fnmatch_lines([f"realtime-conformance: broker=process queue={QUEUE} budget=200 ms strict=False report_dir=reports"])
+
+
+def test_empty_env_value_falls_through_to_ini(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makeini("[pytest]\nbroker = process\n")
+    clean_env.setenv("RTC_BROKER", "")
+    s = _settings_of(pytester)
+    assert (s.broker, s.sources["broker"]) == ("process", "ini")
+
+
+def test_header_shows_target_broker_budget(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = pytester.runpytest("--latency-budget-ms", "250")
+    result.assert_outcomes(passed=1)
+    target = f"realtime-conformance: target=process {shlex.quote(sys.executable)} -m gateway"
+    assert target in result.outlines
+    assert (f"realtime-conformance: broker=auto queue={QUEUE} budget=250 ms strict=False report_dir=reports"
+            in result.outlines)
+    assert ("realtime-conformance: set jwt_secret=*** (64 bytes, generated for this run), latency_budget_ms=250.0"
+            in result.outlines)
+
+
+def test_header_for_url_target_redacts_the_secret(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile(PRECEDENCE_TEST)
+    clean_env.setenv("RTC_JWT_SECRET", SECRET)
+    result = pytester.runpytest("--gateway-url", "http://127.0.0.1:3999", "-s")
+    result.assert_outcomes(passed=1)
+    assert "realtime-conformance: target=url http://127.0.0.1:3999" in result.outlines
+    set_line = next(l for l in result.outlines if l.startswith("realtime-conformance: set "))
+    assert set_line == ("realtime-conformance: set gateway_url=http://127.0.0.1:3999, "
+                        "jwt_secret=*** (40 bytes, environment)")
+    everything = result.stdout.str() + result.stderr.str()
+    assert SECRET not in everything
+    assert "x" * 33 not in everything
+
+
+def test_generated_secret_is_not_printed(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile("""
+def test_secret(conformance_settings):
+    print("LEN", len(conformance_settings.jwt_secret))
+    assert conformance_settings.redacted()["jwt_secret"].startswith("*** (")
+    open("secret.txt", "w").write(conformance_settings.jwt_secret)
+""")
+    result = pytester.runpytest("-s", "-v")
+    result.assert_outcomes(passed=1)
+    secret = (pytester.path / "secret.txt").read_text()
+    assert len(secret) >= 32
+    assert secret not in result.stdout.str() + result.stderr.str()
+
+
+def test_amqp_url_alone_implies_external_broker(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = pytester.runpytest("--amqp-url", "amqp://guest:guest@127.0.0.1:5672/")
+    result.assert_outcomes(passed=1)
+    assert (f"realtime-conformance: broker=external queue={QUEUE} budget=1000 ms strict=False report_dir=reports"
+            in result.outlines)
+    s = _settings_of(pytester, "--amqp-url", "amqp://guest:guest@127.0.0.1:5672/")
+    assert s.sources["broker"] == "implied by amqp_url (command line)"
+
+
+def test_explicit_broker_is_kept_with_amqp_url(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    s = _settings_of(pytester, "--amqp-url", "amqp://127.0.0.1:5672/", "--broker", "process")
+    assert s.broker == "process"
+
+
+def test_lacks_and_url_target_capabilities(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    s = _settings_of(pytester, "--lacks", "rest", "--gateway-url", "http://127.0.0.1:1", "--jwt-secret", SECRET)
+    assert not s.has("rest")
+    assert not s.has("restart")  # a URL target cannot be restarted by the harness
+    assert s.has("polling")
+
+
+# --------------------------------------------------------------------------- bad values
+
+def _opt(name: str) -> str:
+    return BY_NAME[name].spellings
+
+
+PLACEHOLDERS = "{host}, {port}, {amqp_url}, {jwt_secret}, {jwt_algorithm}, {tenant_claim}, {allowed_origins}, {queue}, {workdir}"
+
+BAD: list[tuple[str, list[str], str]] = [
+    ("broker", ["--broker=nope"],
+     "--broker (ini 'broker', env RTC_BROKER): 'nope' is not a valid choice; choose from: auto, process, container, external"),
+    ("jwt_algorithm", ["--jwt-algorithm=RS256"],
+     "--jwt-algorithm (ini 'jwt_algorithm', env RTC_JWT_ALGORITHM): 'RS256' is not a valid choice; choose from: HS256, HS384, HS512"),
+    ("latency_nan", ["--latency-budget-ms=fast"],
+     "--latency-budget-ms (ini 'latency_budget_ms', env RTC_LATENCY_BUDGET_MS): 'fast' is not a number; give e.g. 1000.0"),
+    ("latency_low", ["--latency-budget-ms=0"],
+     "--latency-budget-ms (ini 'latency_budget_ms', env RTC_LATENCY_BUDGET_MS): '0' must be at least 1"),
+    ("env_no_equals", ["--gateway-env=FOO"],
+     "--gateway-env (ini 'gateway_env', env RTC_GATEWAY_ENV): 'FOO' is not KEY=TEMPLATE; e.g. --gateway-env AMQP_URL={amqp_url}"),
+    ("env_placeholder", ["--gateway-env=URL={nope}"],
+     "--gateway-env (ini 'gateway_env', env RTC_GATEWAY_ENV): 'URL={nope}' uses the unknown placeholder {nope}; known: "
+     + PLACEHOLDERS),
+    ("lacks", ["--lacks=rest,teleport"],
+     "--lacks (ini 'lacks', env RTC_LACKS): 'teleport' is not a valid choice; choose from: rest, restart, polling, broker-restart, dead-letter-queue"),
+    ("requirements", ["--requirements=DLV-1,XYZ-9"],
+     "--requirements (ini 'requirements', env RTC_REQUIREMENTS): 'XYZ-9' is not a requirement ID; see CONFORMANCE.md (e.g. DLV-1,ISO-1)"),
+    ("url_no_secret", ["--gateway-url=http://127.0.0.1:3015"],
+     "--gateway-url needs the secret your gateway verifies tokens with: --jwt-secret (ini 'jwt_secret', env RTC_JWT_SECRET)"),
+    ("short_secret", ["--jwt-secret=tooshort"],
+     "--jwt-secret (ini 'jwt_secret', env RTC_JWT_SECRET): '***' is 8 bytes; HMAC secrets need at least 32 bytes (RFC 7518 3.2)"),
+    ("two_targets", ["--gateway-url=http://127.0.0.1:3015", "--gateway-cmd=run-it"],
+     "give at most one target: --gateway-url and --gateway-cmd were both set (from command line, command line)"),
+    ("bad_url", ["--gateway-url=127.0.0.1:3015", f"--jwt-secret={SECRET}"],
+     "--gateway-url (ini 'gateway_url', env RTC_GATEWAY_URL): '127.0.0.1:3015' is not a URL with scheme http or https; e.g. http://127.0.0.1:3015"),
+    ("rest_key", ['--rest-paths={"stats": "/s", "bogus": "/b"}'],
+     "--rest-paths (ini 'rest_paths', env RTC_REST_PATHS): 'bogus' is not a REST path key; known: stats, refresh, conversations, messages, health"),
+    ("rest_json", ["--rest-paths={nope"],
+     "--rest-paths (ini 'rest_paths', env RTC_REST_PATHS): '{nope' is not valid JSON (Expecting property name enclosed in double quotes); "
+     "give an object such as '{\"aud\": \"agent-portal\"}'"),
+    ("claims_array", ["--extra-claims=[1, 2]"],
+     "--extra-claims (ini 'extra_claims', env RTC_EXTRA_CLAIMS): '[1, 2]' must be a JSON object ({...})"),
+    ("policy_shape", ["--reconnect-policy=retries=3"],
+     "--reconnect-policy (ini 'reconnect_policy', env RTC_RECONNECT_POLICY): 'retries=3' must look like attempts=5,delay=1000,max=5000,jitter=0.5"),
+    ("policy_number", ["--reconnect-policy=attempts=five"],
+     "--reconnect-policy (ini 'reconnect_policy', env RTC_RECONNECT_POLICY): 'attempts=five' has a non-number for attempts"),
+    ("policy_range", ["--reconnect-policy=attempts=3,delay=2000,max=1000"],
+     "--reconnect-policy (ini 'reconnect_policy', env RTC_RECONNECT_POLICY): 'attempts=3,delay=2000,max=1000' needs attempts >= 1, 0 < delay <= max, 0 <= jitter < 1"),
+    ("external_no_amqp", ["--broker=external"],
+     "--broker external needs --amqp-url (ini 'amqp_url', env RTC_AMQP_URL), e.g. amqp://guest:guest@127.0.0.1:5672/"),
+    ("image_process", ["--gateway-image=example/gw:1", "--broker=process"],
+     "--gateway-image runs the gateway in a container, which cannot reach a --broker process node; use --broker container or --broker external"),
+    ("forbidden_overlap", ["--forbidden-origins=http://evil.example,http://localhost:3000"],
+     "--forbidden-origins (ini 'forbidden_origins', env RTC_FORBIDDEN_ORIGINS): 'http://localhost:3000' is also in allowed_origins; an origin cannot be both"),
+    ("strict_not_bool", [],  # env only: the flag itself takes no value
+     "--conformance-strict (ini 'conformance_strict', env RTC_CONFORMANCE_STRICT): 'maybe' is not a boolean; use true or false"),
+]
+
+
+def _errors(result: pytest.RunResult) -> list[str]:
+    return [l for l in result.errlines if l.startswith("ERROR:")]
+
+
+@pytest.mark.parametrize("args, message", [(a, m) for _, a, m in BAD], ids=[i for i, _, _ in BAD])
+def test_bad_value_fails_at_start(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch,
+                                  args: list[str], message: str) -> None:
+    pytester.makepyfile("def test_never():\n    raise AssertionError('must not run')\n")
+    if not args:
+        clean_env.setenv("RTC_CONFORMANCE_STRICT", "maybe")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert _errors(result) == [f"ERROR: {message}"]
+    assert "must not run" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("how", ["cli", "env", "ini"])
+def test_bad_choice_in_every_spelling(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, how: str) -> None:
+    pytester.makepyfile("def test_never():\n    pass\n")
+    args = _spell(pytester, clean_env, how, {"broker": "nope"})
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert _errors(result) == ["ERROR: --broker (ini 'broker', env RTC_BROKER): 'nope' is not a valid choice; "
+                               "choose from: auto, process, container, external"]
+
+
+def test_target_clash_names_where_each_came_from(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile("def test_never():\n    pass\n")
+    pytester.makeini("[pytest]\ngateway_image = example/gw:1\n")
+    clean_env.setenv("RTC_GATEWAY_CMD", "run-it")
+    result = pytester.runpytest()
+    assert _errors(result) == ["ERROR: give at most one target: --gateway-cmd and --gateway-image were both set "
+                               "(from environment, ini)"]
+
+
+def test_short_secret_from_env_is_not_echoed(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile("def test_never():\n    pass\n")
+    clean_env.setenv("RTC_JWT_SECRET", "hunter2-hunter2")
+    result = pytester.runpytest()
+    assert _errors(result) == ["ERROR: --jwt-secret (ini 'jwt_secret', env RTC_JWT_SECRET): '***' is 15 bytes; "
+                               "HMAC secrets need at least 32 bytes (RFC 7518 3.2)"]
+    assert "hunter2" not in result.stdout.str() + result.stderr.str()
+
+
+def test_secret_length_counts_bytes_not_characters(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    # 11 three-byte characters: 11 code points but 33 bytes, enough for HMAC.
+    s = _settings_of(pytester, "--jwt-secret", "€" * 11)
+    assert s.jwt_secret == "€" * 11
+    assert s.redacted()["jwt_secret"] == "*** (33 bytes, command line)"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: harness/_settings.py:368 (resolve) the secret check is 32 bytes for every "
+                   "algorithm, but RFC 7518 3.2 (which its message cites) needs a key as long as the hash: "
+                   "48 bytes for HS384, 64 for HS512; PyJWT warns InsecureKeyLengthWarning on every such token")
+def test_secret_must_match_the_algorithms_hash_size(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile("def test_never():\n    pass\n")
+    result = pytester.runpytest("--jwt-algorithm=HS512", f"--jwt-secret={SECRET}")  # 40 bytes
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert len(_errors(result)) == 1 and "64 bytes" in _errors(result)[0]
+    assert SECRET not in result.stderr.str()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: harness/_settings.py:263-266 (_parse_number) accepts 'nan' (float('nan') < 1 "
+                   "is False): a NaN latency budget makes every `latency_ms > budget_ms` false, silently disabling "
+                   "DLV-2, and writes NaN (invalid JSON) into compliance.json")
+@pytest.mark.parametrize("flag", ["--latency-budget-ms", "--gateway-startup-timeout"])
+def test_nan_is_not_a_number(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, flag: str) -> None:
+    pytester.makepyfile("def test_never():\n    pass\n")
+    result = pytester.runpytest(f"{flag}=nan")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    opt = BY_NAME[flag[2:].replace("-", "_")]
+    assert _errors(result)[0].startswith(f"ERROR: {opt.spellings}: 'nan' ")
