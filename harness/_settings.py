@@ -9,6 +9,7 @@ the run at start instead of half-way through a suite.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
@@ -163,6 +164,8 @@ class Settings:
             value = getattr(self, "strict" if opt.name == "conformance_strict" else opt.name)
             if opt.secret and value:
                 value = f"*** ({len(value.encode())} bytes, {self.sources.get(opt.name, 'default')})"
+            elif opt.name == "amqp_url" and value:
+                value = redact_url(value)
             elif isinstance(value, (frozenset, tuple)):
                 value = ",".join(sorted(value)) if isinstance(value, frozenset) else ",".join(value)
             elif isinstance(value, ReconnectPolicy):
@@ -172,6 +175,15 @@ class Settings:
                 value = json.dumps(dict(value), ensure_ascii=False)
             out[opt.name] = value
         return out
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced, for headers and reports."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
 
 
 def lookalike_origins(origin: str) -> tuple[str, ...]:
@@ -263,6 +275,8 @@ def _parse_number(opt: Option, value: Any, cast: Callable[[Any], Any], minimum: 
         number = cast(value)
     except (TypeError, ValueError):
         raise _fail(opt, value, f"is not a number; give e.g. {opt.default}") from None
+    if not math.isfinite(number):
+        raise _fail(opt, value, f"is not a finite number; give e.g. {opt.default}")
     if number < minimum:
         raise _fail(opt, value, f"must be at least {minimum:g}")
     return number
@@ -365,8 +379,10 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
             raise pytest.UsageError(f"--gateway-url needs the secret your gateway verifies tokens with: {o['jwt_secret'].spellings}")
         secret = secrets.token_urlsafe(48)
         sources["jwt_secret"] = "generated for this run"
-    if len(str(secret).encode()) < 32:
-        raise _fail(o["jwt_secret"], "***", f"is {len(str(secret).encode())} bytes; HMAC secrets need at least 32 bytes (RFC 7518 3.2)")
+    need = {"HS256": 32, "HS384": 48, "HS512": 64}[algorithm]
+    if len(str(secret).encode()) < need:
+        raise _fail(o["jwt_secret"], "***", f"is {len(str(secret).encode())} bytes; {algorithm} secrets need at least "
+                    f"{need} bytes (RFC 7518 3.2)")
 
     rest_paths = dict(contract.rest_paths())
     overrides = _parse_json_object(o["rest_paths"], raw["rest_paths"])
@@ -409,7 +425,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         jwt_algorithm=algorithm,
         tenant_claim=str(raw["tenant_claim"]),
         extra_claims=_parse_json_object(o["extra_claims"], raw["extra_claims"]),
-        socketio_path="/" + str(raw["socketio_path"]).strip("/") + "/",
+        socketio_path=("/" + str(raw["socketio_path"]).strip("/") + "/").replace("//", "/"),
         rest_paths=rest_paths,
         gateway_env=_parse_env(o["gateway_env"], raw["gateway_env"]),
         gateway_startup_timeout=_parse_number(o["gateway_startup_timeout"], raw["gateway_startup_timeout"], float, 1),

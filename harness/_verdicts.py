@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import pytest
+
 from . import _catalogue
 from ._failures import ConformanceFailure, UnknownEvidence, Violation
 from ._report import latency_summary
@@ -59,7 +61,7 @@ def verdict_for(level: str, outcome: str, excinfo_type: type | None, skip_reason
         return "SKIPPED"
     if excinfo_type is not None and issubclass(excinfo_type, UnknownEvidence):
         return "UNKNOWN"
-    if excinfo_type is not None and not issubclass(excinfo_type, (AssertionError, ConformanceFailure)):
+    if excinfo_type is not None and not issubclass(excinfo_type, (AssertionError, ConformanceFailure, pytest.fail.Exception)):
         # The harness could not run the check (setup error, crash): no evidence either way.
         return "UNKNOWN"
     if level == "SHOULD" and not strict:
@@ -73,6 +75,7 @@ class Run:
 
     strict: bool
     budget_ms: float = 1000.0
+    selected: frozenset[str] = frozenset()  # --requirements; empty means all
     records: dict[str, TestRecord] = field(default_factory=dict)
     deselected: dict[str, str] = field(default_factory=dict)  # requirement -> reason
     started: float = field(default_factory=time.time)
@@ -97,7 +100,9 @@ class Run:
             }
             ran = [r for r in recs if r.outcome != "not run"]
             if not ran:
-                if req.id in self.deselected:
+                if self.selected and req.id not in self.selected:
+                    entry["verdict"], entry["reason"] = "SKIPPED", "not selected by --requirements"
+                elif req.id in self.deselected:
                     entry["verdict"], entry["reason"] = "SKIPPED", self.deselected[req.id]
                 else:
                     entry["verdict"], entry["reason"] = "UNKNOWN", "no test of this requirement ran"

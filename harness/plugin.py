@@ -51,7 +51,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "realtime: an end-to-end conformance check against a live gateway")
     config.addinivalue_line("markers", "requirement(id): the catalogue requirement a test checks (CONFORMANCE.md)")
     config.stash[SETTINGS_KEY] = settings = _settings.resolve(config)
-    config.stash[RUN_KEY] = Run(strict=settings.strict, budget_ms=settings.latency_budget_ms)
+    config.stash[RUN_KEY] = Run(strict=settings.strict, budget_ms=settings.latency_budget_ms,
+                                 selected=settings.requirements)
     if config.getoption("hypothesis_profile", None) is None:
         hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
     # SIGTERM (a CI runner cancelling) must unwind like Ctrl-C so children are reaped.
@@ -134,9 +135,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 for v in exc.violations:
                     if v not in record.failures:
                         record.failures.append(v)
-            record.message = (exc.reason if isinstance(exc, UnknownEvidence) else str(exc).splitlines()[0])[:500]
+            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+            record.message = (exc.reason if isinstance(exc, UnknownEvidence) else first_line)[:500]
             if report.when == "setup":
-                record.message = f"setup failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+                record.message = f"setup failed: {type(exc).__name__}: {first_line}"[:500]
         elif skip_reason:
             record.message = skip_reason
         if verdict == "NON-STRICT":
@@ -144,6 +146,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.outcome = "skipped"
             report.wasxfail = f"{NON_STRICT_PREFIX}{record.message or 'SHOULD requirement not met'}"
             record.outcome = "xfailed"
+        # On the item, so the teardown report (the one JUnit XML reads properties from) has it too.
+        item.user_properties.append(("verdict", verdict))
         report.user_properties.append(("verdict", verdict))
     return report
 
@@ -186,8 +190,8 @@ def tokens(conformance_settings: Settings) -> TokenFactory:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     run = config.stash.get(RUN_KEY, None)
-    if run is None or not run.records:
-        return  # no conformance test was collected: no report
+    if run is None or not run.records or config.option.collectonly:
+        return  # nothing was judged: keep the last real report
     settings = config.stash[SETTINGS_KEY]
     target = config.stash.get(TARGET_KEY, None)
     target_info = {"kind": settings.target_kind, "url": None, "command": None, "image": settings.gateway_image}

@@ -154,7 +154,7 @@ def plans(*, max_tenants: int = 4, max_tabs: int = 3, max_events: int = 24) -> s
     """Tenants x tabs x interleaved events; every tenant gets at least one event (its positive control)."""
     _check_size("max_tenants", max_tenants, 2, 20)
     _check_size("max_tabs", max_tabs, 1, 10)
-    _check_size("max_events", max_events, 1, 500)
+    _check_size("max_events", max_events, max_tenants, 500)  # every tenant gets its positive control
 
     @st.composite
     def build(draw: st.DrawFn) -> Plan:

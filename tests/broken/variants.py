@@ -113,23 +113,24 @@ def emit_twice() -> None:
 
 @variant
 def reverse_order() -> None:
-    held: list[tuple[Any, ...]] = []
+    """Swaps each tenant's events in pairs (a lone event goes out after 50 ms)."""
+    held: dict[str, tuple[Any, ...]] = {}
 
-    async def flush_later(item):
+    async def flush_later(tenant_id, item):
         await asyncio.sleep(0.05)
-        if item in held:
-            held.remove(item)
+        if held.get(tenant_id) is item:
+            del held[tenant_id]
             await _emit(*item)
 
     async def emit(sio, tenant_id, event_type, data):
         item = (sio, tenant_id, event_type, data)
-        if held:  # the one waiting goes out after the newer one
-            older = held.pop()
+        older = held.pop(tenant_id, None)
+        if older is not None:  # the one waiting goes out after the newer one
             await _emit(*item)
             await _emit(*older)
         else:
-            held.append(item)
-            asyncio.get_running_loop().create_task(flush_later(item))
+            held[tenant_id] = item
+            asyncio.get_running_loop().create_task(flush_later(tenant_id, item))
     sockets.emit_event = emit
 
 
@@ -188,15 +189,30 @@ def consumer_not_reregistered() -> None:
 
 @variant
 def ack_before_emit() -> None:
+    """Acks each message on receipt, then works through its in-process backlog: a kill loses it."""
+    import aio_pika
+
+    async def connect_ack_on_receipt(self):
+        self._inbox = asyncio.Queue()
+        self._connection = await aio_pika.connect(self.settings.rabbitmq_url, timeout=5)
+        queue = await self._declare()
+        inbox = self._inbox
+
+        async def take(message):
+            await message.ack()  # before the work is done
+            await inbox.put(message)
+        await queue.consume(take, no_ack=False)
+        self.connected = True
+
     async def handle(self, message):
-        await message.ack()  # acked before the work is done: a crash now loses it
         try:
             envelope = consumer.contract.parse_envelope(message.body)
         except consumer.contract.EnvelopeError as exc:
             await self.dead_letter(message, exc.reason)
             return
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.005)  # a read-model write's worth of work
         await self.process_envelope(envelope, message.body, redelivered=bool(message.redelivered))
+    consumer.EventConsumer._connect_and_consume = connect_ack_on_receipt
     consumer.EventConsumer.handle_message = handle
 
 

@@ -21,7 +21,8 @@ from harness._settings import BY_NAME, DEFAULT_GATEWAY_ENV, OPTIONS, Settings
 
 pytest_plugins = ["pytester"]
 
-SECRET = "s3cret-" + "x" * 33  # 40 bytes
+SECRET = "s3cret-" + "x" * 33  # 40 bytes: enough for HS256, not for HS384/HS512
+SECRET_64 = "s3cret-" + "x" * 57  # 64 bytes: enough for every HMAC algorithm
 QUEUE = contract.default_queue()
 
 
@@ -70,7 +71,7 @@ CASES: list[tuple[str, Any, dict[str, Any], Callable[[Settings], Any], Any]] = [
     ("amqp_url", "amqp://u:p@127.0.0.1:5673/", {}, lambda s: (s.amqp_url, s.broker), ("amqp://u:p@127.0.0.1:5673/", "external")),
     ("rabbitmq_image", "rabbitmq:3.13", {}, lambda s: s.rabbitmq_image, "rabbitmq:3.13"),
     ("queue", "my.queue", {}, lambda s: s.queue, "my.queue"),
-    ("jwt_secret", SECRET, {}, lambda s: s.jwt_secret, SECRET),
+    ("jwt_secret", SECRET_64, {}, lambda s: s.jwt_secret, SECRET_64),
     ("jwt_algorithm", "HS512", {}, lambda s: s.jwt_algorithm, "HS512"),
     ("tenant_claim", "org", {}, lambda s: s.tenant_claim, "org"),
     ("extra_claims", '{"aud": "agent-portal"}', {}, lambda s: dict(s.extra_claims), {"aud": "agent-portal"}),
@@ -260,7 +261,7 @@ BAD: list[tuple[str, list[str], str]] = [
     ("url_no_secret", ["--gateway-url=http://127.0.0.1:3015"],
      "--gateway-url needs the secret your gateway verifies tokens with: --jwt-secret (ini 'jwt_secret', env RTC_JWT_SECRET)"),
     ("short_secret", ["--jwt-secret=tooshort"],
-     "--jwt-secret (ini 'jwt_secret', env RTC_JWT_SECRET): '***' is 8 bytes; HMAC secrets need at least 32 bytes (RFC 7518 3.2)"),
+     "--jwt-secret (ini 'jwt_secret', env RTC_JWT_SECRET): '***' is 8 bytes; HS256 secrets need at least 32 bytes (RFC 7518 3.2)"),
     ("two_targets", ["--gateway-url=http://127.0.0.1:3015", "--gateway-cmd=run-it"],
      "give at most one target: --gateway-url and --gateway-cmd were both set (from command line, command line)"),
     ("bad_url", ["--gateway-url=127.0.0.1:3015", f"--jwt-secret={SECRET}"],
@@ -329,7 +330,7 @@ def test_short_secret_from_env_is_not_echoed(pytester: pytest.Pytester, clean_en
     clean_env.setenv("RTC_JWT_SECRET", "hunter2-hunter2")
     result = pytester.runpytest()
     assert _errors(result) == ["ERROR: --jwt-secret (ini 'jwt_secret', env RTC_JWT_SECRET): '***' is 15 bytes; "
-                               "HMAC secrets need at least 32 bytes (RFC 7518 3.2)"]
+                               "HS256 secrets need at least 32 bytes (RFC 7518 3.2)"]
     assert "hunter2" not in result.stdout.str() + result.stderr.str()
 
 
@@ -340,9 +341,6 @@ def test_secret_length_counts_bytes_not_characters(pytester: pytest.Pytester, cl
     assert s.redacted()["jwt_secret"] == "*** (33 bytes, command line)"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: harness/_settings.py:368 (resolve) the secret check is 32 bytes for every "
-                   "algorithm, but RFC 7518 3.2 (which its message cites) needs a key as long as the hash: "
-                   "48 bytes for HS384, 64 for HS512; PyJWT warns InsecureKeyLengthWarning on every such token")
 def test_secret_must_match_the_algorithms_hash_size(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
     pytester.makepyfile("def test_never():\n    pass\n")
     result = pytester.runpytest("--jwt-algorithm=HS512", f"--jwt-secret={SECRET}")  # 40 bytes
@@ -351,9 +349,6 @@ def test_secret_must_match_the_algorithms_hash_size(pytester: pytest.Pytester, c
     assert SECRET not in result.stderr.str()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: harness/_settings.py:263-266 (_parse_number) accepts 'nan' (float('nan') < 1 "
-                   "is False): a NaN latency budget makes every `latency_ms > budget_ms` false, silently disabling "
-                   "DLV-2, and writes NaN (invalid JSON) into compliance.json")
 @pytest.mark.parametrize("flag", ["--latency-budget-ms", "--gateway-startup-timeout"])
 def test_nan_is_not_a_number(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, flag: str) -> None:
     pytester.makepyfile("def test_never():\n    pass\n")

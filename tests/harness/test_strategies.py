@@ -95,9 +95,6 @@ def test_plans_give_every_tenant_an_event(plan: strategies.Plan) -> None:
         contract.parse_envelope(envelope(event_type, f"t{index}", data))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: harness/strategies.py:157,163 (plans) accepts max_events below the "
-                   "number of tenants (max_events from 1, max_tenants from 2) and then draws one event per tenant "
-                   "anyway, so max_events is silently exceeded; it should be refused when built or honoured")
 def test_max_events_is_a_maximum() -> None:
     try:
         strategy = strategies.plans(max_tenants=4, max_tabs=1, max_events=2)
@@ -125,7 +122,7 @@ def test_field_shapes(wamid: str, phone: str, conv: str, url: str | None) -> Non
 BAD_ARGUMENTS = [
     (lambda: strategies.plans(max_tenants=1), "max_tenants=1 must be an int from 2 to 20; e.g. max_tenants=3"),
     (lambda: strategies.plans(max_tabs=0), "max_tabs=0 must be an int from 1 to 10; e.g. max_tabs=3"),
-    (lambda: strategies.plans(max_events=501), "max_events=501 must be an int from 1 to 500; e.g. max_events=3"),
+    (lambda: strategies.plans(max_events=501), "max_events=501 must be an int from 4 to 500; e.g. max_events=4"),
     (lambda: strategies.plans(max_tenants=2.5), "max_tenants=2.5 must be an int from 2 to 20; e.g. max_tenants=3"),
     (lambda: strategies.event_data("nope"),
      "event_type='nope' is not one of new_message, conversation_update, status_update, metrics_update"),

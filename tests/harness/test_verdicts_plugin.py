@@ -253,9 +253,6 @@ def test_deselected_by_k_is_skipped(pytester: pytest.Pytester) -> None:
     assert result.ret == pytest.ExitCode.OK
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: harness/_verdicts.py:100 (Run.requirement_verdicts) only knows IDs of "
-                   "deselected tests; with --requirements, IDs outside the selection that have no collected test "
-                   "are UNKNOWN and fail the run, though --requirements says 'the rest report SKIPPED'")
 def test_requirements_option_skips_ids_without_collected_tests(pytester: pytest.Pytester) -> None:
     # e.g. `pytest suites/test_dlv.py --requirements DLV-1`: the other files are not collected.
     result, report = run(pytester, HEADER + "\n@pytest.mark.requirement('DLV-1')\ndef test_DLV_1():\n    pass\n",
@@ -283,9 +280,6 @@ def test_junit_carries_requirement_property(pytester: pytest.Pytester) -> None:
         assert ("requirement", rid) in props[_name(rid)], rid
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: harness/plugin.py:147 (pytest_runtest_makereport) appends ('verdict', ...) to the call report's "
-                   "user_properties, but junitxml writes properties from the teardown report (a copy of "
-                   "item.user_properties), so no test case carries a verdict property")
 def test_junit_carries_verdict_property(pytester: pytest.Pytester) -> None:
     result, _ = run(pytester, suite(DLV_2=FAIL_BODY, AUTH_9=FAIL_BODY), "--junitxml=junit.xml")
     props = _junit_properties(pytester.path / "junit.xml")
@@ -355,9 +349,6 @@ def test_DLV_2(conformance):
     assert (entry["verdict"], entry["evidence"]) == ("PASS", {"latency_budget_ms": 250.0})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: harness/plugin.py:137 (pytest_runtest_makereport) str(exc).splitlines()[0] raises IndexError for "
-                   "an exception with an empty message (bare `raise AssertionError`), an INTERNALERROR that "
-                   "aborts the whole run")
 def test_bare_assertion_error_is_a_fail(pytester: pytest.Pytester) -> None:
     result, report = run(pytester, suite(DLV_1="raise AssertionError"))
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -365,18 +356,12 @@ def test_bare_assertion_error_is_a_fail(pytester: pytest.Pytester) -> None:
     assert verdicts(report)["DLV-1"] == "FAIL"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: harness/plugin.py:186 (pytest_sessionfinish) writes a report for "
-                   "--collect-only runs (nothing ran, so every requirement is UNKNOWN), overwriting the last real "
-                   "compliance report and exiting 1")
 def test_collect_only_writes_no_report(pytester: pytest.Pytester) -> None:
     result, report = run(pytester, suite(), "--collect-only")
     assert result.ret == pytest.ExitCode.OK
     assert report == {}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: harness/_verdicts.py:62 (verdict_for) treats pytest.fail() (Failed, "
-                   "not an AssertionError) as a harness crash: a test that explicitly fails its requirement "
-                   "reports UNKNOWN ('no evidence'), and a SHOULD so failed is not shown as NON-STRICT")
 def test_pytest_fail_is_a_fail(pytester: pytest.Pytester) -> None:
     result, report = run(pytester, suite(DLV_1="pytest.fail('gateway accepted a forged token')",
                                          AUTH_9="pytest.fail('token in query accepted')"))
