@@ -98,6 +98,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("forbidden_origins", "Origins to try that must be refused (comma list). Default: look-alikes of the first allowed origin.", "", kind="list"),
     Option("latency_budget_ms", "Publish-to-receive budget per delivery (DLV-2).", 1000.0, kind="float"),
     Option("reconnect_policy", "The portal's reconnect policy: attempts, delay and max in ms, jitter.", "attempts=5,delay=1000,max=5000,jitter=0.5"),
+    Option("idle_window_s", "How long MET-3 watches three idle portal tabs for HTTP requests (the seed promises none).", 60.0, kind="float"),
     Option("conformance_strict", "SHOULD failures fail the run (pytest's own --strict does the same).", False, kind="bool"),
     Option("requirements", "Only run the tests of these requirement IDs (comma list); the rest report SKIPPED.", "", kind="list"),
     Option("report_dir", "Where compliance.html and compliance.json are written.", "reports"),
@@ -129,6 +130,7 @@ class Settings:
     forbidden_origins: tuple[str, ...]
     latency_budget_ms: float
     reconnect_policy: ReconnectPolicy
+    idle_window_s: float
     strict: bool
     requirements: frozenset[str]
     report_dir: str
@@ -434,6 +436,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         forbidden_origins=forbidden,
         latency_budget_ms=_parse_number(o["latency_budget_ms"], raw["latency_budget_ms"], float, 1),
         reconnect_policy=_parse_policy(o["reconnect_policy"], raw["reconnect_policy"]),
+        idle_window_s=_parse_number(o["idle_window_s"], raw["idle_window_s"], float, 1),
         strict=strict,
         requirements=requirement_ids,
         report_dir=str(raw["report_dir"]),

@@ -116,6 +116,8 @@ class Run:
             latencies: dict[str, list[float]] = defaultdict(list)
             for r in ran:
                 for key, value in r.evidence.items():
+                    if entry["evidence"].get(key) == value:
+                        continue  # the same fact from another test of this requirement
                     name = key if key not in entry["evidence"] else f"{key} ({r.nodeid.rsplit('::', 1)[-1]})"
                     entry["evidence"][name] = value
                 for event_type, values in r.latencies_ms.items():

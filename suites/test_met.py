@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 
@@ -122,3 +123,34 @@ async def test_refetching_tabs_reach_quiescence(conformance):
                 "Refetch loop", f"{quiet.count(False)} of 3 tabs still busy 5 s after the last change: "
                 f"{[t.stats_requests for t in tabs]} stats requests, {[t.metrics_updates_received for t in tabs]} metrics_update",
                 {"stats_requests": [t.stats_requests for t in tabs]})])
+
+
+@pytest.mark.requirement("MET-3")
+async def test_idle_tabs_make_no_requests(conformance):
+    """The seed's claim, measured: open tabs with nothing happening make 0 HTTP requests."""
+    conformance.require("rest")
+    window = conformance.settings.idle_window_s
+    async with conformance.scenario() as sc:
+        tenant = sc.tenant("idle")
+        tabs = [sc.tab(tenant, active_queries={("dashboard-metrics",), ("conversations",)}) for _ in range(3)]
+        for tab in tabs:
+            await tab.connect()
+        await sc.publish(tenant, "metrics_update", metrics(1))  # positive control: the tabs do react
+        for tab in tabs:
+            await tab.wait_for_event("metrics_update", timeout=sc.grace_s, since=0)
+        if not all(await asyncio.gather(*(t.wait_quiescent(quiet_for=1.0, timeout=5.0) for t in tabs))):
+            conformance.unknown("the tabs never settled after the control event (see the refetch-loop test)")
+        start = [len(t.http_requests) for t in tabs]
+        events = [len(t.events) for t in tabs]
+        # The measurement window: nothing is published, nothing should happen.
+        await asyncio.sleep(window)
+        requests = [len(t.http_requests) - n for t, n in zip(tabs, start)]
+        pushed = [len(t.events) - n for t, n in zip(tabs, events)]
+        conformance.record("idle_window_s", window)
+        conformance.record("idle_http_requests", requests)
+        conformance.record("idle_socket_events", pushed)
+        conformance.record("idle_requests_per_hour", round(sum(requests) * 3600 / window, 1))
+        if any(requests):
+            conformance.fail([conformance.violation(
+                "Idle tabs make requests", f"3 idle tabs made {requests} HTTP requests in {window:g} s "
+                f"({sum(pushed)} socket events pushed meanwhile)", {"requests": requests, "events": pushed})])

@@ -58,6 +58,7 @@ EXPECTED: dict[str, Expect] = {
     "poison_requeued_forever": Expect("FAULT-2"),
     "poison_kills_consumer": Expect("FAULT-2"),
     "stats_emit_every_read": Expect("MET-3"),
+    "periodic_metrics": Expect("MET-3"),
     "slow_restart": Expect("RECON-1"),
     "expiry_not_enforced": Expect("AUTH-8", strict=True),
     "readmodel_lost_on_restart": Expect("REST-1"),
@@ -74,6 +75,7 @@ def _command(variant: str, expect: Expect | None, amqp_url: str, report_dir: Pat
         "--requirements", ",".join(ids),
         "--report-dir", str(report_dir),
         "--hypothesis-profile", "ci",
+        "--idle-window-s", "8",
     ]
     if expect is not None and expect.own_broker:
         cmd += ["--broker", "process"]

@@ -172,6 +172,26 @@ def stats_emit_every_read() -> None:
 
 
 @variant
+def periodic_metrics() -> None:
+    """Pushes fresh stats to every room every 2 s, whether or not anything changed."""
+    handle = consumer.EventConsumer.process_envelope
+
+    async def tick(self):
+        while True:
+            await asyncio.sleep(2.0)
+            for room in list(self.sio.manager.rooms.get("/", {})):
+                if isinstance(room, str) and room.startswith("tenant:"):
+                    await self.metrics.current(room.removeprefix("tenant:"), force=True)
+
+    async def process(self, envelope, body, redelivered=False):
+        if not getattr(self, "_ticking", False):
+            self._ticking = True
+            asyncio.get_running_loop().create_task(tick(self))
+        await handle(self, envelope, body, redelivered)
+    consumer.EventConsumer.process_envelope = process
+
+
+@variant
 def consumer_not_reregistered() -> None:
     first = consumer.EventConsumer._connect_and_consume
 
