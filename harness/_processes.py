@@ -124,6 +124,26 @@ class ManagedProcess:
         return data[-max_bytes:].decode("utf-8", errors="replace")
 
 
+def processes_with_env(name: str, value: str) -> list[tuple[int, str]]:
+    """(pid, command line) of every process whose environment has ``name=value``.
+
+    Children inherit the environment, so a unique variable set for one run finds
+    everything that run started, however deep, even after its parent died.
+    """
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append((int(entry.name), cmdline.strip()))
+        except OSError:
+            continue
+    return found
+
+
 def live_processes() -> list[ManagedProcess]:
     with _LOCK:
         return [p for p in _LIVE if p.running]

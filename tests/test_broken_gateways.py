@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from harness._broker import PrivateRabbitNode
+from harness._processes import processes_with_env
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "tests" / "broken" / "launch.py"
@@ -152,14 +153,5 @@ def test_no_process_of_the_broken_runs_is_left(runs):
     for future in runs.values():
         future.exception(timeout=RUN_TIMEOUT_S + 60)
     name, value = LEAK_MARK.split("=")
-    leftovers = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"{name}={value}".encode() in environ:
-            leftovers.append((proc.name, (proc / "cmdline").read_bytes().replace(b"\0", b" ")[:120]))
+    leftovers = processes_with_env(name, value)
     assert not leftovers, f"processes left behind by the broken-gateway runs: {leftovers}"

@@ -87,6 +87,7 @@ CASES: list[tuple[str, Any, dict[str, Any], Callable[[Settings], Any], Any]] = [
     ("latency_budget_ms", "250", {}, lambda s: s.latency_budget_ms, 250.0),
     ("reconnect_policy", "attempts=3,delay=500,max=2000,jitter=0", {}, lambda s: s.reconnect_policy,
      ReconnectPolicy(attempts=3, delay=0.5, delay_max=2.0, randomization=0.0)),
+    ("idle_window_s", "12", {}, lambda s: s.idle_window_s, 12.0),
     ("conformance_strict", True, {}, lambda s: s.strict, True),
     ("requirements", "DLV-1,ISO-1", {}, lambda s: s.requirements, frozenset({"DLV-1", "ISO-1"})),
     ("report_dir", "out", {}, lambda s: s.report_dir, "out"),
