@@ -523,6 +523,16 @@ class PortalTab:
         if not await self._signal.until(lambda: self.state == state, timeout):
             raise TimeoutError(f"tab {self.name}: state {self.state!r}, not {state!r}, after {timeout:g} s")
 
+    async def wait_for_any_state(self, states: Iterable[str], timeout: float) -> str | None:
+        """The first of ``states`` the tab is in within ``timeout``, or None (e.g. live or failed)."""
+        wanted = set(states)
+        unknown = wanted - set(STATES)
+        if unknown:
+            raise ValueError(f"unknown state(s) {sorted(unknown)}; one of {STATES}")
+        if await self._signal.until(lambda: self.state in wanted, timeout):
+            return self.state
+        return None
+
     async def wait_quiescent(self, quiet_for: float, timeout: float) -> bool:
         """True once no socket event and no HTTP request happened for ``quiet_for`` s; False if never within ``timeout``.
 
