@@ -26,7 +26,6 @@ class Conformance:
     def __init__(self, target: Target, record: TestRecord) -> None:
         self.target = target
         self._record = record
-        record.evidence.setdefault("latency_budget_ms", target.settings.latency_budget_ms)
 
     @property
     def settings(self) -> Settings:

@@ -28,9 +28,13 @@ class Publisher:
     async def connect(self, timeout: float = 10.0) -> "Publisher":
         self._connection = await aio_pika.connect(self.amqp_url, timeout=timeout)
         self._channel = await self._connection.channel(publisher_confirms=True)
-        # Declared as the gateway declares it (durable, no arguments): publishing
-        # never depends on who came first.
-        await self._channel.declare_queue(self.queue, durable=True)
+        # Declared as the gateway should declare it (durable, no arguments), so publishing
+        # never depends on who came first. If the gateway declared it otherwise, publish to
+        # it as it is: DLV-8 reports that, and every other check can still run.
+        try:
+            await self._channel.declare_queue(self.queue, durable=True)
+        except aiormq.exceptions.ChannelPreconditionFailed:
+            self._channel = await self._connection.channel(publisher_confirms=True)
         return self
 
     async def close(self) -> None:

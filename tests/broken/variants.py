@@ -16,7 +16,10 @@ from urllib.parse import parse_qs
 
 import jwt
 
-from gateway import auth, consumer, metrics, origins, readmodel, sockets
+import socketio
+
+import contract
+from gateway import auth, config, consumer, metrics, origins, readmodel, rest, sockets
 
 VARIANTS: dict[str, Callable[[], None]] = {}
 
@@ -290,3 +293,281 @@ def _furthest_is_last(current, new):
 @variant
 def status_last_write_wins() -> None:
     readmodel.furthest_status = _furthest_is_last
+
+
+# -- one variant for each remaining requirement -------------------------------------------
+
+
+def _lenient(code: str, claims_for: Callable[[str | None, Any], auth.Claims]) -> None:
+    """verify_token, except that a refusal with ``code`` is turned into these claims."""
+    verify = auth.verify_token
+
+    def lenient(token, settings):
+        try:
+            return verify(token, settings)
+        except auth.AuthError as exc:
+            if exc.code != code:
+                raise
+            return claims_for(token if isinstance(token, str) else None, settings)
+    auth.verify_token = lenient
+
+
+def _server_option(**overrides: Any) -> None:
+    init = socketio.AsyncServer.__init__
+
+    def patched(self, *args, **kwargs):
+        init(self, *args, **{**kwargs, **overrides})
+    socketio.AsyncServer.__init__ = patched
+
+
+def _after_create(extra: Callable[[socketio.AsyncServer], None]) -> None:
+    create = sockets.create_server
+
+    def patched(settings):
+        sio, timers = create(settings)
+        extra(sio)
+        return sio, timers
+    sockets.create_server = patched
+
+
+@variant
+def websocket_refused() -> None:
+    _server_option(transports=["polling"])
+
+
+@variant
+def polling_refused() -> None:
+    _server_option(transports=["websocket"])
+
+
+@variant
+def slow_handshake() -> None:
+    verify = auth.verify_token
+
+    def slow(token, settings):
+        time.sleep(1.1)  # a blocking lookup in the handshake
+        return verify(token, settings)
+    auth.verify_token = slow
+
+
+@variant
+def room_from_subject() -> None:
+    verify = auth.verify_token
+
+    def wrong_room(token, settings):
+        claims = verify(token, settings)
+        return auth.Claims(tenant_id=f"user:{claims.subject}", exp=claims.exp, subject=claims.subject, raw=claims.raw)
+    auth.verify_token = wrong_room
+
+
+@variant
+def missing_token_accepted() -> None:
+    _lenient("token_missing", lambda token, settings: auth.Claims(tenant_id="public", exp=None))
+
+
+@variant
+def signature_not_checked() -> None:
+    _lenient("token_invalid", lambda token, settings: _claims_unverified(token, settings))
+
+
+@variant
+def default_tenant() -> None:
+    _lenient("tenant_missing", lambda token, settings: auth.Claims(tenant_id="default", exp=None))
+
+
+@variant
+def refused_subject_banned() -> None:
+    """After refusing an expired token, refuses its subject for a minute, fresh token or not."""
+    verify = auth.verify_token
+    banned: dict[str, float] = {}
+
+    def banning(token, settings):
+        try:
+            claims = verify(token, settings)
+        except auth.AuthError as exc:
+            if exc.code == "token_expired":
+                banned[str(jwt.decode(token, options={"verify_signature": False}).get("sub"))] = time.time() + 60
+            raise
+        if banned.get(str(claims.subject), 0) > time.time():
+            raise auth.AuthError("token_invalid", "this subject was refused recently")
+        return claims
+    auth.verify_token = banning
+
+
+@variant
+def nbf_ignored() -> None:
+    _lenient("token_not_yet_valid", lambda token, settings: _claims_unverified(token, settings))
+
+
+@variant
+def refusal_without_code() -> None:
+    class Plain(socketio.exceptions.ConnectionRefusedError):
+        def __init__(self, code, message):
+            super().__init__(message)  # data is {"message": ...}: nothing a portal can act on
+    sockets.HandshakeRefused = Plain
+
+
+@variant
+def every_origin_refused() -> None:
+    origins.origin_allowed = lambda origin, allowed: origin is None
+
+
+@variant
+def delay_150ms() -> None:
+    async def later(sio, tenant_id, event_type, data):
+        await asyncio.sleep(0.15)
+        await _emit(sio, tenant_id, event_type, data)
+
+    async def emit(sio, tenant_id, event_type, data):
+        asyncio.get_running_loop().create_task(later(sio, tenant_id, event_type, data))
+    sockets.emit_event = emit
+
+
+@variant
+def never_acks() -> None:
+    async def handle(self, message):
+        try:
+            envelope = consumer.contract.parse_envelope(message.body)
+        except consumer.contract.EnvelopeError as exc:
+            await self.dead_letter(message, exc.reason)
+            await message.ack()
+            return
+        await self.process_envelope(envelope, message.body, redelivered=bool(message.redelivered))
+        # ...and forgets the ack: every event stays unacknowledged on the broker.
+    consumer.EventConsumer.handle_message = handle
+
+
+@variant
+def transient_queue() -> None:
+    async def declare(self):
+        channel = await self._open_channel()
+        queue = await channel.declare_queue(self.settings.queue, durable=False)
+        await channel.declare_queue(self.settings.dlq, durable=True)
+        return queue
+    consumer.EventConsumer._declare = declare
+
+
+def _connect_handler(sio):
+    return sio.handlers["/"]["connect"]
+
+
+@variant
+def one_tab_per_token() -> None:
+    """Keeps one connection per token: a new tab silently replaces the older ones."""
+    def extra(sio):
+        connect = _connect_handler(sio)
+        latest: dict[str, str] = {}
+
+        async def single(sid, environ, auth_payload=None):
+            await connect(sid, environ, auth_payload)
+            token = str((auth_payload or {}).get("token"))
+            previous, latest[token] = latest.get(token), sid
+            if previous is not None:
+                await sio.leave_room(previous, next(iter(r for r in sio.rooms(previous) if r.startswith("tenant:")), ""))
+        sio.on("connect", single)
+    _after_create(extra)
+
+
+@variant
+def closing_tab_evicts_siblings() -> None:
+    def extra(sio):
+        disconnect = sio.handlers["/"]["disconnect"]
+
+        async def evict(sid, reason=None):
+            rooms = [r for r in sio.rooms(sid) if isinstance(r, str) and r.startswith("tenant:")]
+            await disconnect(sid, reason)
+            for room in rooms:
+                for other, _eio in list(sio.manager.get_participants("/", room)):
+                    await sio.leave_room(other, room)
+        sio.on("disconnect", evict)
+    _after_create(extra)
+
+
+@variant
+def honours_join() -> None:
+    def extra(sio):
+        async def join(sid, room):
+            name = room if isinstance(room, str) else (room or {}).get("room") or (room or {}).get("tenantId")
+            if isinstance(name, str):
+                await sio.enter_room(sid, name if name.startswith("tenant:") else contract.room_for(name))
+        for event in ("join", "subscribe"):
+            sio.on(event, join)
+    _after_create(extra)
+
+
+@variant
+def room_by_prefix() -> None:
+    room_for = contract.room_for
+    contract.room_for = lambda tenant: room_for(tenant.split(":")[0].strip("*#") or "x")
+
+
+@variant
+def rest_ignores_tenant() -> None:
+    readmodel.ReadModel.has_conversation = lambda self, tenant, conv: self._db.execute(
+        "SELECT 1 FROM conversations WHERE conversation_id = ?", (conv,)).fetchone() is not None
+    messages = readmodel.ReadModel.messages
+
+    def any_tenant(self, tenant, conv):
+        owner = self._db.execute("SELECT tenant_id FROM conversations WHERE conversation_id = ?", (conv,)).fetchone()
+        return messages(self, owner[0] if owner else tenant, conv)
+    readmodel.ReadModel.messages = any_tenant
+
+
+@variant
+def drops_failed_status() -> None:
+    async def emit(sio, tenant_id, event_type, data):
+        if not (event_type == "status_update" and isinstance(data, dict) and data.get("status") == "failed"):
+            await _emit(sio, tenant_id, event_type, data)
+    sockets.emit_event = emit
+
+
+@variant
+def drops_queue_metrics() -> None:
+    process = consumer.EventConsumer.process_envelope
+
+    async def skip_metrics(self, envelope, body, redelivered=False):
+        if envelope.get("type") != "metrics_update":
+            await process(self, envelope, body, redelivered)
+    consumer.EventConsumer.process_envelope = skip_metrics
+
+
+@variant
+def no_metrics_on_new_conversation() -> None:
+    process = consumer.EventConsumer.process_envelope
+
+    class Quiet:
+        async def current(self, tenant, *, force):
+            return {}
+
+    async def quiet(self, envelope, body, redelivered=False):
+        real, self.metrics = self.metrics, Quiet()
+        try:
+            await process(self, envelope, body, redelivered)
+        finally:
+            self.metrics = real
+    consumer.EventConsumer.process_envelope = quiet
+
+
+@variant
+def rest_skips_signature() -> None:
+    def tenant_of(self, headers):
+        token = headers.get("authorization", "").partition(" ")[2].strip()
+        claims = jwt.decode(token, options={"verify_signature": False}) if token else {}
+        return str(claims.get(self.settings.jwt_tenant_claim, "anonymous"))
+    rest.RestApp._tenant = tenant_of
+
+
+@variant
+def purges_backlog_on_start() -> None:
+    declare = consumer.EventConsumer._declare
+
+    async def purge(self):
+        queue = await declare(self)
+        await queue.purge()  # "stale" events from before the restart are thrown away
+        return queue
+    consumer.EventConsumer._declare = purge
+
+
+@variant
+def weak_secret_allowed() -> None:
+    config.MIN_SECRET_BYTES = 1
