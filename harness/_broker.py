@@ -7,6 +7,8 @@ tests do not care where the broker comes from.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import socket
@@ -16,7 +18,9 @@ import time
 import uuid
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
+import urllib.error
+import urllib.request
+from urllib.parse import quote, unquote, urlsplit
 
 from ._ports import LOOPBACK, free_port
 from ._processes import ManagedProcess
@@ -65,8 +69,25 @@ class ExternalBroker:
 
     restartable = False
 
-    def __init__(self, amqp_url: str) -> None:
+    def __init__(self, amqp_url: str, api_url: str | None = None) -> None:
         self.amqp_url = amqp_url
+        parts = urlsplit(amqp_url)
+        # The management API, where the broker has it: the only way to read unacked counts from outside.
+        self.api_url = (api_url or f"http://{parts.hostname or LOOPBACK}:15672").rstrip("/")
+
+    def queue_counts(self, queue: str) -> dict[str, int] | None:
+        """Ready and unacknowledged counts from the management API, or None if it does not answer."""
+        parts = urlsplit(self.amqp_url)
+        vhost = quote(unquote(parts.path[1:]) if len(parts.path) > 1 else "/", safe="")
+        request = urllib.request.Request(f"{self.api_url}/api/queues/{vhost}/{quote(queue, safe='')}")
+        credentials = f"{unquote(parts.username or 'guest')}:{unquote(parts.password or 'guest')}".encode()
+        request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=3) as resp:
+                body = json.loads(resp.read())
+            return {"ready": int(body.get("messages_ready", 0)), "unacked": int(body.get("messages_unacknowledged", 0))}
+        except (OSError, ValueError, urllib.error.URLError):
+            return None
 
     def start(self) -> None:
         wait_for_amqp(self.amqp_url, timeout=10)
@@ -102,6 +123,7 @@ class PrivateRabbitNode:
         self.epmd_port = free_port()
         self.nodename = f"rtc{uuid.uuid4().hex[:8]}@localhost"
         self.startup_timeout = 60.0
+        self.management_port: int | None = None
         self._server: ManagedProcess | None = None
         self._epmd: ManagedProcess | None = None
         self._prepared = False
@@ -109,6 +131,15 @@ class PrivateRabbitNode:
     def with_startup_timeout(self, seconds: float) -> "PrivateRabbitNode":
         self.startup_timeout = seconds
         return self
+
+    def with_management(self) -> "PrivateRabbitNode":
+        """Enable the management plugin on a free loopback port (``management_url``)."""
+        self.management_port = free_port()
+        return self
+
+    @property
+    def management_url(self) -> str | None:
+        return f"http://{LOOPBACK}:{self.management_port}" if self.management_port else None
 
     @property
     def amqp_url(self) -> str:
@@ -132,12 +163,16 @@ class PrivateRabbitNode:
         cookie = home / ".erlang.cookie"
         cookie.write_text(uuid.uuid4().hex.upper())
         cookie.chmod(0o400)
-        (self.workdir / "rabbitmq.conf").write_text(
+        conf = (
             f"listeners.tcp.default = {LOOPBACK}:{self.node_port}\n"
             "loopback_users = none\n"
             "disk_free_limit.absolute = 50MB\n"
         )
-        (self.workdir / "enabled_plugins").write_text("[].\n")
+        if self.management_port:
+            conf += f"management.tcp.port = {self.management_port}\nmanagement.tcp.ip = {LOOPBACK}\n"
+        (self.workdir / "rabbitmq.conf").write_text(conf)
+        plugins = "[rabbitmq_management]." if self.management_port else "[]."
+        (self.workdir / "enabled_plugins").write_text(plugins + "\n")
         (self.workdir / "rabbitmq-env.conf").write_text("")
         self._prepared = True
 

@@ -8,6 +8,8 @@ handshake on the polling transport answers with an ``open`` packet.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import shlex
 import time
@@ -31,19 +33,46 @@ class Gateway(Protocol):
     def describe(self) -> dict[str, str]: ...
 
 
-def engineio_open(url: str, path: str = "/socket.io/", timeout: float = 1.0) -> dict | None:
-    """The Engine.IO 4 ``open`` packet's JSON from a polling handshake, or None if not answered."""
-    probe = f"{url.rstrip('/')}{path}?EIO=4&transport=polling&t=probe"
-    try:
-        with urllib.request.urlopen(probe, timeout=timeout) as resp:
-            body = resp.read().decode("utf-8", errors="replace")
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
+def _open_packet(body: str) -> dict | None:
     if not body.startswith("0{"):
         return None
     try:
         return json.loads(body[1:])
     except json.JSONDecodeError:
+        return None
+
+
+def _websocket_open(url: str, path: str, timeout: float) -> dict | None:
+    """The ``open`` packet of a websocket-only Engine.IO handshake (for gateways without polling)."""
+    import aiohttp
+
+    async def probe() -> dict | None:
+        target = f"{url.rstrip('/').replace('http', 'ws', 1)}{path}?EIO=4&transport=websocket"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            async with session.ws_connect(target) as ws:
+                message = await ws.receive(timeout=timeout)
+                return _open_packet(message.data) if isinstance(message.data, str) else None
+
+    def run() -> dict | None:
+        try:
+            return asyncio.run(probe())
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+            return None
+
+    # Its own thread and loop: callers may be sync code or may sit inside a running loop.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result(timeout=timeout + 5)
+
+
+def engineio_open(url: str, path: str = "/socket.io/", timeout: float = 1.0) -> dict | None:
+    """The Engine.IO 4 ``open`` packet's JSON from a handshake (polling, else websocket), or None."""
+    probe = f"{url.rstrip('/')}{path}?EIO=4&transport=polling&t=probe"
+    try:
+        with urllib.request.urlopen(probe, timeout=timeout) as resp:
+            return _open_packet(resp.read().decode("utf-8", errors="replace"))
+    except urllib.error.HTTPError:
+        return _websocket_open(url, path, timeout)  # it answers HTTP, but maybe not polling
+    except (urllib.error.URLError, OSError, ValueError):
         return None
 
 
