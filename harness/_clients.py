@@ -15,6 +15,8 @@ from typing import Any, Callable, Mapping, Sequence
 import aiohttp
 import socketio
 
+from ._waits import wait_until
+
 
 @dataclass
 class Received:
@@ -145,17 +147,7 @@ class TenantClient:
 
     async def wait_for(self, predicate: Callable[["TenantClient"], bool], timeout: float) -> bool:
         """Wait until ``predicate(self)`` holds, re-checked at every recorded change; bounded."""
-        deadline = time.monotonic() + timeout
-        while not predicate(self):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.25))
-            except asyncio.TimeoutError:
-                pass
-        return True
+        return await wait_until(self._changed, lambda: predicate(self), timeout)
 
     def events_named(self, name: str) -> list[Received]:
         return [r for r in self.received if r.event == name]

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ._checks import CheckResult, ClientView, Publish, canonical, check
 from ._clients import TenantClient
+from . import _waits
 from ._failures import UnknownEvidence
 from ._portal import PortalTab
 from ._publisher import Publisher
@@ -160,17 +161,7 @@ class Scenario:
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Re-check ``predicate`` on every received event until it holds; bounded by ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.25))
-            except asyncio.TimeoutError:
-                pass
-        return True
+        return await _waits.wait_until(self._changed, predicate, timeout)
 
     async def settle(self, *, barrier: bool = True) -> bool:
         """Wait for every expected delivery, then for a per-tenant barrier. True if all arrived."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, AsyncIterator
 
 from harness._clients import TenantClient
 from harness._conformance import Conformance
@@ -25,6 +26,19 @@ def status(conversation: str, message_id: str, value: str) -> dict[str, Any]:
     if value == "failed":
         data["errors"] = [{"code": 131026, "title": "Message undeliverable"}]
     return data
+
+
+@contextlib.asynccontextmanager
+async def planned(conformance: Conformance, plan) -> AsyncIterator[Scenario]:
+    """A generated plan carried out: its tabs connected, its interleaving published and delivered."""
+    async with conformance.scenario() as sc:
+        tenants = [sc.tenant() for _ in plan.tabs]
+        for tenant, tabs in zip(tenants, plan.tabs):
+            await sc.connect(tenant, tabs=tabs)
+        for index, event_type, data in plan.events:
+            await sc.publish(tenants[index], event_type, data)
+        await sc.settle()
+        yield sc
 
 
 async def control_client(conformance: Conformance, sc: Scenario, tenant: str) -> TenantClient:

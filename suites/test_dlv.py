@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -10,74 +11,53 @@ from hypothesis import given, strategies as st
 
 from harness import strategies
 from harness._report import latency_summary
-from _support import metrics, new_message, status
+from _support import metrics, new_message, planned, status
 
 # The conformance load profile: tenants x tabs, events per type, publish pacing.
 LOAD_TENANTS, LOAD_TABS, LOAD_PER_TYPE, LOAD_PACING_S = 3, 2, 25, 0.004
 
 
-async def run_plan(conformance, plan: strategies.Plan):
-    """Connect the plan's tabs, publish its interleaving, wait for delivery; return the scenario."""
-    sc = conformance.scenario()
-    await sc.__aenter__()
-    try:
-        tenants = [sc.tenant() for _ in plan.tabs]
-        for tenant, tabs in zip(tenants, plan.tabs):
-            await sc.connect(tenant, tabs=tabs)
-        for index, event_type, data in plan.events:
-            await sc.publish(tenants[index], event_type, data)
-        await sc.settle()
-    except BaseException:
-        await sc.__aexit__(None, None, None)
-        raise
-    return sc
-
-
 @pytest.mark.requirement("DLV-1")
 @given(plan=strategies.plans(max_tenants=3, max_tabs=2, max_events=16))
 async def test_every_event_reaches_every_client_of_its_tenant(conformance, plan):
-    sc = await run_plan(conformance, plan)
-    try:
+    async with planned(conformance, plan) as sc:
         conformance.judge(sc, "DLV-1")
-    finally:
-        await sc.__aexit__(None, None, None)
 
 
+PAYLOADS = {
+    "new_message": lambda n: new_message(f"conv_{n}", f"wamid.load{n}", f"load message {n}"),
+    "conversation_update": lambda n: {"id": f"conv_{n}", "conversationId": f"conv_{n}", "lastMessage": "hi",
+                                      "lastMessageAt": "", "direction": "outbound"},
+    "status_update": lambda n: status(f"conv_{n}", f"wamid.load{n}", "delivered"),
+    "metrics_update": lambda n: metrics(n),
+}
+
+
+@contextlib.asynccontextmanager
 async def load_profile(conformance):
-    sc = conformance.scenario()
-    await sc.__aenter__()
-    tenants = [sc.tenant("load") for _ in range(LOAD_TENANTS)]
-    for tenant in tenants:
-        await sc.connect(tenant, tabs=LOAD_TABS)
-    payloads = {
-        "new_message": lambda n: new_message(f"conv_{n}", f"wamid.load{n}", f"load message {n}"),
-        "conversation_update": lambda n: {"id": f"conv_{n}", "conversationId": f"conv_{n}", "lastMessage": "hi",
-                                          "lastMessageAt": "", "direction": "outbound"},
-        "status_update": lambda n: status(f"conv_{n}", f"wamid.load{n}", "delivered"),
-        "metrics_update": lambda n: metrics(n),
-    }
-    for n in range(LOAD_PER_TYPE):
-        for event_type, make in payloads.items():
-            await sc.publish(tenants[n % LOAD_TENANTS], event_type, make(n))
-            await asyncio.sleep(LOAD_PACING_S)  # pacing is the load profile itself, not a synchronisation
-    await sc.settle()
-    return sc
+    """The conformance load profile, delivered; yields the settled scenario."""
+    async with conformance.scenario() as sc:
+        tenants = [sc.tenant("load") for _ in range(LOAD_TENANTS)]
+        for tenant in tenants:
+            await sc.connect(tenant, tabs=LOAD_TABS)
+        for n in range(LOAD_PER_TYPE):
+            for event_type, make in PAYLOADS.items():
+                await sc.publish(tenants[n % LOAD_TENANTS], event_type, make(n))
+                await asyncio.sleep(LOAD_PACING_S)  # pacing is the load profile itself, not a synchronisation
+        await sc.settle()
+        yield sc
 
 
 @pytest.mark.requirement("DLV-2")
 async def test_latency_within_budget(conformance):
-    sc = await load_profile(conformance)
-    try:
+    async with load_profile(conformance) as sc:
         result = conformance.judge(sc, "DLV-2")
         conformance.record("deliveries_timed", sum(len(v) for v in result.latencies_ms.values()))
-    finally:
-        await sc.__aexit__(None, None, None)
 
 
 @pytest.mark.requirement("DLV-3")
 async def test_p99_latency_under_load(conformance):
-    sc = await load_profile(conformance)
-    try:
+    async with load_profile(conformance) as sc:
         result = sc.check()
         conformance.record_latencies(result)
         everything = [v for values in result.latencies_ms.values() for v in values]
@@ -90,18 +70,13 @@ async def test_p99_latency_under_load(conformance):
             conformance.fail([conformance.violation(
                 "p99 over 100 ms under load", f"p99 {summary['p99_ms']:.0f} ms over {summary['count']} deliveries",
                 {"p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"], "max_ms": summary["max_ms"]}, severity="medium")])
-    finally:
-        await sc.__aexit__(None, None, None)
 
 
 @pytest.mark.requirement("DLV-4")
 @given(plan=strategies.plans(max_tenants=2, max_tabs=2, max_events=12))
 async def test_no_event_is_received_twice(conformance, plan):
-    sc = await run_plan(conformance, plan)
-    try:
+    async with planned(conformance, plan) as sc:
         conformance.judge(sc, "DLV-4")
-    finally:
-        await sc.__aexit__(None, None, None)
 
 
 @pytest.mark.requirement("DLV-5")

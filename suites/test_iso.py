@@ -7,8 +7,7 @@ from hypothesis import given, strategies as st
 
 from harness import strategies
 from harness._rest import RestClient
-from _support import metrics, new_message
-from test_dlv import run_plan
+from _support import metrics, new_message, planned
 
 JOIN_EVENTS = ("join", "subscribe", "join_room", "joinRoom", "room:join", "tenant:join")
 
@@ -16,11 +15,8 @@ JOIN_EVENTS = ("join", "subscribe", "join_room", "joinRoom", "room:join", "tenan
 @pytest.mark.requirement("ISO-1")
 @given(plan=strategies.plans(max_tenants=5, max_tabs=3, max_events=30))
 async def test_no_event_reaches_another_tenant(conformance, plan):
-    sc = await run_plan(conformance, plan)
-    try:
+    async with planned(conformance, plan) as sc:
         conformance.judge(sc, "ISO-1")
-    finally:
-        await sc.__aexit__(None, None, None)
 
 
 @pytest.mark.requirement("ISO-2")

@@ -137,15 +137,20 @@ def reverse_order() -> None:
     sockets.emit_event = emit
 
 
-@variant
-def delay_1500ms() -> None:
+def _delayed(seconds: float) -> None:
+    """Every emit happens ``seconds`` late (order kept: equal delays fire in order)."""
     async def later(sio, tenant_id, event_type, data):
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(seconds)
         await _emit(sio, tenant_id, event_type, data)
 
     async def emit(sio, tenant_id, event_type, data):
         asyncio.get_running_loop().create_task(later(sio, tenant_id, event_type, data))
     sockets.emit_event = emit
+
+
+@variant
+def delay_1500ms() -> None:
+    _delayed(1.5)
 
 
 @variant
@@ -414,13 +419,7 @@ def every_origin_refused() -> None:
 
 @variant
 def delay_150ms() -> None:
-    async def later(sio, tenant_id, event_type, data):
-        await asyncio.sleep(0.15)
-        await _emit(sio, tenant_id, event_type, data)
-
-    async def emit(sio, tenant_id, event_type, data):
-        asyncio.get_running_loop().create_task(later(sio, tenant_id, event_type, data))
-    sockets.emit_event = emit
+    _delayed(0.15)
 
 
 @variant
