@@ -144,11 +144,6 @@ def processes_with_env(name: str, value: str) -> list[tuple[int, str]]:
     return found
 
 
-def live_processes() -> list[ManagedProcess]:
-    with _LOCK:
-        return [p for p in _LIVE if p.running]
-
-
 def reap_all() -> None:
     """Kill every process group the harness started that is still registered."""
     with _LOCK:

@@ -125,9 +125,6 @@ class Scenario:
         self.tabs.append(tab)
         return tab
 
-    async def try_connect(self, client: TenantClient, timeout: float = 5.0) -> bool:
-        return await client.connect(timeout)
-
     # -- publishing -----------------------------------------------------
     def _stamp(self, event_type: str, data: Any, seq: int) -> Any:
         if not isinstance(data, dict) or event_type not in STAMP_FIELD:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -323,12 +323,3 @@ def _version() -> str:
         return metadata.version("realtime-conformance")
     except metadata.PackageNotFoundError:
         return "0+unknown"
-
-
-@contextlib.contextmanager
-def started(settings: Settings) -> Iterator[Target]:
-    target = Target(settings)
-    try:
-        yield target.start()
-    finally:
-        target.close()

@@ -21,7 +21,6 @@ from ._failures import ConformanceFailure, UnknownEvidence, Violation
 from ._report import latency_summary
 
 NA_PREFIX = "N/A: "
-SKIP_PREFIX = "SKIPPED: "
 NON_STRICT_PREFIX = "NON-STRICT: "
 
 # Worst first: the order a requirement's verdict is chosen in.

@@ -22,7 +22,7 @@ from ._processes import reap_all
 from ._settings import Settings
 from ._target import Target
 from ._tokens import TokenFactory
-from ._verdicts import NA_PREFIX, NON_STRICT_PREFIX, SKIP_PREFIX, Run, verdict_for
+from ._verdicts import NA_PREFIX, NON_STRICT_PREFIX, Run, verdict_for
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 RUN_KEY = pytest.StashKey[Run]()
@@ -223,4 +223,4 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(f"{kind}: {path}")
 
 
-__all__ = ["Conformance", "NA_PREFIX", "SKIP_PREFIX"]
+__all__ = ["Conformance", "NA_PREFIX"]

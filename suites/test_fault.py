@@ -13,7 +13,7 @@ import contract
 from harness._proxy import FaultProxy
 from harness._target import wait_for_consumer
 from _support import metrics, new_message, policy_window
-from test_recon import received_by_all, wait_all_live
+from test_recon import wait_all_live
 
 FAULT1_LIMIT_S = 30.0
 
