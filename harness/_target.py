@@ -167,6 +167,7 @@ class Target:
         self.main: Instance | None = None
         self._extra: list[Gateway] = []
         self._extra_brokers: list[Broker] = []
+        self.engineio: dict[str, Any] = {}
         self.started_at = time.time()
 
     def start(self) -> "Target":
@@ -177,6 +178,7 @@ class Target:
         gateway.start()
         self.main = Instance(self, gateway, self.settings.queue, self.broker)
         asyncio.run(self.main.wait_ready())
+        self.engineio = self.main.engineio_options()  # read now: the report is written after the gateway stops
         return self
 
     def close(self) -> None:
@@ -298,10 +300,10 @@ class Target:
             with contextlib.suppress(metadata.PackageNotFoundError):
                 packages[name] = metadata.version(name)
         gateway = self.main.gateway.describe() if self.main else {}
-        if self.main is not None:
-            options = self.main.engineio_options()
-            gateway = {**gateway, "pingInterval_ms": options.get("pingInterval"),
-                       "pingTimeout_ms": options.get("pingTimeout")}
+        if self.engineio:
+            gateway = {**gateway, "pingInterval_ms": self.engineio.get("pingInterval"),
+                       "pingTimeout_ms": self.engineio.get("pingTimeout"),
+                       "upgrades": self.engineio.get("upgrades"), "maxPayload": self.engineio.get("maxPayload")}
         return {
             "harness_version": _version(),
             "python": platform.python_version(),

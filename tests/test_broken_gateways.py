@@ -4,7 +4,7 @@ For each variant (tests/broken/variants.py) the realtime suites run in a
 subprocess against ``launch.py VARIANT``, restricted with ``--requirements`` to
 the requirement the variant breaks plus sentinels that it must not break. The
 test then reads compliance.json: the intended requirement must be FAIL, and no
-other requirement that ran may be FAIL. Variants run three at a time against one
+other requirement that ran may be FAIL. Variants run four at a time against one
 shared private RabbitMQ node, each on its own queue.
 """
 
@@ -109,7 +109,7 @@ def _command(variant: str, expect: Expect | None, amqp_url: str, report_dir: Pat
         "--queue", f"rtc.broken.{variant}",
         "--requirements", ",".join(ids),
         "--report-dir", str(report_dir),
-        "--hypothesis-profile", "ci",
+        "--hypothesis-profile", "ci-smoke",
         "--idle-window-s", "8",
     ]
     if expect is not None and expect.own_broker:
@@ -146,7 +146,7 @@ def runs(broker, tmp_path_factory, request) -> dict[str, Future]:
     selected = [item.callspec.params["variant"] for item in request.session.items
                 if getattr(item, "callspec", None) and "variant" in item.callspec.params
                 and item.module is request.module]
-    pool = ThreadPoolExecutor(max_workers=3)  # the runs mostly wait on timeouts, not on the CPU
+    pool = ThreadPoolExecutor(max_workers=4)  # the runs mostly wait on timeouts, not on the CPU
     futures = {}
     for name in dict.fromkeys(selected):
         expect = EXPECTED.get(name)
