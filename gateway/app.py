@@ -19,8 +19,8 @@ from typing import Any
 import socketio
 import uvicorn
 
-from . import logs
-from .config import ConfigError, Settings, load_settings
+from . import config, logs
+from .config import ConfigError, Settings
 from .consumer import EventConsumer
 from .logs import log
 from .metrics import MetricsPublisher
@@ -136,7 +136,7 @@ def run(settings: Settings | None = None) -> int:
     """
     try:
         if settings is None:
-            settings = load_settings()
+            settings = config.load_settings()  # looked up at call time: a patchable seam
     except ConfigError as exc:
         print(f"agent-portal-gateway: configuration error: {exc}", file=sys.stderr, flush=True)
         return 2
