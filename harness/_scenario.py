@@ -76,13 +76,15 @@ class Scenario:
 
     def client(self, tenant: str, *, name: str | None = None, token: str | Callable[[], str] | None = "valid",
                transports: Sequence[str] = ("websocket",), headers: Mapping[str, str] | None = None,
-               auth: Mapping[str, Any] | None = None, query: str = "", expects_events: bool = True) -> TenantClient:
-        """A recording client, not yet connected. ``token='valid'`` signs a fresh valid token."""
+               auth: Mapping[str, Any] | None = None, query: str = "", expects_events: bool = True,
+               url: str | None = None) -> TenantClient:
+        """A recording client, not yet connected. ``token='valid'`` signs a fresh valid token;
+        ``url`` reaches the gateway another way (through a fault proxy, say)."""
         if token == "valid":
             token = self.tokens.valid(tenant)
         c = TenantClient(
             name=name or f"{tenant}/tab{sum(1 for x in self.clients if x.tenant == tenant) + 1}",
-            tenant=tenant, url=self.url, token=token, transports=tuple(transports),
+            tenant=tenant, url=url or self.url, token=token, transports=tuple(transports),
             socketio_path=self.settings.socketio_path, headers=dict(headers or {}), auth=auth, query=query,
         )
         c.expects_events = expects_events  # type: ignore[attr-defined]

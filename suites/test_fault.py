@@ -200,18 +200,22 @@ def _over_budget(sc, clients) -> list:
     return [v for v in result.violations if v.requirement in ("DLV-1", "DLV-2")], result
 
 
+async def _peer_and_readers(conformance, sc, proxy, label: str):
+    """One client through the proxy (the one that may stall) and three readers of the same tenant."""
+    tenant = sc.tenant()
+    peer = sc.client(tenant, name=f"{tenant}/{label}", expects_events=False, url=proxy.url_for("http"))
+    if not await peer.connect():
+        conformance.unknown("the client meant to stall could not connect through the proxy")
+    return tenant, await sc.connect(tenant, tabs=3)
+
+
 @pytest.mark.requirement("FAULT-4")
 async def test_a_stalled_client_slows_nobody(conformance):
     gateway = urlsplit(conformance.main.url)
     async with FaultProxy(gateway.hostname, gateway.port) as proxy:
         # Baseline: the same load with the would-be staller reading normally.
         async with conformance.scenario() as base:
-            tenant = base.tenant()
-            peer = base.client(tenant, name=f"{tenant}/peer", expects_events=False)
-            peer.url = proxy.url_for("http")
-            if not await peer.connect():
-                conformance.unknown("the client meant to stall could not connect through the proxy")
-            readers = await base.connect(tenant, tabs=3)
+            tenant, readers = await _peer_and_readers(conformance, base, proxy, "peer")
             await _burst(base, tenant, "base")
             baseline_late, baseline = _over_budget(base, readers)
         conformance.record("baseline_p99_ms", _p99(baseline))
@@ -219,12 +223,7 @@ async def test_a_stalled_client_slows_nobody(conformance):
             conformance.unknown(f"the load alone breaks the budget on this machine ({baseline_late[0].message}); "
                                 "a stalled client's effect cannot be told apart")
         async with conformance.scenario() as sc:
-            tenant = sc.tenant()
-            stalled = sc.client(tenant, name=f"{tenant}/stalled", expects_events=False)
-            stalled.url = proxy.url_for("http")
-            if not await stalled.connect():
-                conformance.unknown("the client meant to stall could not connect through the proxy")
-            readers = await sc.connect(tenant, tabs=3)
+            tenant, readers = await _peer_and_readers(conformance, sc, proxy, "stalled")
             proxy.stall()  # connected, not reading: what it is sent piles up
             await _burst(sc, tenant, "stall")
             late, result = _over_budget(sc, readers)
