@@ -1,4 +1,4 @@
-"""``python -m gateway`` and the ``agent-portal-gateway`` console script.
+"""``python -m realtime_conformance.gateway`` and the ``agent-portal-gateway`` console script.
 
 A launcher may import gateway modules, patch one seam, then call ``main()``
 (see README.md, "Patchable seams").

@@ -14,7 +14,7 @@ from typing import Any
 
 import jwt
 
-import contract
+from realtime_conformance import contract
 
 from .config import Settings
 

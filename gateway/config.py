@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from dataclasses import dataclass
 from typing import Mapping
 
-import contract
+from realtime_conformance import contract
 
 MIN_SECRET_BYTES = int(contract.handshake().get("minSecretBytes", 32))
 ACCEPTED_ALGORITHMS = ("HS256", "HS384", "HS512")

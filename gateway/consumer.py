@@ -21,7 +21,7 @@ import aiormq
 import socketio
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
-import contract
+from realtime_conformance import contract
 
 from . import sockets
 from .config import Settings

@@ -13,7 +13,7 @@ import logging
 from typing import Any, Awaitable, Callable
 from urllib.parse import unquote
 
-import contract
+from realtime_conformance import contract
 
 from . import auth, origins
 from .config import Settings

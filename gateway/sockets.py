@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import socketio
 
-import contract
+from realtime_conformance import contract
 
 from . import auth, origins
 from .config import Settings

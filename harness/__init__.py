@@ -1,1 +1,35 @@
-"""Conformance harness for multi-tenant Socket.IO event gateways."""
+"""The public API of the conformance harness: what a suite author may import.
+
+Suites in ``realtime_conformance.suites`` use nothing else, and neither need checks of your
+own (docs/writing-checks.md shows one). Everything in the role folders below is internal:
+
+- ``providers/``: the target (broker and gateway as processes, containers or URLs);
+- ``wire/``: clients that talk to it (Socket.IO tabs, AMQP publisher, REST, fault proxy, tokens);
+- ``judging/``: the catalogue, the checks over a history, verdicts;
+- ``report/``: compliance.json, compliance.html, the terminal summary.
+
+``plugin.py`` wires them to pytest; ``cli.py`` is the ``realtime-conformance`` command.
+"""
+
+from __future__ import annotations
+
+from realtime_conformance.harness.judging.catalogue import REQUIREMENTS, Requirement
+from realtime_conformance.harness.judging.checks import CheckResult, canonical, check
+from realtime_conformance.harness.judging.conformance import Conformance
+from realtime_conformance.harness.judging.failures import ConformanceFailure, UnknownEvidence, Violation
+from realtime_conformance.harness.providers.target import Instance, wait_for_consumer
+from realtime_conformance.harness.report.render import latency_summary
+from realtime_conformance.harness.wire.clients import Received, TenantClient
+from realtime_conformance.harness.wire.portal import PortalTab, ReconnectPolicy
+from realtime_conformance.harness.wire.proxy import FaultProxy
+from realtime_conformance.harness.wire.publisher import Publisher
+from realtime_conformance.harness.wire.rest import RestClient
+from realtime_conformance.harness.wire.scenario import Publish, Scenario, unique_tenant
+from realtime_conformance.harness.wire.tokens import TokenFactory
+
+__all__ = [
+    "CheckResult", "Conformance", "ConformanceFailure", "FaultProxy", "Instance", "PortalTab", "Publish",
+    "Publisher", "REQUIREMENTS", "ReconnectPolicy", "Received", "Requirement", "RestClient", "Scenario",
+    "TenantClient", "TokenFactory", "UnknownEvidence", "Violation", "canonical", "latency_summary",
+    "check", "unique_tenant", "wait_for_consumer",
+]

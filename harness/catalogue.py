@@ -1,6 +1,6 @@
-"""Print CONFORMANCE.md: ``python -m harness.catalogue > CONFORMANCE.md``."""
+"""Print CONFORMANCE.md: ``python -m realtime_conformance.harness.catalogue > CONFORMANCE.md``."""
 
-from ._catalogue import render_markdown
+from realtime_conformance.harness.judging.catalogue import render_markdown
 
 if __name__ == "__main__":
     print(render_markdown(), end="")

@@ -15,14 +15,16 @@ from typing import Iterator
 import pytest
 from hypothesis import HealthCheck, Phase, settings as hypothesis_settings
 
-from . import _catalogue, _report, _settings
-from ._conformance import Conformance
-from ._failures import ConformanceFailure, UnknownEvidence
-from ._processes import reap_all
-from ._settings import Settings
-from ._target import Target
-from ._tokens import TokenFactory
-from ._verdicts import NA_PREFIX, NON_STRICT_PREFIX, Run, verdict_for
+from realtime_conformance.harness.judging import catalogue as _catalogue
+from realtime_conformance.harness.report import render as _report
+from realtime_conformance.harness import settings as _settings
+from realtime_conformance.harness.judging.conformance import Conformance
+from realtime_conformance.harness.judging.failures import ConformanceFailure, UnknownEvidence
+from realtime_conformance.harness.providers.processes import reap_all
+from realtime_conformance.harness.settings import Settings
+from realtime_conformance.harness.providers.target import Target
+from realtime_conformance.harness.wire.tokens import TokenFactory
+from realtime_conformance.harness.judging.verdicts import NA_PREFIX, NON_STRICT_PREFIX, Run, verdict_for
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 RUN_KEY = pytest.StashKey[Run]()
@@ -174,7 +176,7 @@ def conformance_target(pytestconfig: pytest.Config) -> Iterator[Target]:
 
 @pytest.fixture
 def conformance(conformance_target: Target, request: pytest.FixtureRequest) -> Conformance:
-    """The per-test handle: scenarios, evidence, verdict helpers (see harness._conformance)."""
+    """The per-test handle: scenarios, evidence, verdict helpers (see harness.judging.conformance)."""
     run = request.config.stash[RUN_KEY]
     ids = _requirements_of(request.node)
     if not ids:

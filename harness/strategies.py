@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-import contract
+from realtime_conformance import contract
 
 EVENT_TYPES: tuple[str, ...] = contract.event_types()
 STATUSES = ("sent", "delivered", "read", "failed")

@@ -195,7 +195,7 @@ if [[ "${SKIP_GATEWAY:-0}" != 1 ]]; then
     inputs_hash="$(
         cd "$ROOT"
         # shellcheck disable=SC2086
-        find ${GATEWAY_INPUTS:-gateway contract pyproject.toml} "${DOCKERFILE#$ROOT/}" -type f \
+        find ${GATEWAY_INPUTS:-gateway contract realtime_conformance pyproject.toml} "${DOCKERFILE#$ROOT/}" -type f \
             ! -name '*.pyc' ! -path '*/__pycache__/*' 2>/dev/null | LC_ALL=C sort | xargs -r sha256sum
         docker image inspect -f '{{.Id}}' "$PYTHON_IMAGE"
     )"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any, AsyncIterator
 
-from harness._clients import TenantClient
-from harness._conformance import Conformance
-from harness._scenario import Scenario
+from realtime_conformance.harness import TenantClient
+from realtime_conformance.harness import Conformance
+from realtime_conformance.harness import Scenario
 
 
 def metrics(n: int = 1) -> dict[str, Any]:

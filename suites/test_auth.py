@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from _support import control_client, expect_refused, metrics
+from ._support import control_client, expect_refused, metrics
+
+# Every suite test is an end-to-end check, and async whatever the project's asyncio_mode.
+pytestmark = [pytest.mark.realtime, pytest.mark.asyncio]
 
 
 @pytest.mark.requirement("AUTH-1")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness._report import latency_summary
+from realtime_conformance.harness import latency_summary
+
+# Every suite test is an end-to-end check, and async whatever the project's asyncio_mode.
+pytestmark = [pytest.mark.realtime, pytest.mark.asyncio]
 
 CONNECTS = 20
 

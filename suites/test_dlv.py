@@ -9,9 +9,12 @@ import time
 import pytest
 from hypothesis import given, strategies as st
 
-from harness import strategies
-from harness._report import latency_summary
-from _support import metrics, new_message, planned, status
+from realtime_conformance.harness import strategies
+from realtime_conformance.harness import latency_summary
+from ._support import metrics, new_message, planned, status
+
+# Every suite test is an end-to-end check, and async whatever the project's asyncio_mode.
+pytestmark = [pytest.mark.realtime, pytest.mark.asyncio]
 
 # The conformance load profile: tenants x tabs, events per type, publish pacing.
 LOAD_TENANTS, LOAD_TABS, LOAD_PER_TYPE, LOAD_PACING_S = 3, 2, 25, 0.004

@@ -9,11 +9,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-import contract
-from harness._proxy import FaultProxy
-from harness._target import wait_for_consumer
-from _support import metrics, new_message, policy_window
-from test_recon import wait_all_live
+from realtime_conformance import contract
+from realtime_conformance.harness import FaultProxy
+from realtime_conformance.harness import wait_for_consumer
+from ._support import metrics, new_message, policy_window
+from .test_recon import wait_all_live
+
+# Every suite test is an end-to-end check, and async whatever the project's asyncio_mode.
+pytestmark = [pytest.mark.realtime, pytest.mark.asyncio]
 
 FAULT1_LIMIT_S = 30.0
 
@@ -161,7 +164,7 @@ async def test_sigkill_in_flight_loses_nothing(conformance):
         conformance.record_timeline((time.perf_counter() - t0) * 1000, "gateway back, tabs live, broker link restored")
         if stuck:
             conformance.unknown("tabs could not reconnect to the restarted gateway (see RECON-1)")
-        from harness._checks import canonical
+        from realtime_conformance.harness import canonical
 
         def seen_keys():
             return {canonical(d) for tab in tabs for _, name, d in tab.events}
@@ -194,7 +197,7 @@ async def _burst(sc, tenant, label: str) -> None:
 
 
 def _over_budget(sc, clients) -> list:
-    from harness._checks import check
+    from realtime_conformance.harness import check
 
     result = check(sc.publishes, sc.views(clients), budget_ms=sc.settings.latency_budget_ms)
     return [v for v in result.violations if v.requirement in ("DLV-1", "DLV-2")], result

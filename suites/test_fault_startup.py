@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# Every suite test is an end-to-end check, and async whatever the project's asyncio_mode.
+pytestmark = [pytest.mark.realtime, pytest.mark.asyncio]
+
 
 @pytest.mark.requirement("FAULT-5")
 @pytest.mark.parametrize("secret", ["missing", "weak"])

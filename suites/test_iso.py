@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from harness import strategies
-from harness._rest import RestClient
-from _support import metrics, new_message, planned
+from realtime_conformance.harness import strategies
+from realtime_conformance.harness import RestClient
+from ._support import metrics, new_message, planned
+
+# Every suite test is an end-to-end check, and async whatever the project's asyncio_mode.
+pytestmark = [pytest.mark.realtime, pytest.mark.asyncio]
 
 JOIN_EVENTS = ("join", "subscribe", "join_room", "joinRoom", "room:join", "tenant:join")
 

@@ -10,10 +10,13 @@ import time
 import pytest
 from hypothesis import given, strategies as st
 
-from harness import strategies
-from harness._checks import canonical
-from harness._rest import RestClient
-from _support import metrics, new_message
+from realtime_conformance.harness import strategies
+from realtime_conformance.harness import canonical
+from realtime_conformance.harness import RestClient
+from ._support import metrics, new_message
+
+# Every suite test is an end-to-end check, and async whatever the project's asyncio_mode.
+pytestmark = [pytest.mark.realtime, pytest.mark.asyncio]
 
 NUMBERS = ("activeConversations", "waitingConversations", "totalMessagesToday", "avgResponseTime")
 

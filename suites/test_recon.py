@@ -8,8 +8,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness._proxy import FaultProxy
-from _support import metrics, policy_window, schedule_evidence
+from realtime_conformance.harness import FaultProxy
+from ._support import metrics, policy_window, schedule_evidence
+
+# Every suite test is an end-to-end check, and async whatever the project's asyncio_mode.
+pytestmark = [pytest.mark.realtime, pytest.mark.asyncio]
 
 STORM_CLIENTS = 200
 
@@ -23,7 +26,7 @@ async def wait_all_live(conformance, tabs, window: float) -> list:
 
 async def received_by_all(tabs, published, timeout: float) -> list:
     """Tabs that did not receive ``published`` (by JSON payload) within the timeout."""
-    from harness._checks import canonical
+    from realtime_conformance.harness import canonical
 
     async def one(tab):
         try:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness._rest import RestClient
+from realtime_conformance.harness import RestClient
+
+# Every suite test is an end-to-end check, and async whatever the project's asyncio_mode.
+pytestmark = [pytest.mark.realtime, pytest.mark.asyncio]
 
 
 @pytest.mark.requirement("REST-2")
@@ -39,7 +42,7 @@ async def test_manual_refresh_works_while_the_socket_is_down(conformance):
     import asyncio
     import time
 
-    from _support import new_message
+    from ._support import new_message
 
     conformance.require("rest")
     async with conformance.scenario() as sc, RestClient(conformance.main.url, conformance.settings.rest_paths) as rest:
@@ -73,7 +76,7 @@ async def test_refresh_after_a_gateway_restart_shows_everything(conformance):
     import asyncio
     import time
 
-    from _support import new_message
+    from ._support import new_message
 
     conformance.require("rest")
     conformance.require("restart")

@@ -7,8 +7,11 @@ import asyncio
 import pytest
 from hypothesis import given, strategies as st
 
-from harness import strategies
-from _support import status
+from realtime_conformance.harness import strategies
+from ._support import status
+
+# Every suite test is an end-to-end check, and async whatever the project's asyncio_mode.
+pytestmark = [pytest.mark.realtime, pytest.mark.asyncio]
 
 FIELDS = ("messageId", "conversationId", "status", "timestamp")
 
@@ -64,8 +67,8 @@ def furthest(flow) -> str:
 async def test_messages_endpoint_shows_the_furthest_status(conformance, flow):
     import time
 
-    from harness._rest import RestClient
-    from _support import new_message
+    from realtime_conformance.harness import RestClient
+    from ._support import new_message
 
     conformance.require("rest")
     async with conformance.scenario() as sc, RestClient(conformance.main.url, conformance.settings.rest_paths) as rest:

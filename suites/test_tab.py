@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from harness import strategies
-from _support import metrics
+from realtime_conformance.harness import strategies
+from ._support import metrics
+
+# Every suite test is an end-to-end check, and async whatever the project's asyncio_mode.
+pytestmark = [pytest.mark.realtime, pytest.mark.asyncio]
 
 
 @pytest.mark.requirement("TAB-1")

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from harness._broker import PrivateRabbitNode
-from harness._processes import processes_with_env
+from realtime_conformance.harness.providers.broker import PrivateRabbitNode
+from realtime_conformance.harness.providers.processes import processes_with_env
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "tests" / "broken" / "launch.py"

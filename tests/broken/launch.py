@@ -14,7 +14,7 @@ def main() -> None:
     if len(sys.argv) != 2 or sys.argv[1] not in VARIANTS:
         sys.exit(f"usage: launch.py VARIANT\nvariants: {', '.join(sorted(VARIANTS))}")
     VARIANTS[sys.argv[1]]()
-    from gateway.__main__ import main as gateway_main
+    from realtime_conformance.gateway.__main__ import main as gateway_main
 
     gateway_main()
 

@@ -18,8 +18,8 @@ import jwt
 
 import socketio
 
-import contract
-from gateway import auth, config, consumer, metrics, origins, readmodel, rest, sockets
+from realtime_conformance import contract
+from realtime_conformance.gateway import auth, config, consumer, metrics, origins, readmodel, rest, sockets
 
 VARIANTS: dict[str, Callable[[], None]] = {}
 

@@ -23,8 +23,8 @@ import jwt
 import pytest
 import socketio
 
-from harness._broker import amqp_accepts
-from harness._containers import (
+from realtime_conformance.harness.providers.broker import amqp_accepts
+from realtime_conformance.harness.providers.containers import (
     HARNESS_LABEL,
     LOCAL_GATEWAY_IMAGE,
     LOCAL_RABBITMQ_IMAGE,
@@ -36,7 +36,7 @@ from harness._containers import (
     live_resources,
     reap_all,
 )
-from harness._gateway import engineio_open
+from realtime_conformance.harness.providers.gateway import engineio_open
 
 pytestmark = pytest.mark.containers
 

@@ -1,5 +1,5 @@
 """Fixtures for the gateway's tests: one private RabbitMQ node per session and
-real ``python -m gateway`` processes. Helpers live in gwkit.py.
+real ``python -m realtime_conformance.gateway`` processes. Helpers live in gwkit.py.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from harness._broker import PrivateRabbitNode
+from realtime_conformance.harness.providers.broker import PrivateRabbitNode
 
 from gwkit import GatewayProcess
 

@@ -21,8 +21,8 @@ import aio_pika
 import jwt
 import socketio
 
-from harness._ports import free_port
-from harness._processes import ManagedProcess
+from realtime_conformance.harness.providers.ports import free_port
+from realtime_conformance.harness.providers.processes import ManagedProcess
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-for-the-gateway-0123456789abcdef-0123456789abcdef-xyz"  # 67 bytes
@@ -139,7 +139,7 @@ class Publisher:
 
 
 class GatewayProcess:
-    """One ``python -m gateway`` child with its own port, queue and database."""
+    """One ``python -m realtime_conformance.gateway`` child with its own port, queue and database."""
 
     def __init__(self, amqp_url: str, workdir: Path, **env: str) -> None:
         self.port = free_port()
@@ -153,7 +153,7 @@ class GatewayProcess:
             LOG_LEVEL="info",
         )
         self.env.update(env)
-        self.proc = ManagedProcess([sys.executable, "-m", "gateway"], name="gateway",
+        self.proc = ManagedProcess([sys.executable, "-m", "realtime_conformance.gateway"], name="gateway",
                                    log_path=workdir / "gateway.log", env=self.env, cwd=REPO)
 
     @property

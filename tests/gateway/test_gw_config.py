@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from gateway.config import DEFAULT_ORIGINS, ConfigError, load_settings
+from realtime_conformance.gateway.config import DEFAULT_ORIGINS, ConfigError, load_settings
 from gwkit import REPO, SECRET
 
 GOOD = {"JWT_SECRET": SECRET}
@@ -73,7 +73,7 @@ def test_process_exits_2_with_one_line_on_stderr(tmp_path) -> None:
         ({"JWT_SECRET": SECRET, "DATABASE_PATH": str(tmp_path / "f" / "x.db"), "PORT": "1", "HOST": "127.0.0.1",
           "JWT_ALGORITHM": "HS1"}, "JWT_ALGORITHM 'HS1' is not accepted"),
     ]
-    procs = [subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO, env={**base, **env},
+    procs = [subprocess.Popen([sys.executable, "-m", "realtime_conformance.gateway"], cwd=REPO, env={**base, **env},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for env, _ in cases]
     for proc, (_, expected) in zip(procs, cases):
         out, err = proc.communicate(timeout=20)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import contract
+from realtime_conformance import contract
 from gwkit import (Client, GatewayProcess, Publisher, arun, connected, conversation_update, envelope, mint,
                    new_message, status_update, unique)
 

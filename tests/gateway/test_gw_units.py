@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from gateway.auth import AuthError, verify_token
-from gateway.config import load_settings
-from gateway.metrics import should_emit_stats
-from gateway.origins import origin_allowed
-from gateway.readmodel import ReadModel, Stats, furthest_status
+from realtime_conformance.gateway.auth import AuthError, verify_token
+from realtime_conformance.gateway.config import load_settings
+from realtime_conformance.gateway.metrics import should_emit_stats
+from realtime_conformance.gateway.origins import origin_allowed
+from realtime_conformance.gateway.readmodel import ReadModel, Stats, furthest_status
 from gwkit import SECRET, mint
 
 URI_CLAIM = "https://example.com/tenant"

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import _catalogue
-
+from realtime_conformance.harness.judging import catalogue as _catalogue
 ROOT = Path(__file__).resolve().parents[2]
 SUITES = ROOT / "suites"
 SHARED = Path("/work/shared/conformance-catalogue.md")
-REGENERATE = "python -m harness.catalogue > CONFORMANCE.md"
+REGENERATE = "python -m realtime_conformance.harness.catalogue > CONFORMANCE.md"
 ID_RE = r"[A-Z]+-\d+"
 
 
@@ -25,7 +24,7 @@ def test_conformance_md_is_generated_from_the_catalogue() -> None:
 
 
 def test_catalogue_module_prints_the_markdown() -> None:
-    out = subprocess.run([sys.executable, "-m", "harness.catalogue"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "realtime_conformance.harness.catalogue"], capture_output=True, text=True,
                          encoding="utf-8", cwd=ROOT, check=True).stdout
     assert out == _catalogue.render_markdown()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from harness._checks import ClientView, Publish, canonical, check, normalise
+from realtime_conformance.harness.judging.checks import ClientView, Publish, canonical, check, normalise
 
 T0 = 1000.0  # publish times are seconds on an arbitrary monotonic clock
 

@@ -7,7 +7,7 @@ import time
 
 import aio_pika
 
-from harness._broker import ExternalBroker, PrivateRabbitNode
+from realtime_conformance.harness.providers.broker import ExternalBroker, PrivateRabbitNode
 
 
 def test_counts_come_from_the_management_api_and_none_without_it():

@@ -16,10 +16,10 @@ import pytest_asyncio
 import socketio
 from aiohttp import web
 
-import contract
-from harness._proxy import FaultProxy
-from harness._portal import PortalConnectError, PortalTab, ReconnectPolicy
-from harness._ports import free_port
+from realtime_conformance import contract
+from realtime_conformance.harness.wire.proxy import FaultProxy
+from realtime_conformance.harness.wire.portal import PortalConnectError, PortalTab, ReconnectPolicy
+from realtime_conformance.harness.providers.ports import free_port
 
 FAST = ReconnectPolicy(attempts=5, delay=0.05, delay_max=0.2, randomization=0.5, attempt_timeout=2.0)
 
@@ -254,7 +254,7 @@ async def test_refused_first_connect_raises_with_the_code(change_gateway: FakeGa
 @pytest.mark.asyncio
 async def test_close_leaves_no_client_task(loop_gateway: FakeGateway) -> None:
     def client_tasks() -> set[asyncio.Task[Any]]:
-        mine = ("engineio/async_client", "socketio/async_client", "harness/_portal")
+        mine = ("engineio/async_client", "socketio/async_client", "harness/wire/portal")
         return {
             t for t in asyncio.all_tasks()
             if not t.done() and any(m in t.get_coro().cr_code.co_filename for m in mine)  # type: ignore[union-attr]

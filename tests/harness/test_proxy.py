@@ -9,7 +9,7 @@ from typing import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from harness._proxy import FaultProxy
+from realtime_conformance.harness.wire.proxy import FaultProxy
 
 pytestmark = pytest.mark.asyncio
 

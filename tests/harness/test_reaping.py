@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from harness._processes import processes_with_env
+from realtime_conformance.harness.providers.processes import processes_with_env
 
 ROOT = Path(__file__).resolve().parents[2]
 MARK = "RTC_REAP_TEST"
 
 
 def _gateways(value: str) -> list[tuple[int, str]]:
-    return [(pid, cmd) for pid, cmd in processes_with_env(MARK, value) if "-m gateway" in cmd]
+    return [(pid, cmd) for pid, cmd in processes_with_env(MARK, value) if "-m realtime_conformance.gateway" in cmd]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

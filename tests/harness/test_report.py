@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness._report import (
+from realtime_conformance.harness.report.render import (
     DEFAULT_BOUNDS,
     histogram,
     latency_summary,

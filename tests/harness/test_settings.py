@@ -14,10 +14,10 @@ from typing import Any, Callable
 
 import pytest
 
-import contract
-from harness import plugin
-from harness._portal import ReconnectPolicy
-from harness._settings import BY_NAME, DEFAULT_GATEWAY_ENV, OPTIONS, Settings
+from realtime_conformance import contract
+from realtime_conformance.harness import plugin
+from realtime_conformance.harness.wire.portal import ReconnectPolicy
+from realtime_conformance.harness.settings import BY_NAME, DEFAULT_GATEWAY_ENV, OPTIONS, Settings
 
 pytest_plugins = ["pytester"]
 
@@ -175,7 +175,7 @@ def test_header_shows_target_broker_budget(pytester: pytest.Pytester, clean_env:
     pytester.makepyfile("def test_plain():\n    pass\n")
     result = pytester.runpytest("--latency-budget-ms", "250")
     result.assert_outcomes(passed=1)
-    target = f"realtime-conformance: target=process {shlex.quote(sys.executable)} -m gateway"
+    target = f"realtime-conformance: target=process {shlex.quote(sys.executable)} -m realtime_conformance.gateway"
     assert target in result.outlines
     assert (f"realtime-conformance: broker=auto queue={QUEUE} budget=250 ms strict=False report_dir=reports"
             in result.outlines)

@@ -8,9 +8,8 @@ import re
 import pytest
 from hypothesis import Phase, given, settings
 
-import contract
-from harness import strategies
-
+from realtime_conformance import contract
+from realtime_conformance.harness import strategies
 FAST = settings(max_examples=50, deadline=None, derandomize=True, database=None)
 LIMITS = contract.limits()
 

@@ -10,7 +10,7 @@ import warnings
 import jwt
 import pytest
 
-from harness._tokens import TokenFactory
+from realtime_conformance.harness.wire.tokens import TokenFactory
 
 pytest_plugins = ["pytester"]
 

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from harness import _catalogue
-
+from realtime_conformance.harness.judging import catalogue as _catalogue
 pytest_plugins = ["pytester"]
 
 ALL_IDS = [r.id for r in _catalogue.REQUIREMENTS]
@@ -24,7 +23,7 @@ FAIL_BODY = "assert 1 == 2, 'gateway said no'"
 
 HEADER = """\
 import pytest
-from harness._failures import ConformanceFailure, UnknownEvidence, Violation
+from realtime_conformance.harness.judging.failures import ConformanceFailure, UnknownEvidence, Violation
 """
 
 
@@ -339,7 +338,7 @@ def test_conformance_fixture_without_marker_is_an_error(pytester: pytest.Pyteste
 def test_latencies_are_reported_against_the_configured_budget(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(FAKE_TARGET)
     source = suite(DLV_2=None) + """
-from harness._checks import CheckResult
+from realtime_conformance.harness.judging.checks import CheckResult
 
 @pytest.mark.requirement("DLV-2")
 def test_DLV_2(conformance):

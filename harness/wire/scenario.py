@@ -16,14 +16,14 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Sequence
 
-from ._checks import CheckResult, ClientView, Publish, canonical, check
-from ._clients import TenantClient
-from . import _waits
-from ._failures import UnknownEvidence
-from ._portal import PortalTab
-from ._publisher import Publisher
-from ._settings import Settings
-from ._tokens import TokenFactory
+from realtime_conformance.harness.judging.checks import CheckResult, ClientView, Publish, canonical, check
+from realtime_conformance.harness.wire.clients import TenantClient
+from realtime_conformance.harness.wire import waits as _waits
+from realtime_conformance.harness.judging.failures import UnknownEvidence
+from realtime_conformance.harness.wire.portal import PortalTab
+from realtime_conformance.harness.wire.publisher import Publisher
+from realtime_conformance.harness.settings import Settings
+from realtime_conformance.harness.wire.tokens import TokenFactory
 
 # The field each event type's data uses for its time; the harness makes it unique
 # per publish, so every published payload is distinguishable on arrival.

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from ._failures import Violation
+from realtime_conformance.harness.judging.failures import Violation
 
 
 GATEWAY_ORIGINATED = "metrics_update"

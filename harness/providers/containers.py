@@ -1,13 +1,13 @@
 """RabbitMQ and the gateway under test as containers (testcontainers-python).
 
-Same surfaces as :class:`harness._broker.PrivateRabbitNode` and
-:class:`harness._gateway.CommandGateway`, so suites and fault tests do not care
+Same surfaces as :class:`harness.providers.broker.PrivateRabbitNode` and
+:class:`harness.providers.gateway.CommandGateway`, so suites and fault tests do not care
 whether a broker or a gateway is a child process or a container.
 
 Choices, and why:
 
 * Every published port is bound to 127.0.0.1 on a fixed host port chosen with
-  :func:`harness._ports.free_port` before the container is created. The harness
+  :func:`harness.providers.ports.free_port` before the container is created. The harness
   talks to loopback only (testcontainers would report the bridge gateway,
   172.17.0.1, inside a container), and a fixed port survives ``docker kill`` +
   ``docker start``, so a URL handed out once stays valid across restarts.
@@ -60,9 +60,9 @@ if "TESTCONTAINERS_RYUK_DISABLED" not in os.environ:
 from testcontainers.core.container import DockerContainer  # noqa: E402
 from testcontainers.core.network import Network  # noqa: E402
 
-from ._broker import wait_for_amqp  # noqa: E402
-from ._gateway import wait_for_engineio  # noqa: E402
-from ._ports import LOOPBACK, free_port  # noqa: E402
+from realtime_conformance.harness.providers.broker import wait_for_amqp  # noqa: E402
+from realtime_conformance.harness.providers.gateway import wait_for_engineio  # noqa: E402
+from realtime_conformance.harness.providers.ports import LOOPBACK, free_port  # noqa: E402
 
 DEFAULT_RABBITMQ_IMAGE = "rabbitmq:3-management"
 LOCAL_RABBITMQ_IMAGE = "rtc/rabbitmq:local"

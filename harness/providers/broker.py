@@ -22,8 +22,8 @@ import urllib.error
 import urllib.request
 from urllib.parse import quote, unquote, urlsplit
 
-from ._ports import LOOPBACK, free_port
-from ._processes import ManagedProcess
+from realtime_conformance.harness.providers.ports import LOOPBACK, free_port
+from realtime_conformance.harness.providers.processes import ManagedProcess
 
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 _AMQP_HEADER = b"AMQP\x00\x00\x09\x01"

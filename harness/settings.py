@@ -20,10 +20,8 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import pytest
-
-import contract
-
-from ._portal import ReconnectPolicy
+from realtime_conformance import contract
+from realtime_conformance.harness.wire.portal import ReconnectPolicy
 
 ENV_PREFIX = "RTC_"
 
@@ -151,7 +149,7 @@ class Settings:
     @property
     def command(self) -> str:
         """The gateway command (the reference gateway by default)."""
-        return self.gateway_cmd or f"{shlex.quote(sys.executable)} -m gateway"
+        return self.gateway_cmd or f"{shlex.quote(sys.executable)} -m realtime_conformance.gateway"
 
     def has(self, capability: str) -> bool:
         """Whether the target may be asked for a capability (not declared lacking)."""
@@ -409,7 +407,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
 
     strict = _parse_bool(o["conformance_strict"], raw["conformance_strict"]) or bool(config.getoption("strict", False))
     requirement_ids = frozenset(_parse_list(o["requirements"], raw["requirements"]))
-    from ._catalogue import BY_ID  # local: settings must not depend on the catalogue at import
+    from realtime_conformance.harness.judging.catalogue import BY_ID  # local: settings must not depend on the catalogue at import
 
     unknown_ids = sorted(requirement_ids - set(BY_ID))
     if unknown_ids:

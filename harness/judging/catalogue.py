@@ -1,6 +1,6 @@
 """The requirement catalogue: stable IDs, levels and wording, held once.
 
-CONFORMANCE.md is generated from this module (``python -m harness.catalogue``)
+CONFORMANCE.md is generated from this module (``python -m realtime_conformance.harness.catalogue``)
 and a test checks the two agree, so the report, the markers and the document
 can never disagree about what an ID means.
 """
@@ -110,7 +110,7 @@ def render_markdown() -> str:
     lines = [
         "# Conformance requirements",
         "",
-        "Generated from `harness/_catalogue.py` by `python -m harness.catalogue > CONFORMANCE.md`;",
+        "Generated from `harness/judging/catalogue.py` by `python -m realtime_conformance.harness.catalogue > CONFORMANCE.md`;",
         "a test fails when the two disagree. IDs are stable: they never change meaning and are never reused.",
         "",
         "MUST failures fail the run. SHOULD failures show as NON-STRICT and fail it only with `--strict`.",
@@ -127,3 +127,4 @@ def render_markdown() -> str:
             lines.append(f"- **{req.id}** {req.level}: {req.title}{item}")
         lines.append("")
     return "\n".join(lines)
+

@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
-from ._processes import ManagedProcess
+from realtime_conformance.harness.providers.processes import ManagedProcess
 
 
 class Gateway(Protocol):

@@ -33,7 +33,7 @@ import time
 from types import TracebackType
 from typing import Callable
 
-from harness._ports import LOOPBACK
+from realtime_conformance.harness.providers.ports import LOOPBACK
 
 _CHUNK = 65536
 _QUEUE_CHUNKS = 64  # bounded so a slow reader pushes back on the sender

@@ -11,13 +11,13 @@ from typing import Any, Iterable
 
 import pytest
 
-from . import _catalogue
-from ._checks import CheckResult
-from ._failures import ConformanceFailure, UnknownEvidence, Violation
-from ._scenario import Scenario
-from ._settings import Settings
-from ._target import Instance, Target
-from ._verdicts import NA_PREFIX, TestRecord
+from realtime_conformance.harness.judging import catalogue as _catalogue
+from realtime_conformance.harness.judging.checks import CheckResult
+from realtime_conformance.harness.judging.failures import ConformanceFailure, UnknownEvidence, Violation
+from realtime_conformance.harness.wire.scenario import Scenario
+from realtime_conformance.harness.settings import Settings
+from realtime_conformance.harness.providers.target import Instance, Target
+from realtime_conformance.harness.judging.verdicts import NA_PREFIX, TestRecord
 
 
 class Conformance:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import aiohttp
 import socketio
 
-from ._waits import wait_until
+from realtime_conformance.harness.wire.waits import wait_until
 
 
 @dataclass

@@ -24,14 +24,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ._broker import RABBITMQ_SERVER, Broker, ExternalBroker, PrivateRabbitNode
-from ._gateway import CommandGateway, Gateway, UrlGateway, engineio_open
-from ._ports import LOOPBACK, free_port
-from ._proxy import FaultProxy
-from ._publisher import Publisher
-from ._scenario import Scenario
-from ._settings import Settings
-from ._tokens import TokenFactory
+from realtime_conformance.harness.providers.broker import RABBITMQ_SERVER, Broker, ExternalBroker, PrivateRabbitNode
+from realtime_conformance.harness.providers.gateway import CommandGateway, Gateway, UrlGateway, engineio_open
+from realtime_conformance.harness.providers.ports import LOOPBACK, free_port
+from realtime_conformance.harness.wire.proxy import FaultProxy
+from realtime_conformance.harness.wire.publisher import Publisher
+from realtime_conformance.harness.wire.scenario import Scenario
+from realtime_conformance.harness.settings import Settings
+from realtime_conformance.harness.wire.tokens import TokenFactory
 
 _INSTANCES = itertools.count(1)
 
@@ -40,8 +40,7 @@ def make_broker(settings: Settings) -> Broker:
     """The broker the settings ask for; ``auto`` prefers Docker, then a private node."""
     kind = settings.broker
     if kind == "auto":
-        from . import _containers
-
+        from realtime_conformance.harness.providers import containers as _containers
         if _containers.docker_available():
             kind = "container"
         elif RABBITMQ_SERVER.exists():
@@ -56,8 +55,7 @@ def make_broker(settings: Settings) -> Broker:
         return ExternalBroker(settings.amqp_url)
     if kind == "process":
         return PrivateRabbitNode()
-    from . import _containers
-
+    from realtime_conformance.harness.providers import containers as _containers
     return _containers.RabbitContainer(settings.rabbitmq_image)
 
 
@@ -87,8 +85,7 @@ def make_gateway(settings: Settings, broker: Broker, *, queue: str, workdir: Pat
         return UrlGateway(settings.gateway_url, path=settings.socketio_path)
     workdir.mkdir(parents=True, exist_ok=True)
     if settings.target_kind == "image":
-        from . import _containers
-
+        from realtime_conformance.harness.providers import containers as _containers
         env = gateway_environment(settings, broker, port=3015, queue=queue, workdir=Path("/tmp"), host="0.0.0.0")
         return _containers.ImageGateway(settings.gateway_image, env=env, network=getattr(broker, "network", None),
                                         startup_timeout=settings.gateway_startup_timeout, path=settings.socketio_path)

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from . import _catalogue
-from ._failures import ConformanceFailure, UnknownEvidence, Violation
-from ._report import latency_summary
+from realtime_conformance.harness.judging import catalogue as _catalogue
+from realtime_conformance.harness.judging.failures import ConformanceFailure, UnknownEvidence, Violation
+from realtime_conformance.harness.report.render import latency_summary
 
 NA_PREFIX = "N/A: "
 NON_STRICT_PREFIX = "NON-STRICT: "

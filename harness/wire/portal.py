@@ -33,7 +33,7 @@ from urllib.parse import quote
 import aiohttp
 import socketio
 
-import contract
+from realtime_conformance import contract
 
 QueryKey = tuple[Any, ...]
 DEFAULT_QUERIES: frozenset[QueryKey] = frozenset({("conversations",), ("dashboard-metrics",)})

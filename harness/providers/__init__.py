@@ -1,0 +1,1 @@
+"""Target providers: the broker and the gateway under test, as processes, containers or URLs."""

@@ -1,0 +1,1 @@
+"""Reports: compliance.json, compliance.html and the terminal summary."""

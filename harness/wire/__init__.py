@@ -1,0 +1,1 @@
+"""Wire clients: everything that talks to the target (Socket.IO, AMQP, HTTP, a TCP fault proxy)."""
