@@ -13,16 +13,18 @@ own (docs/writing-checks.md shows one). Everything in the role folders below is 
 
 from __future__ import annotations
 
+from realtime_conformance.harness import samples
 from realtime_conformance.harness.judging.catalogue import REQUIREMENTS, Requirement
 from realtime_conformance.harness.judging.checks import CheckResult, canonical, check
 from realtime_conformance.harness.judging.conformance import Conformance
 from realtime_conformance.harness.judging.failures import ConformanceFailure, UnknownEvidence, Violation
-from realtime_conformance.harness.providers.target import Instance, wait_for_consumer
+from realtime_conformance.harness.providers.target import Instance, WrongQueue, wait_for_consumer
 from realtime_conformance.harness.report.render import latency_summary
 from realtime_conformance.harness.wire.clients import Received, TenantClient
 from realtime_conformance.harness.wire.portal import PortalTab, ReconnectPolicy
 from realtime_conformance.harness.wire.proxy import FaultProxy
 from realtime_conformance.harness.wire.publisher import Publisher
+from realtime_conformance.harness.wire.refusals import refusal_code
 from realtime_conformance.harness.wire.rest import RestClient
 from realtime_conformance.harness.wire.scenario import Publish, Scenario, unique_tenant
 from realtime_conformance.harness.wire.tokens import TokenFactory
@@ -30,6 +32,6 @@ from realtime_conformance.harness.wire.tokens import TokenFactory
 __all__ = [
     "CheckResult", "Conformance", "ConformanceFailure", "FaultProxy", "Instance", "PortalTab", "Publish",
     "Publisher", "REQUIREMENTS", "ReconnectPolicy", "Received", "Requirement", "RestClient", "Scenario",
-    "TenantClient", "TokenFactory", "UnknownEvidence", "Violation", "canonical", "latency_summary",
-    "check", "unique_tenant", "wait_for_consumer",
+    "TenantClient", "TokenFactory", "UnknownEvidence", "Violation", "WrongQueue", "canonical", "latency_summary",
+    "check", "refusal_code", "samples", "unique_tenant", "wait_for_consumer",
 ]

@@ -126,6 +126,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         level = max((_catalogue.get(r).level for r in record.requirements), key=("SHOULD", "MUST").index)
         exc_type = call.excinfo.type if call.excinfo is not None else None
+        # A violation that was seen is a FAIL even when the test ended otherwise: Hypothesis
+        # replays a failing example, and an intermittent defect may not show again (Flaky).
+        seen = [v for v in record.failures if v.requirement in record.requirements]
+        intermittent = (report.outcome == "failed" and bool(seen) and exc_type is not None
+                        and not issubclass(exc_type, ConformanceFailure))
+        if intermittent:
+            exc_type = ConformanceFailure
         skip_reason = None
         if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
             skip_reason = str(report.longrepr[2]).removeprefix("Skipped: ")
@@ -143,6 +150,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             record.message = (exc.reason if isinstance(exc, UnknownEvidence) else first_line)[:500]
             if report.when == "setup":
                 record.message = f"setup failed: {type(exc).__name__}: {first_line}"[:500]
+            if intermittent:
+                record.message = (f"{seen[0].title}: {seen[0].message} (seen in one example; it did not "
+                                  f"show again when replayed: an intermittent defect)")[:500]
         elif skip_reason:
             record.message = skip_reason
         if verdict == "NON-STRICT":

@@ -1,41 +1,36 @@
-"""Small pieces several suites share: sample payloads and the refusal check."""
+"""Small pieces several suites share: generated plans carried out, and the refusal check."""
 
 from __future__ import annotations
 
 import contextlib
 from typing import Any, AsyncIterator
 
-from realtime_conformance.harness import TenantClient
-from realtime_conformance.harness import Conformance
-from realtime_conformance.harness import Scenario
+from realtime_conformance.harness import Conformance, Scenario, TenantClient
 
 
-def metrics(n: int = 1) -> dict[str, Any]:
-    return {"activeConversations": n, "waitingConversations": 0, "totalMessagesToday": n,
-            "avgResponseTime": 0, "timestamp": ""}
-
-
-def new_message(conversation: str, message_id: str, text: str = "Hello!", *, new: bool = False) -> dict[str, Any]:
-    return {"conversationId": conversation, "messageId": message_id, "from": "+1234567890",
-            "from_name": "John Doe", "message": text, "media_url": None, "timestamp": "",
-            "isNewConversation": new}
-
-
-def status(conversation: str, message_id: str, value: str) -> dict[str, Any]:
-    data: dict[str, Any] = {"messageId": message_id, "conversationId": conversation, "status": value, "timestamp": ""}
-    if value == "failed":
-        data["errors"] = [{"code": 131026, "title": "Message undeliverable"}]
-    return data
+def usable(plan, sc: Scenario):
+    """The plan's events of the types this target delivers recognisably (all of them for DLV-1)."""
+    return [(i, t, d) for i, t, d in plan.events if t in sc.control_types]
 
 
 @contextlib.asynccontextmanager
-async def planned(conformance: Conformance, plan) -> AsyncIterator[Scenario]:
-    """A generated plan carried out: its tabs connected, its interleaving published and delivered."""
+async def planned(conformance: Conformance, plan, *, all_types: bool = False) -> AsyncIterator[Scenario]:
+    """A generated plan carried out: its tabs connected, its interleaving published and delivered.
+
+    Only the event types the target delivers recognisably are published, unless ``all_types``
+    (DLV-1, which judges payloads, wants every type); the evidence says which were left out."""
     async with conformance.scenario() as sc:
         tenants = [sc.tenant() for _ in plan.tabs]
         for tenant, tabs in zip(tenants, plan.tabs):
             await sc.connect(tenant, tabs=tabs)
-        for index, event_type, data in plan.events:
+        events = plan.events if all_types else usable(plan, sc)
+        left_out = sorted({t for _, t, _ in plan.events} - {t for _, t, _ in events})
+        if left_out:
+            conformance.record("types_left_out", f"{', '.join(left_out)}: not delivered recognisably to a fresh client (see DLV-6, DLV-1)")
+        if not events:
+            conformance.unknown("none of the generated event types reaches this target's clients recognisably "
+                                "(see DLV-6 and DLV-1)")
+        for index, event_type, data in events:
             await sc.publish(tenants[index], event_type, data)
         await sc.settle()
         yield sc
@@ -55,7 +50,7 @@ async def expect_refused(conformance: Conformance, sc: Scenario, tenant: str, *,
     await control_client(conformance, sc, tenant)  # the gateway does accept good tokens
     bad = sc.client(tenant, name=f"{tenant}/{label}", token=token, auth=auth, query=query, expects_events=False)
     accepted = await bad.connect(timeout=5)
-    await sc.publish(tenant, "metrics_update", metrics())
+    await sc.publish_control(tenant)
     await sc.settle()
     violations = []
     if accepted:
@@ -72,7 +67,7 @@ async def expect_refused(conformance: Conformance, sc: Scenario, tenant: str, *,
             {"first": {"event": bad.received[0].event, "data": bad.received[0].data}}))
     conformance.record(f"{label}: connect_error", bad.connect_errors[-1].data if bad.connect_errors else None)
     conformance.fail(violations)
-    conformance.judge(sc, conformance.requirement, as_=())  # positive control: the valid client got its event
+    conformance.controls(sc)  # the valid client got its event, so the refused one's silence means something
     return bad
 
 

@@ -41,16 +41,16 @@ async def test_polling_works_and_upgrades(conformance):
                                                         {"connect_errors": [e.data for e in c.connect_errors]})])
         upgraded = await upgrading.wait_for(lambda c: c.transport == "websocket", timeout=5)
         conformance.record("upgraded_transport", upgrading.transport)
-        await sc.publish(tenant, "metrics_update", {"activeConversations": 2, "waitingConversations": 0,
-                                                   "totalMessagesToday": 2, "avgResponseTime": 0, "timestamp": ""})
+        control = await sc.publish_control(tenant, 2)
         await sc.settle()
         violations = []
         if not upgraded:
             violations.append(conformance.violation(
                 "No upgrade to websocket", f"a client that started on polling still used {upgrading.transport!r} after 5 s"))
-        if not polling_only.events_named("metrics_update"):
+        if not sc.delivered(polling_only, control):
             violations.append(conformance.violation(
-                "Nothing received over polling", "a polling-only client got no event (payloads are DLV-1's concern)"))
+                "Nothing received over polling", f"a polling-only client did not get the {control.type} its "
+                "tenant was sent (payloads are DLV-1's concern)"))
         conformance.fail(violations)
 
 

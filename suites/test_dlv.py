@@ -11,7 +11,11 @@ from hypothesis import given, strategies as st
 
 from realtime_conformance.harness import strategies
 from realtime_conformance.harness import latency_summary
-from ._support import metrics, new_message, planned, status
+from realtime_conformance.harness import WrongQueue
+from realtime_conformance.harness.samples import conversation_update
+
+from realtime_conformance.harness.samples import metrics, new_message, status
+from ._support import planned
 
 # Every suite test is an end-to-end check, and async whatever the project's asyncio_mode.
 pytestmark = [pytest.mark.realtime, pytest.mark.asyncio]
@@ -23,14 +27,13 @@ LOAD_TENANTS, LOAD_TABS, LOAD_PER_TYPE, LOAD_PACING_S = 3, 2, 25, 0.004
 @pytest.mark.requirement("DLV-1")
 @given(plan=strategies.plans(max_tenants=3, max_tabs=2, max_events=16))
 async def test_every_event_reaches_every_client_of_its_tenant(conformance, plan):
-    async with planned(conformance, plan) as sc:
-        conformance.judge(sc, "DLV-1")
+    async with planned(conformance, plan, all_types=True) as sc:
+        conformance.judge(sc)
 
 
 PAYLOADS = {
     "new_message": lambda n: new_message(f"conv_{n}", f"wamid.load{n}", f"load message {n}"),
-    "conversation_update": lambda n: {"id": f"conv_{n}", "conversationId": f"conv_{n}", "lastMessage": "hi",
-                                      "lastMessageAt": "", "direction": "outbound"},
+    "conversation_update": lambda n: conversation_update(f"conv_{n}"),
     "status_update": lambda n: status(f"conv_{n}", f"wamid.load{n}", "delivered"),
     "metrics_update": lambda n: metrics(n),
 }
@@ -43,8 +46,12 @@ async def load_profile(conformance):
         tenants = [sc.tenant("load") for _ in range(LOAD_TENANTS)]
         for tenant in tenants:
             await sc.connect(tenant, tabs=LOAD_TABS)
+        types = {t: make for t, make in PAYLOADS.items() if t in sc.control_types}  # timed only if recognisable
+        conformance.record("load_types", sorted(types))
+        if not types:
+            sc.control_type  # raises UNKNOWN: nothing this target delivers can be timed
         for n in range(LOAD_PER_TYPE):
-            for event_type, make in PAYLOADS.items():
+            for event_type, make in types.items():
                 await sc.publish(tenants[n % LOAD_TENANTS], event_type, make(n))
                 await asyncio.sleep(LOAD_PACING_S)  # pacing is the load profile itself, not a synchronisation
         await sc.settle()
@@ -54,7 +61,7 @@ async def load_profile(conformance):
 @pytest.mark.requirement("DLV-2")
 async def test_latency_within_budget(conformance):
     async with load_profile(conformance) as sc:
-        result = conformance.judge(sc, "DLV-2")
+        result = conformance.judge(sc)
         conformance.record("deliveries_timed", sum(len(v) for v in result.latencies_ms.values()))
 
 
@@ -79,7 +86,7 @@ async def test_p99_latency_under_load(conformance):
 @given(plan=strategies.plans(max_tenants=2, max_tabs=2, max_events=12))
 async def test_no_event_is_received_twice(conformance, plan):
     async with planned(conformance, plan) as sc:
-        conformance.judge(sc, "DLV-4")
+        conformance.judge(sc)
 
 
 @pytest.mark.requirement("DLV-5")
@@ -89,9 +96,9 @@ async def test_events_of_a_tenant_arrive_in_publish_order(conformance):
         for tenant in tenants:
             await sc.connect(tenant, tabs=2)
         for n in range(60):  # a burst: no pacing, the broker and gateway queue them up
-            await sc.publish(tenants[n % 2], "metrics_update", metrics(n))
+            await sc.publish_control(tenants[n % 2], n)
         await sc.settle()
-        conformance.judge(sc, "DLV-5")
+        conformance.judge(sc)
 
 
 @pytest.mark.requirement("DLV-6")
@@ -103,15 +110,15 @@ async def test_all_four_event_types_are_delivered(conformance, batch):
         for event_type, data in zip(strategies.EVENT_TYPES, batch):
             await sc.publish(tenant, event_type, data)
         await sc.settle(barrier=False)
-        result = sc.check()
-        conformance.record_latencies(result)
+        # Judged by event name: a type counts as delivered when an event of that name arrived,
+        # whatever its payload looks like (that is DLV-1's business).
         received = {r.event for r in client.received}
         missing = [t for t in strategies.EVENT_TYPES if t not in received]
         conformance.record("types_received", sorted(received))
         conformance.fail([conformance.violation(
-            "Event type never delivered", f"{t} was published but never reached the tenant's client",
-            {"published": next(p.envelope for p in sc.publishes if p.type == t)}) for t in missing])
-        conformance.judge(sc, "DLV-6", as_=("DLV-1",))
+            "Event type never delivered", f"{t} was published but no {t} event reached the tenant's client "
+            f"within {sc.grace_s:.1f} s", {"published": next(p.envelope for p in sc.publishes if p.type == t)})
+            for t in missing])
 
 
 @pytest.mark.requirement("DLV-7")
@@ -120,13 +127,13 @@ async def test_queue_drains(conformance):
         tenant = sc.tenant()
         await sc.connect(tenant)
         for n in range(30):
-            await sc.publish(tenant, "metrics_update", metrics(n))
+            await sc.publish_control(tenant, n)
         await sc.settle()
-        conformance.judge(sc, "DLV-7", positive_control=True)
+        conformance.controls(sc)
         counts = None
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:  # acks trail emits by a little: poll the broker, bounded
-            counts = await conformance.target.queue_counts(conformance.main.queue, sc.publisher)
+            counts = await conformance.main.queue_counts(sc.publisher)
             if counts["ready"] == 0 and counts.get("unacked") in (0, None):
                 break
             await asyncio.sleep(0.2)
@@ -143,26 +150,37 @@ async def test_queue_drains(conformance):
 
 @pytest.mark.requirement("DLV-8")
 async def test_consumes_a_durable_queue_with_a_configurable_name(conformance):
+    main = conformance.main
     async with conformance.scenario() as sc:
-        durable = await sc.publisher.queue_is_durable()
+        info = await main.queue_info()  # read, never re-declared: the gateway's arguments are its own
         state = await sc.publisher.queue_state()
-        conformance.record("queue", conformance.main.queue)
-        conformance.record("durable", durable)
+        durable = info.get("durable") if info else None
+        conformance.record("queue", main.queue)
+        conformance.record("queue_as_the_broker_describes_it", info)
         conformance.record("consumers", state[1] if state else None)
         violations = []
-        if not durable:
-            violations.append(conformance.violation("Queue not durable", f"{conformance.main.queue} is not durable",
-                                                    {"queue": conformance.main.queue}))
+        if durable is False:
+            violations.append(conformance.violation("Queue not durable", f"{main.queue} is not durable",
+                                                    {"queue": main.queue, "broker_says": info}))
         if not state or state[1] < 1:
-            violations.append(conformance.violation("No consumer on the queue", f"{conformance.main.queue} has no consumer"))
+            violations.append(conformance.violation("No consumer on the queue", f"{main.queue} has no consumer"))
         conformance.fail(violations)
+        if durable is None:
+            conformance.unknown("this broker does not let the harness read the queue's durability "
+                                "(external broker without its management API)")
     if not conformance.settings.has("restart"):
         return  # the configured name is the one in use; another name needs a harness-started gateway
-    async with conformance.target.dedicated("custom-queue") as instance:
-        conformance.record("custom_queue", instance.queue)
-        async with instance.scenario() as sc:
-            tenant = sc.tenant()
-            await sc.connect(tenant)
-            await sc.publish(tenant, "metrics_update", metrics(8))
-            await sc.settle()
-            conformance.judge(sc, "DLV-8", as_=("DLV-1",))
+    custom = f"{conformance.settings.queue}.custom"
+    try:
+        async with conformance.target.dedicated("custom-queue", queue=custom) as instance:
+            conformance.record("custom_queue", instance.queue)
+            async with instance.scenario() as sc:
+                tenant = sc.tenant()
+                await sc.connect(tenant)
+                await sc.publish_control(tenant, 8)
+                await sc.settle()
+                conformance.judge(sc, "missing")
+    except WrongQueue as exc:
+        conformance.record("consumed_instead", exc.consumed)
+        conformance.fail([conformance.violation(
+            "Configured queue name ignored", str(exc), {"configured": custom, "consumed": exc.consumed})])

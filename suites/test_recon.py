@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from realtime_conformance.harness import FaultProxy
-from ._support import metrics, policy_window, schedule_evidence
+from ._support import policy_window, schedule_evidence
 
 # Every suite test is an end-to-end check, and async whatever the project's asyncio_mode.
 pytestmark = [pytest.mark.realtime, pytest.mark.asyncio]
@@ -24,17 +24,10 @@ async def wait_all_live(conformance, tabs, window: float) -> list:
     return [t for t in await asyncio.gather(*(one(t) for t in tabs)) if t is not None]
 
 
-async def received_by_all(tabs, published, timeout: float) -> list:
-    """Tabs that did not receive ``published`` (by JSON payload) within the timeout."""
-    from realtime_conformance.harness import canonical
-
-    async def one(tab):
-        try:
-            await tab.wait_for_event(published.type, lambda d: canonical(d) == published.key, timeout=timeout, since=0)
-            return None
-        except TimeoutError:
-            return tab
-    return [t for t in await asyncio.gather(*(one(t) for t in tabs)) if t is not None]
+async def received_by_all(sc, tabs, published, timeout: float) -> list:
+    """Tabs that did not receive ``published`` (recognised by its marker, whatever its shape) in time."""
+    missing = await sc.wait_delivered(tabs, [published], timeout)
+    return [t for t in tabs if t.name in missing]
 
 
 @pytest.mark.requirement("RECON-1")
@@ -58,8 +51,8 @@ async def test_tabs_reconnect_after_a_gateway_restart(conformance):
             conformance.fail([conformance.violation(
                 "Tab did not reconnect within the policy", f"{t.name} ended {t.state!r} after {len(t.attempts)} attempts",
                 {"attempts": t.reconnect_schedule(), "disconnects": t.disconnects}) for t in stuck])
-        published = await sc.publish(tenant, "metrics_update", metrics(1))
-        missing = await received_by_all(tabs, published, sc.grace_s)
+        published = await sc.publish_control(tenant, 1)
+        missing = await received_by_all(sc, tabs, published, sc.grace_s)
         conformance.fail([conformance.violation("No event after reconnecting", f"{t.name} missed the event published after the restart",
                                                 {"published": published.envelope}) for t in missing])
 
@@ -99,8 +92,8 @@ async def test_tabs_notice_a_network_cut_and_recover(conformance):
             violations.append(conformance.violation("No reconnect after the cut", f"state {tab.state!r}",
                                                     {"attempts": tab.reconnect_schedule()}))
         conformance.fail(violations)
-        published = await sc.publish(tenant, "metrics_update", metrics(2))
-        missing = await received_by_all([tab], published, sc.grace_s)
+        published = await sc.publish_control(tenant, 2)
+        missing = await received_by_all(sc, [tab], published, sc.grace_s)
         conformance.fail([conformance.violation("No event after the cut healed", "the event published afterwards did not arrive",
                                                 {"published": published.envelope})] if missing else [])
 
@@ -116,7 +109,7 @@ async def test_events_published_while_down_are_delivered_when_back(conformance):
         t0 = time.perf_counter()
         await asyncio.to_thread(instance.gateway.stop)
         conformance.record_timeline(0, "gateway stopped")
-        published = [await sc.publish(tenant, "metrics_update", metrics(n)) for n in range(5)]
+        published = [await sc.publish_control(tenant, n) for n in range(5)]
         conformance.record_timeline((time.perf_counter() - t0) * 1000, "5 events published while down")
         # Hold the gateway's broker link until the tabs are back, so "connected by then" is certain.
         link = instance.broker_link
@@ -131,11 +124,7 @@ async def test_events_published_while_down_are_delivered_when_back(conformance):
         if stuck:
             conformance.unknown("tabs could not reconnect to the gateway after its restart; "
                                 "whether events would reach clients connected by then cannot be observed")
-        missing: dict[str, list[int]] = {}
-        waits = await asyncio.gather(*(received_by_all(tabs, p, timeout=10.0 + sc.grace_s) for p in published))
-        for p, absent in zip(published, waits):  # one bounded wait for all, not one per event
-            for tab in absent:
-                missing.setdefault(tab.name, []).append(p.seq)
+        missing = await sc.wait_delivered(tabs, published, timeout=10.0 + sc.grace_s)  # one bounded wait for all
         conformance.record_timeline((time.perf_counter() - t0) * 1000, "backlog checked")
         conformance.record("missing", missing)
         if missing and link is None:
@@ -155,13 +144,13 @@ async def test_short_disconnect_misses_nothing(conformance):
         await tab.connect()
         proxy.cut()
         await tab.wait_for_state("warning", timeout=5)
-        gap = [await sc.publish(tenant, "metrics_update", metrics(n)) for n in range(3)]
+        gap = [await sc.publish_control(tenant, n) for n in range(3)]
         proxy.pass_through()
         await wait_all_live(conformance, [tab], policy_window(conformance.settings.reconnect_policy))
-        after = await sc.publish(tenant, "metrics_update", metrics(9))
-        if await received_by_all([tab], after, sc.grace_s):
+        after = await sc.publish_control(tenant, 9)
+        if await received_by_all(sc, [tab], after, sc.grace_s):
             conformance.unknown("the tab did not receive events even after reconnecting (see RECON-2)")
-        missed = [p.seq for p in gap if await received_by_all([tab], p, 0.2)]
+        missed = [p.seq for p in gap if await received_by_all(sc, [tab], p, 0.2)]
         conformance.record("missed_during_gap", missed)
         conformance.fail([conformance.violation(
             "Events missed during a short disconnect", f"{len(missed)} of {len(gap)} events published during "
@@ -191,7 +180,7 @@ async def test_reconnect_storm_is_absorbed(conformance):
         conformance.fail([conformance.violation(
             "Clients not accepted in a reconnect storm", f"{len(stuck)} of {STORM_CLIENTS} clients were not back "
             f"within the policy ({policy.attempts} attempts)", {"first": stuck[0].reconnect_schedule()})] if stuck else [])
-        published = await sc.publish(tenant, "metrics_update", metrics(200))
-        missing = await received_by_all(tabs, published, sc.grace_s + 2)
+        published = await sc.publish_control(tenant, 200)
+        missing = await received_by_all(sc, tabs, published, sc.grace_s + 2)
         conformance.fail([conformance.violation("Storm survivors get no events",
                                                 f"{len(missing)} of {STORM_CLIENTS} missed the next event")] if missing else [])

@@ -19,6 +19,11 @@ class Requirement:
     level: Level
     title: str
     checklist: str | None = None
+    retired: str | None = None  # why it is no longer judged, and what replaced it
+
+    @property
+    def active(self) -> bool:
+        return self.retired is None
 
     @property
     def area(self) -> str:
@@ -75,11 +80,14 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("STAT-2", "MUST", "The messages endpoint shows the furthest status reached, whatever order updates were published in: sent to read without delivered is valid, a late delivered after read changes nothing, failed is final."),
     _R("STAT-3", "MUST", "Every status_update names the conversationId of its message (the portal invalidates ['conversation-messages', conversationId])."),
     _R("MET-1", "MUST", "metrics_update events from the queue reach the tenant's clients."),
-    _R("MET-2", "MUST", "GET /api/dashboard/stats and POST /api/dashboard/refresh answer the tenant's stats and emit metrics_update, with the same numbers, to that tenant's room only."),
+    _R("MET-2", "MUST", "GET /api/dashboard/stats and POST /api/dashboard/refresh answer the tenant's stats and emit metrics_update, with the same numbers, to that tenant's room only.",
+       retired="a GET that always emits is MET-3's refetch loop, and an emit was not tied to the call that caused it; replaced by MET-5"),
     _R("MET-3", "MUST", "No refetch loop: portal tabs that refetch stats on every metrics_update reach quiescence, with no further metrics_update and no further stats request, within 5 s of the last real change, with 3 tabs open.", "Infinite refetch loop"),
     _R("MET-4", "SHOULD", "A new conversation (new_message with isNewConversation true) is followed by a metrics_update to its tenant within 1 s.", "Dashboard metrics update when conversation created"),
+    _R("MET-5", "MUST", "GET /api/dashboard/stats and POST /api/dashboard/refresh answer the tenant's stats. A refresh, and a GET whose numbers changed since the tenant's last metrics_update, are followed by a metrics_update with the numbers of that answer, to that tenant's room only."),
     _R("REST-1", "MUST", "While a client's socket is down, the REST endpoints answer 200 with data that includes the events published meanwhile.", "Disconnect: warning shown, manual refresh works"),
     _R("REST-2", "MUST", "REST endpoints refuse missing, expired, forged and unsigned tokens with 401."),
+    _R("REST-3", "MUST", "The read model survives a gateway restart: data published before the restart is served by the REST endpoints after it."),
     _R("RECON-1", "MUST", "When the gateway restarts, clients following the portal's policy reconnect within it and receive the events published afterwards.", "Reconnect: auto-reconnects with backoff"),
     _R("RECON-2", "MUST", "When the network between a client and the gateway is cut and restored, the client notices within the ping timeout, reconnects within the policy, and events flow again."),
     _R("RECON-3", "MUST", "Events published while the gateway is down are delivered once it is back, to the clients connected by then."),
@@ -93,16 +101,19 @@ REQUIREMENTS: tuple[Requirement, ...] = (
 )
 
 BY_ID: dict[str, Requirement] = {r.id: r for r in REQUIREMENTS}
+ACTIVE: tuple[Requirement, ...] = tuple(r for r in REQUIREMENTS if r.active)
 
 
 def get(requirement_id: str) -> Requirement:
     """The requirement with this ID; a clear error names the known IDs of its area."""
-    try:
-        return BY_ID[requirement_id]
-    except KeyError:
-        area = requirement_id.split("-", 1)[0]
-        near = [r.id for r in REQUIREMENTS if r.area == area] or sorted(AREAS)
-        raise KeyError(f"unknown requirement {requirement_id!r}; known here: {', '.join(near)}") from None
+    req = BY_ID.get(requirement_id)
+    if req is not None and req.active:
+        return req
+    area = requirement_id.split("-", 1)[0]
+    near = [r.id for r in ACTIVE if r.area == area] or sorted(AREAS)
+    if req is not None:
+        raise KeyError(f"requirement {requirement_id!r} is retired ({req.retired}); known here: {', '.join(near)}")
+    raise KeyError(f"unknown requirement {requirement_id!r}; known here: {', '.join(near)}")
 
 
 def render_markdown() -> str:
@@ -124,7 +135,10 @@ def render_markdown() -> str:
         lines += [f"## {area}: {title}", ""]
         for req in (r for r in REQUIREMENTS if r.area == area):
             item = f" [{req.checklist}]" if req.checklist else ""
-            lines.append(f"- **{req.id}** {req.level}: {req.title}{item}")
+            if req.retired:
+                lines.append(f"- ~~**{req.id}**~~ retired: {req.retired}. It said: {req.title}")
+            else:
+                lines.append(f"- **{req.id}** {req.level}: {req.title}{item}")
         lines.append("")
     return "\n".join(lines)
 

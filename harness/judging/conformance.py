@@ -7,14 +7,27 @@ control makes it UNKNOWN) or ``not_applicable`` when the target lacks a capabili
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import pytest
 
 from realtime_conformance.harness.judging import catalogue as _catalogue
-from realtime_conformance.harness.judging.checks import CheckResult
+from realtime_conformance.harness.judging.checks import OWNER, CheckResult
 from realtime_conformance.harness.judging.failures import ConformanceFailure, UnknownEvidence, Violation
+from realtime_conformance.harness.wire.clients import TenantClient
 from realtime_conformance.harness.wire.scenario import Scenario
+
+# The kinds of findings each requirement judges when its test does not say.
+DEFAULT_KINDS: dict[str, tuple[str, ...]] = {
+    "DLV-1": ("missing", "altered", "renamed", "unrecognised"),
+    "DLV-2": ("late",),
+    "DLV-4": ("duplicate",),
+    "DLV-5": ("order",),
+    "ISO-1": ("foreign",),
+    "TAB-1": ("siblings",),
+}
+# Findings an unrecognisable event could explain away (it may be the "missing" one).
+UNCERTAIN = frozenset({"missing", "siblings"})
 from realtime_conformance.harness.settings import Settings
 from realtime_conformance.harness.providers.target import Instance, Target
 from realtime_conformance.harness.judging.verdicts import NA_PREFIX, TestRecord
@@ -44,9 +57,9 @@ class Conformance:
     def requirement(self) -> str:
         return self._record.requirements[0]
 
-    def scenario(self) -> Scenario:
+    def scenario(self, control_types: tuple[str, ...] | None = None) -> Scenario:
         """A scenario against the main gateway instance."""
-        return self.main.scenario()
+        return self.main.scenario(control_types)
 
     # -- capabilities ---------------------------------------------------
     def require(self, capability: str, why: str = "") -> None:
@@ -89,25 +102,65 @@ class Conformance:
     def unknown(self, reason: str) -> None:
         raise UnknownEvidence(reason)
 
-    def judge(self, scenario: Scenario, requirement: str | None = None, *, as_: Iterable[str] = (),
-              positive_control: bool = True) -> CheckResult:
-        """Check the scenario; FAIL on violations of ``requirement`` (or of ``as_``, relabelled),
-        UNKNOWN if the positive control saw nothing, else record the evidence and return."""
+    def judge(self, scenario: Scenario, *kinds: str, requirement: str | None = None,
+              clients: Sequence[TenantClient] | None = None, positive_control: bool = True) -> CheckResult:
+        """Check the scenario and FAIL on the findings of ``kinds``, filed under this test's requirement.
+
+        ``kinds`` name the facts this requirement is about (see judging.checks.OWNER): ``missing``,
+        ``altered``, ``renamed``, ``unrecognised``, ``foreign``, ``duplicate``, ``late``, ``order``,
+        ``siblings``. Left out, they default to those the requirement owns (DLV-1: the payload
+        kinds and missing; ISO-1: foreign; ...). Findings of other kinds are another requirement's
+        business and are not filed here. A missing event, or tabs that differ, cannot be judged
+        past events that arrived unrecognisable (they might be those): that is UNKNOWN, pointing
+        at DLV-1. No delivery at all to a tenant that had events is UNKNOWN too (the positive
+        control), never a PASS.
+        """
         req = requirement or self.requirement
         _catalogue.get(req)
-        result = scenario.check()
+        kinds = kinds or DEFAULT_KINDS.get(req, ())
+        unknown_kinds = sorted(set(kinds) - set(OWNER))
+        if not kinds or unknown_kinds:
+            raise ValueError(f"judge({req!r}): name the kinds of findings it is about, from {', '.join(OWNER)}"
+                             + (f"; unknown: {', '.join(unknown_kinds)}" if unknown_kinds else ""))
+        result = scenario.check(clients)
         self.record_latencies(result)
         for key, value in scenario.summary().items():
             self.record(key, value)
         self.record("own_deliveries", result.own_deliveries)
-        relabel = set(as_)
-        mine = [v for v in result.violations if v.requirement == req]
-        mine += [Violation(req, v.title, v.message, v.severity, {**v.example, "as": v.requirement})
-                 for v in result.violations if v.requirement in relabel]
-        self.fail(mine)
-        if positive_control and not result.positive_control:
-            silent = sorted(t for t, n in result.controls.items() if n == 0)
+        if result.unrecognised:
+            self.record("unrecognised_events", dict(result.unrecognised))
+        owns_payloads = OWNER["unrecognised"] == req or "unrecognised" in kinds
+        blocked = [] if owns_payloads else [
+            f for f in result.of(*kinds) if f.kind in UNCERTAIN and result.unrecognised.get(f.client)]
+        self.fail(f.as_violation(req) for f in result.of(*kinds) if f not in blocked)
+        if blocked:
             raise UnknownEvidence(
-                f"positive control failed: tenant(s) {', '.join(silent) or '(none published)'} received none of "
-                "their own events, so the absence of violations proves nothing")
+                f"{blocked[0].message}, but {sum(result.unrecognised.values())} event(s) arrived in a form that "
+                "matches nothing published, so whether it was delivered cannot be told: events arrive reshaped, "
+                "see DLV-1")
+        if positive_control:
+            self._require_controls(scenario, result)
         return result
+
+    def controls(self, scenario: Scenario, clients: Sequence[TenantClient] | None = None) -> CheckResult:
+        """UNKNOWN unless every tenant that had events published received some of them: proof that
+        the gateway delivers here, so that what a check did not see means something."""
+        result = scenario.check(clients)
+        self.record("own_deliveries", result.own_deliveries)
+        self._require_controls(scenario, result)
+        return result
+
+    def _require_controls(self, scenario: Scenario, result: CheckResult) -> None:
+        if result.positive_control:
+            return
+        silent = sorted(t for t, n in result.controls.items() if n == 0)
+        why = ("events arrive reshaped beyond recognition, see DLV-1" if result.unrecognised
+               else f"see DLV-6 and DLV-1 for the types {', '.join(sorted({p.type for p in scenario.publishes}))}")
+        raise UnknownEvidence(
+            f"positive control failed: tenant(s) {', '.join(silent) or '(none published)'} received none of "
+            f"their own events, so the absence of violations proves nothing ({why})")
+
+    @property
+    def control_type(self) -> str:
+        """The event type this target delivers recognisably, for checks that need some event."""
+        return self.main.scenario().control_type

@@ -90,7 +90,7 @@ class Run:
             for rid in rec.requirements:
                 by_req[rid].append(rec)
         out = []
-        for req in _catalogue.REQUIREMENTS:
+        for req in _catalogue.ACTIVE:
             recs = by_req.get(req.id, [])
             entry: dict[str, Any] = {
                 "id": req.id, "area": req.area, "level": req.level, "title": req.title,

@@ -64,6 +64,58 @@ def wait_for_amqp(url: str, timeout: float) -> None:
     raise TimeoutError(f"no AMQP broker answered at {host}:{port} within {timeout:.0f} s")
 
 
+_QUEUE_COLUMNS = ("name", "durable", "arguments", "consumers", "messages_ready", "messages_unacknowledged")
+
+
+def url_with_vhost(amqp_url: str, vhost: str) -> str:
+    """The same broker URL, addressing another virtual host."""
+    return urlsplit(amqp_url)._replace(path="/" + quote(vhost, safe="")).geturl()
+
+
+def vhost_of(amqp_url: str) -> str:
+    path = urlsplit(amqp_url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def user_of(amqp_url: str) -> str:
+    return unquote(urlsplit(amqp_url).username or "guest")
+
+
+class RabbitCtl:
+    """What rabbitmqctl tells and does, for brokers the harness can run it against.
+
+    Subclasses say how to run it (``_ctl``). Passive declares cannot list queues or tell a
+    queue's arguments; this can, exactly (management statistics lag by seconds).
+    """
+
+    def _ctl(self, *args: str) -> str | None:  # pragma: no cover - each broker kind runs it its own way
+        raise NotImplementedError
+
+    def queues(self, vhost: str = "/") -> dict[str, dict] | None:
+        """Every queue of a vhost: durable, arguments (as rabbitmqctl prints them), consumers, counts."""
+        out = self._ctl("list_queues", "-p", vhost, "-q", "--no-table-headers", *_QUEUE_COLUMNS)
+        if out is None:
+            return None
+        queues = {}
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) == len(_QUEUE_COLUMNS):
+                name, durable, arguments, consumers, ready, unacked = parts
+                queues[name] = {"durable": durable == "true", "arguments": arguments, "consumers": int(consumers),
+                                "ready": int(ready), "unacked": int(unacked)}
+        return queues
+
+    def queue_counts(self, queue: str, vhost: str = "/") -> dict[str, int] | None:
+        """Ready and unacknowledged counts (exact, unlike management stats)."""
+        info = (self.queues(vhost) or {}).get(queue)
+        return {"ready": info["ready"], "unacked": info["unacked"]} if info else None
+
+    def add_vhost(self, vhost: str, user: str) -> bool:
+        """A fresh virtual host the user may use fully; False if it could not be made."""
+        return (self._ctl("add_vhost", vhost) is not None
+                and self._ctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*") is not None)
+
+
 class ExternalBroker:
     """A broker someone else runs; the harness neither starts nor restarts it."""
 
@@ -74,20 +126,59 @@ class ExternalBroker:
         parts = urlsplit(amqp_url)
         # The management API, where the broker has it: the only way to read unacked counts from outside.
         self.api_url = (api_url or f"http://{parts.hostname or LOOPBACK}:15672").rstrip("/")
+        self._api_checked: bool | None = None
 
-    def queue_counts(self, queue: str) -> dict[str, int] | None:
-        """Ready and unacknowledged counts from the management API, or None if it does not answer."""
+    def _api(self, path: str, method: str = "GET", body: dict | None = None) -> object | None:
+        """A management API call as the AMQP URL's user; None if it does not answer, or if the
+        API that answers is not this broker's (another node's on the same host)."""
+        if path != "overview" and not self._same_broker():
+            return None
+        return self._call(path, method, body)
+
+    def _same_broker(self) -> bool:
+        if self._api_checked is None:
+            overview = self._call("overview")
+            port = urlsplit(self.amqp_url).port or 5672
+            listeners = overview.get("listeners", []) if isinstance(overview, dict) else []
+            self._api_checked = any(isinstance(item, dict) and item.get("port") == port for item in listeners)
+        return self._api_checked
+
+    def _call(self, path: str, method: str = "GET", body: dict | None = None) -> object | None:
         parts = urlsplit(self.amqp_url)
-        vhost = quote(unquote(parts.path[1:]) if len(parts.path) > 1 else "/", safe="")
-        request = urllib.request.Request(f"{self.api_url}/api/queues/{vhost}/{quote(queue, safe='')}")
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.api_url}/api/{path}", data=data, method=method)
         credentials = f"{unquote(parts.username or 'guest')}:{unquote(parts.password or 'guest')}".encode()
         request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
+        request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=3) as resp:
-                body = json.loads(resp.read())
-            return {"ready": int(body.get("messages_ready", 0)), "unacked": int(body.get("messages_unacknowledged", 0))}
+                raw = resp.read()
+            return json.loads(raw) if raw else {}
         except (OSError, ValueError, urllib.error.URLError):
             return None
+
+    def queues(self, vhost: str = "/") -> dict[str, dict] | None:
+        """Every queue of a vhost from the management API (counts lag by a few seconds there)."""
+        listed = self._api(f"queues/{quote(vhost, safe='')}")
+        if not isinstance(listed, list):
+            return None
+        return {q["name"]: {"durable": bool(q.get("durable")), "arguments": json.dumps(q.get("arguments") or {}),
+                            "consumers": int(q.get("consumers") or 0), "ready": int(q.get("messages_ready") or 0),
+                            "unacked": int(q.get("messages_unacknowledged") or 0)} for q in listed}
+
+    def queue_counts(self, queue: str, vhost: str | None = None) -> dict[str, int] | None:
+        """Ready and unacknowledged counts from the management API, or None if it does not answer."""
+        vhost = vhost_of(self.amqp_url) if vhost is None else vhost
+        body = self._api(f"queues/{quote(vhost, safe='')}/{quote(queue, safe='')}")
+        if not isinstance(body, dict):
+            return None
+        return {"ready": int(body.get("messages_ready", 0)), "unacked": int(body.get("messages_unacknowledged", 0))}
+
+    def add_vhost(self, vhost: str, user: str) -> bool:
+        name = quote(vhost, safe="")
+        return (self._api(f"vhosts/{name}", "PUT", {}) is not None
+                and self._api(f"permissions/{name}/{quote(user, safe='')}", "PUT",
+                              {"configure": ".*", "write": ".*", "read": ".*"}) is not None)
 
     def start(self) -> None:
         wait_for_amqp(self.amqp_url, timeout=10)
@@ -106,7 +197,7 @@ class ExternalBroker:
         return {"kind": "external", "url": f"{parts.scheme}://{parts.hostname}:{parts.port or 5672}{parts.path}"}
 
 
-class PrivateRabbitNode:
+class PrivateRabbitNode(RabbitCtl):
     """A RabbitMQ node of the harness's own: own epmd, ports, cookie, data and logs.
 
     Restartable on the same ports and data, so durable queues and persistent
@@ -226,20 +317,13 @@ class PrivateRabbitNode:
             f"within {self.startup_timeout:.0f} s; log tail:\n{tail}"
         )
 
-    def queue_counts(self, queue: str) -> dict[str, int] | None:
-        """Ready and unacknowledged counts from rabbitmqctl (exact, unlike management stats)."""
+    def _ctl(self, *args: str) -> str | None:
         ctl = RABBITMQ_SERVER.with_name("rabbitmqctl")
         try:
-            out = subprocess.run([str(ctl), "list_queues", "-q", "--no-table-headers", "name", "messages_ready",
-                                  "messages_unacknowledged"], env=self.env(), capture_output=True, text=True,
-                                 timeout=30, check=True).stdout
+            return subprocess.run([str(ctl), *args], env=self.env(), capture_output=True, text=True,
+                                  timeout=30, check=True).stdout
         except (subprocess.SubprocessError, OSError):
             return None
-        for line in out.splitlines():
-            parts = line.split("\t")
-            if len(parts) == 3 and parts[0] == queue:
-                return {"ready": int(parts[1]), "unacked": int(parts[2])}
-        return None
 
     def kill(self) -> None:
         """SIGKILL the node's whole process group (epmd stays, as on a real host)."""

@@ -60,7 +60,7 @@ if "TESTCONTAINERS_RYUK_DISABLED" not in os.environ:
 from testcontainers.core.container import DockerContainer  # noqa: E402
 from testcontainers.core.network import Network  # noqa: E402
 
-from realtime_conformance.harness.providers.broker import wait_for_amqp  # noqa: E402
+from realtime_conformance.harness.providers.broker import RabbitCtl, wait_for_amqp  # noqa: E402
 from realtime_conformance.harness.providers.gateway import wait_for_engineio  # noqa: E402
 from realtime_conformance.harness.providers.ports import LOOPBACK, free_port  # noqa: E402
 
@@ -407,7 +407,7 @@ def amqp_server_version(host: str, port: int, timeout: float = 2.0) -> str:
     return data[start + 4 : start + 4 + length].decode("utf-8", errors="replace")
 
 
-class RabbitContainer:
+class RabbitContainer(RabbitCtl):
     """A RabbitMQ broker in a container, restartable on the same port and data.
 
     ``amqp_url`` is for the harness (127.0.0.1 and a published port);
@@ -524,8 +524,8 @@ class RabbitContainer:
     def logs(self) -> str:
         return self._container.logs()
 
-    def queue_counts(self, queue: str) -> dict[str, int] | None:
-        """Ready and unacknowledged counts from rabbitmqctl in the container (exact, unlike management stats)."""
+    def _ctl(self, *args: str) -> str | None:
+        """rabbitmqctl in the container; None if it cannot run or fails."""
         if not self.running:
             return None
         try:
@@ -536,17 +536,12 @@ class RabbitContainer:
                 return None
             result = container.exec_run(
                 ["sh", "-c", 'ctl=/usr/lib/rabbitmq/bin/rabbitmqctl; [ -x "$ctl" ] || ctl=rabbitmqctl; exec "$ctl" "$@"',
-                 "rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name", "messages_ready",
-                 "messages_unacknowledged"], demux=False)
+                 "rabbitmqctl", *args], demux=False)
         except docker.errors.APIError:
             return None
         if result.exit_code != 0:
             return None
-        for line in (result.output or b"").decode("utf-8", errors="replace").splitlines():
-            parts = line.split("\t")
-            if len(parts) == 3 and parts[0] == queue:
-                return {"ready": int(parts[1]), "unacked": int(parts[2])}
-        return None
+        return (result.output or b"").decode("utf-8", errors="replace")
 
     def close(self) -> None:
         """Remove the container and its data, and the network if the broker brought its own."""

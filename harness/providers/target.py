@@ -19,12 +19,13 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 import pytest
 
-from realtime_conformance.harness.providers.broker import RABBITMQ_SERVER, Broker, ExternalBroker, PrivateRabbitNode
+from realtime_conformance.harness.providers.broker import (
+    RABBITMQ_SERVER, Broker, ExternalBroker, PrivateRabbitNode, url_with_vhost, user_of, vhost_of)
 from realtime_conformance.harness.providers.gateway import CommandGateway, Gateway, UrlGateway, engineio_open
 from realtime_conformance.harness.providers.ports import LOOPBACK, free_port
 from realtime_conformance.harness.wire.proxy import FaultProxy
@@ -96,25 +97,56 @@ def make_gateway(settings: Settings, broker: Broker, *, queue: str, workdir: Pat
                           startup_timeout=settings.gateway_startup_timeout)
 
 
-async def wait_for_consumer(amqp_url: str, queue: str, timeout: float) -> None:
-    """Block until ``queue`` has a consumer (the gateway is listening), or raise TimeoutError."""
-    deadline = time.monotonic() + timeout
-    async with Publisher(amqp_url, queue) as pub:
+class WrongQueue(TimeoutError):
+    """The gateway consumes some other queue than the one it was configured for."""
+
+    def __init__(self, queue: str, vhost: str, consumed: list[str]) -> None:
+        self.queue, self.vhost, self.consumed = queue, vhost, consumed
+        super().__init__(f"the gateway consumes {', '.join(repr(q) for q in consumed)} in vhost {vhost!r}, not the "
+                         f"configured queue {queue!r}: it ignores the queue name it is given (DLV-8)")
+
+
+# How long a gateway may answer handshakes without a consumer on its queue before the
+# harness looks for a consumer elsewhere in the vhost (a queue name it ignores).
+WRONG_QUEUE_AFTER_S = 3.0
+
+
+async def wait_for_consumer(amqp_url: str, queue: str, timeout: float, *,
+                            lister: "Callable[[], dict[str, dict] | None] | None" = None) -> None:
+    """Block until ``queue`` has a consumer (the gateway is listening), or raise TimeoutError.
+
+    ``lister`` lists the queues of a vhost only this gateway uses: when another queue there has
+    a consumer, the gateway ignores its configured name, and that is said at once (WrongQueue)."""
+    start = time.monotonic()
+    deadline = start + timeout
+    looked = False
+    async with Publisher(amqp_url, queue, declare=False) as pub:  # the gateway declares its queue, its way
         while time.monotonic() < deadline:
             state = await pub.queue_state()
             if state and state[1] >= 1:
                 return
+            if lister is not None and not looked and time.monotonic() - start > WRONG_QUEUE_AFTER_S:
+                looked = True
+                listed = await asyncio.to_thread(lister) or {}
+                elsewhere = sorted(name for name, info in listed.items() if info["consumers"] and name != queue)
+                if elsewhere:
+                    raise WrongQueue(queue, vhost_of(amqp_url), elsewhere)
             await asyncio.sleep(0.1)
     raise TimeoutError(f"no consumer appeared on queue {queue!r} within {timeout:.0f} s: "
                        "is the gateway configured for this queue name and broker?")
 
 
-class _LinkedBroker:
-    """A broker as the gateway sees it through a FaultProxy: same broker, another URL."""
+class BrokerView:
+    """A broker as one gateway sees it: the same broker under another URL (its own vhost, or
+    through a FaultProxy). Everything else (restart, kill, listing) is the broker's."""
 
-    def __init__(self, broker: Broker, amqp_url: str) -> None:
+    def __init__(self, broker: Any, amqp_url: str, gateway_amqp_url: str | None = None) -> None:
         self.broker = broker
         self.amqp_url = amqp_url
+        self.gateway_amqp_url = gateway_amqp_url or amqp_url
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.broker, name)
 
 
 class Instance:
@@ -122,11 +154,40 @@ class Instance:
 
     broker_link: "FaultProxy | None" = None
 
-    def __init__(self, target: "Target", gateway: Gateway, queue: str, broker: Broker) -> None:
+    def __init__(self, target: "Target", gateway: Gateway, queue: str, broker: Broker, *,
+                 private_vhost: bool = False) -> None:
         self.target = target
         self.gateway = gateway
         self.queue = queue
-        self.broker = broker
+        self.broker = broker  # as the harness reaches it (its amqp_url names this instance's vhost)
+        self.private_vhost = private_vhost  # nobody else uses the vhost: any consumer there is this gateway
+
+    @property
+    def vhost(self) -> str:
+        return vhost_of(self.amqp_url)
+
+    def _lister(self) -> "Callable[[], dict[str, dict] | None] | None":
+        queues = getattr(self.broker, "queues", None)
+        return (lambda: queues(self.vhost)) if self.private_vhost and queues is not None else None
+
+    async def queue_info(self) -> dict[str, Any] | None:
+        """The queue as the broker describes it (durable, arguments, consumers, counts), if it can."""
+        queues = getattr(self.broker, "queues", None)
+        listed = await asyncio.to_thread(queues, self.vhost) if queues is not None else None
+        return None if listed is None else listed.get(self.queue, {})
+
+    async def queue_counts(self, publisher: Publisher) -> dict[str, int | None] | None:
+        """Ready messages (passive declare) and, where the broker lets us, unacknowledged ones."""
+        state = await publisher.queue_state(self.queue)
+        if state is None:
+            return None
+        counts: dict[str, int | None] = {"ready": state[0], "consumers": state[1], "unacked": None}
+        reader = getattr(self.broker, "queue_counts", None)
+        if reader is not None:
+            exact = await asyncio.to_thread(reader, self.queue, self.vhost)
+            if exact is not None:
+                counts.update(ready=exact["ready"], unacked=exact["unacked"])
+        return counts
 
     @property
     def url(self) -> str:
@@ -136,12 +197,15 @@ class Instance:
     def amqp_url(self) -> str:
         return self.broker.amqp_url
 
-    def scenario(self) -> Scenario:
+    def scenario(self, control_types: tuple[str, ...] | None = None) -> Scenario:
         return Scenario(settings=self.target.settings, url=self.url, amqp_url=self.amqp_url,
-                        queue=self.queue, tokens=self.target.tokens)
+                        queue=self.queue, tokens=self.target.tokens,
+                        control_types=self.target.control_types if control_types is None else control_types,
+                        control_note=self.target.profile_note)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
-        await wait_for_consumer(self.amqp_url, self.queue, timeout or self.target.settings.gateway_startup_timeout)
+        await wait_for_consumer(self.amqp_url, self.queue, timeout or self.target.settings.gateway_startup_timeout,
+                                lister=self._lister())
 
     async def restart(self, *, hard: bool) -> None:
         """Stop (SIGTERM, or SIGKILL if ``hard``) and start again; ready when consuming."""
@@ -166,6 +230,10 @@ class Target:
         self._extra_brokers: list[Broker] = []
         self.engineio: dict[str, Any] = {}
         self.started_at = time.time()
+        self.delivery_profile: dict[str, str] = {}
+        self.profile_note = ""
+        self.control_types: tuple[str, ...] = ()
+        self.isolation_note = ""
 
     def start(self) -> "Target":
         self.broker = make_broker(self.settings)
@@ -173,10 +241,21 @@ class Target:
         gateway = make_gateway(self.settings, self.broker, queue=self.settings.queue,
                                workdir=self.workdir / "main", name="gateway")
         gateway.start()
-        self.main = Instance(self, gateway, self.settings.queue, self.broker)
+        # A broker the harness started is this run's alone: a consumer on another queue is this gateway's.
+        self.main = Instance(self, gateway, self.settings.queue, self.broker,
+                             private_vhost=self.settings.broker != "external")
         asyncio.run(self.main.wait_ready())
         self.engineio = self.main.engineio_options()  # read now: the report is written after the gateway stops
+        self.learn_delivery_profile()
         return self
+
+    def learn_delivery_profile(self) -> None:
+        """Which event types reach a fresh client, and in what form: the checks' control types."""
+        from realtime_conformance.harness.judging import preflight
+
+        assert self.main is not None
+        self.delivery_profile, self.profile_note = asyncio.run(preflight.delivery_profile(self.main))
+        self.control_types = preflight.control_types(self.delivery_profile)
 
     def close(self) -> None:
         for gw in [*self._extra, *([self.main.gateway] if self.main else [])]:
@@ -189,37 +268,47 @@ class Target:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     @contextlib.asynccontextmanager
-    async def dedicated(self, label: str, *, own_broker: bool = False,
-                        broker_link: bool = False) -> AsyncIterator[Instance]:
-        """A fresh gateway instance on its own queue for fault tests.
+    async def dedicated(self, label: str, *, own_broker: bool = False, broker_link: bool = False,
+                        queue: str | None = None) -> AsyncIterator[Instance]:
+        """A fresh gateway instance for fault tests, isolated in a vhost of its own.
 
-        ``own_broker`` gives it a broker of its own (to restart); ``broker_link`` puts a
-        FaultProxy between it and the broker (``instance.broker_link``) to cut its AMQP link.
+        It keeps the configured queue name (``queue`` gives another, for DLV-8), so gateways
+        with a fixed name work too. ``own_broker`` gives it a broker of its own (to restart);
+        ``broker_link`` puts a FaultProxy between it and the broker (``instance.broker_link``).
+        A broker where no vhost can be made (an external one without its management API)
+        falls back to isolating by a renamed queue, which a gateway with a fixed name ignores.
         """
         assert self.broker is not None
-        broker = self.broker
+        broker: Any = self.broker
         if own_broker:
             broker = make_broker(self.settings)
             self._extra_brokers.append(broker)
             await asyncio.to_thread(broker.start)
+        n = next(_INSTANCES)
+        vhost = f"rtc-{label}-{n}"
+        add_vhost = getattr(broker, "add_vhost", None)
+        isolated = bool(add_vhost) and await asyncio.to_thread(add_vhost, vhost, user_of(broker.amqp_url))
+        if isolated:
+            broker = BrokerView(broker, url_with_vhost(broker.amqp_url, vhost),
+                                url_with_vhost(getattr(broker, "gateway_amqp_url", broker.amqp_url), vhost))
+            queue = queue or self.settings.queue
+        else:
+            queue = queue or f"{self.settings.queue}.{label}-{n}"
+            self.isolation_note = "dedicated gateways isolated by queue name (no vhost could be made on this broker)"
         link: FaultProxy | None = None
         gateway_broker: Any = broker
         if broker_link and self.settings.target_kind == "process":
             # Containers cannot reach a loopback proxy; their tests run without the hold.
             parts = urlsplit(broker.amqp_url)
             link = await FaultProxy(parts.hostname or LOOPBACK, parts.port or 5672).start()
-            gateway_broker = _LinkedBroker(broker, parts._replace(netloc=f"{parts.username}:{parts.password}@"
-                                                                  f"{LOOPBACK}:{link.port}").geturl())
-        n = next(_INSTANCES)
-        queue = f"{self.settings.queue}.{label}-{n}"
+            gateway_broker = BrokerView(broker, parts._replace(
+                netloc=f"{parts.username}:{parts.password}@{LOOPBACK}:{link.port}").geturl())
         gateway = make_gateway(self.settings, gateway_broker, queue=queue, workdir=self.workdir / f"{label}-{n}",
                                name=f"gateway-{label}-{n}")
         self._extra.append(gateway)
         try:
-            async with Publisher(broker.amqp_url, queue):
-                pass  # declare the queue first, so events published before the gateway exists wait in it
             await asyncio.to_thread(gateway.start)
-            instance = Instance(self, gateway, queue, broker)
+            instance = Instance(self, gateway, queue, broker, private_vhost=isolated)
             instance.broker_link = link
             await instance.wait_ready()
             yield instance
@@ -229,8 +318,9 @@ class Target:
             if link is not None:
                 await link.close()
             if own_broker:
-                await asyncio.to_thread(getattr(broker, "close", broker.stop))
-                self._extra_brokers.remove(broker)
+                real = getattr(broker, "broker", broker)
+                await asyncio.to_thread(getattr(real, "close", real.stop))
+                self._extra_brokers.remove(real)
 
     async def try_start(self, overrides: dict[str, str | None], *, timeout: float) -> dict[str, Any]:
         """Start one more gateway with some template values replaced (None removes the variable).
@@ -250,7 +340,12 @@ class Target:
                         env[key] = template.replace(placeholder, value)
         trial = dataclasses.replace(self.settings, gateway_env=env, gateway_startup_timeout=timeout)
         n = next(_INSTANCES)
-        gateway = make_gateway(trial, self.broker, queue=f"{self.settings.queue}.trial-{n}",
+        broker: Any = self.broker
+        add_vhost = getattr(broker, "add_vhost", None)
+        if add_vhost and await asyncio.to_thread(add_vhost, f"rtc-trial-{n}", user_of(broker.amqp_url)):
+            broker = BrokerView(broker, url_with_vhost(broker.amqp_url, f"rtc-trial-{n}"),
+                                url_with_vhost(getattr(broker, "gateway_amqp_url", broker.amqp_url), f"rtc-trial-{n}"))
+        gateway = make_gateway(trial, broker, queue=self.settings.queue,
                                workdir=self.workdir / f"trial-{n}", name=f"gateway-trial-{n}")
         if isinstance(gateway, CommandGateway):
             # The variables removed from the template must not leak in from our own environment.
@@ -264,19 +359,6 @@ class Target:
         log = gateway.logs()
         await asyncio.to_thread(_dispose, gateway)
         return {"outcome": "served", "returncode": None, "log": log}
-
-    async def queue_counts(self, queue: str, publisher: Publisher) -> dict[str, int | None] | None:
-        """Ready messages (passive declare) and, where the broker lets us, unacknowledged ones."""
-        state = await publisher.queue_state(queue)
-        if state is None:
-            return None
-        counts: dict[str, int | None] = {"ready": state[0], "consumers": state[1], "unacked": None}
-        reader = getattr(self.broker, "queue_counts", None)
-        if reader is not None:
-            exact = await asyncio.to_thread(reader, queue)
-            if exact is not None:
-                counts.update(ready=exact["ready"], unacked=exact["unacked"])
-        return counts
 
     def logs(self) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -308,6 +390,9 @@ class Target:
             "packages": packages,
             "gateway": gateway,
             "broker": self.broker.describe() if self.broker else {},
+            "delivery_profile": self.delivery_profile,
+            "control_types": list(self.control_types),
+            **({"delivery_profile_note": self.profile_note} if self.profile_note else {}),
         }
 
 

@@ -16,25 +16,38 @@ import aio_pika
 import aiormq
 
 
+def envelope_for(event_type: str, tenant_id: str, data: Any) -> dict[str, Any]:
+    """The envelope the State Manager publishes: ``{type, tenantId, data, timestamp}``."""
+    return {
+        "type": event_type,
+        "tenantId": tenant_id,
+        "data": data,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+
+
 class Publisher:
     """One AMQP connection and confirm-mode channel for publishing to the gateway's queue."""
 
-    def __init__(self, amqp_url: str, queue: str) -> None:
+    def __init__(self, amqp_url: str, queue: str, *, declare: bool = True) -> None:
         self.amqp_url = amqp_url
         self.queue = queue
+        self.declare = declare
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
 
     async def connect(self, timeout: float = 10.0) -> "Publisher":
         self._connection = await aio_pika.connect(self.amqp_url, timeout=timeout)
         self._channel = await self._connection.channel(publisher_confirms=True)
-        # Declared as the gateway should declare it (durable, no arguments), so publishing
-        # never depends on who came first. If the gateway declared it otherwise, publish to
-        # it as it is: DLV-8 reports that, and every other check can still run.
-        try:
-            await self._channel.declare_queue(self.queue, durable=True)
-        except aiormq.exceptions.ChannelPreconditionFailed:
-            self._channel = await self._connection.channel(publisher_confirms=True)
+        # The gateway declares its queue, with whatever arguments it chose (a dead-letter
+        # exchange, a quorum type...): a declaration of ours with other arguments would fail
+        # it, so only a queue nobody declared yet is declared here (durable, as DLV-8 wants),
+        # so that events published before a consumer exists are kept rather than dropped.
+        if self.declare and await self.queue_state() is None:
+            try:
+                await self._channel.declare_queue(self.queue, durable=True)
+            except aiormq.exceptions.ChannelPreconditionFailed:  # declared meanwhile, otherwise
+                self._channel = await self._connection.channel(publisher_confirms=True)
         return self
 
     async def close(self) -> None:
@@ -58,16 +71,14 @@ class Publisher:
         await self._channel.default_exchange.publish(message, routing_key=queue or self.queue, timeout=10)
         return sent_at
 
+    async def publish_envelope(self, envelope: dict[str, Any]) -> float:
+        """Publish one envelope as JSON; returns its send time."""
+        return await self.publish_body(json.dumps(envelope, ensure_ascii=False).encode("utf-8"))
+
     async def publish_event(self, event_type: str, tenant_id: str, data: Any) -> tuple[dict[str, Any], float]:
         """The State Manager's publishAgentPortalEvent; returns the envelope and its send time."""
-        envelope = {
-            "type": event_type,
-            "tenantId": tenant_id,
-            "data": data,
-            "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        }
-        body = json.dumps(envelope, ensure_ascii=False).encode("utf-8")
-        return envelope, await self.publish_body(body)
+        envelope = envelope_for(event_type, tenant_id, data)
+        return envelope, await self.publish_envelope(envelope)
 
     async def queue_state(self, queue: str | None = None) -> tuple[int, int] | None:
         """(ready messages, consumers) of a queue by passive declare; None if it does not exist."""

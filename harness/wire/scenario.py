@@ -1,10 +1,13 @@
 """A scenario: tenants, their tabs, events published to them, then the checks.
 
 The scenario owns its clients and its publisher and closes them whatever
-happens. ``settle`` synchronises on events only: it waits (bounded by the
-latency budget plus a grace period) until every expected delivery has arrived,
-then publishes one barrier event per tenant and waits for each client to see
-its own, so a late leak or duplicate has had its chance to show.
+happens. Every published payload carries a marker (a unique value in its time
+field), so what arrives is recognised by identity even when a gateway reshapes
+it. ``settle`` synchronises on events only: it waits (bounded by the latency
+budget plus a grace period) until every expected delivery has arrived, then
+publishes one barrier event per tenant (of a type the target is known to
+deliver) and waits for each client to see its own, so a late leak or
+duplicate has had its chance to show.
 """
 
 from __future__ import annotations
@@ -14,27 +17,34 @@ import itertools
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from realtime_conformance.harness.judging.checks import CheckResult, ClientView, Publish, canonical, check
-from realtime_conformance.harness.wire.clients import TenantClient
-from realtime_conformance.harness.wire import waits as _waits
+from realtime_conformance.harness import samples
+from realtime_conformance.harness.judging.checks import CheckResult, ClientView, Publish, Recogniser, check
 from realtime_conformance.harness.judging.failures import UnknownEvidence
-from realtime_conformance.harness.wire.portal import PortalTab
-from realtime_conformance.harness.wire.publisher import Publisher
 from realtime_conformance.harness.settings import Settings
+from realtime_conformance.harness.wire import waits as _waits
+from realtime_conformance.harness.wire.clients import TenantClient
+from realtime_conformance.harness.wire.portal import PortalTab
+from realtime_conformance.harness.wire.publisher import Publisher, envelope_for
 from realtime_conformance.harness.wire.tokens import TokenFactory
 
-# The field each event type's data uses for its time; the harness makes it unique
-# per publish, so every published payload is distinguishable on arrival.
+# The field each event type's data uses for its time; the harness puts its marker there,
+# unique per publish across the whole run, so every published payload is recognisable.
 STAMP_FIELD = {
     "new_message": "timestamp",
     "conversation_update": "lastMessageAt",
     "status_update": "timestamp",
     "metrics_update": "timestamp",
 }
+# Which type a check uses when it needs some event and the payload is not what it judges:
+# the first the target delivers in a recognisable form (see Target's preflight).
+CONTROL_PREFERENCE = ("metrics_update", "conversation_update", "new_message", "status_update")
 _RUN = uuid.uuid4().hex[:6]
 _TENANTS = itertools.count(1)
+_MARKERS = itertools.count(1)
+_BASE_TIME = datetime.now(timezone.utc).replace(microsecond=0)
+_KNOWN = Recogniser()  # every publish of this run, by marker: strays from earlier scenarios stay recognisable
 
 
 def unique_tenant(label: str = "t") -> str:
@@ -42,10 +52,16 @@ def unique_tenant(label: str = "t") -> str:
     return f"{label}-{_RUN}-{next(_TENANTS)}"
 
 
+def recognise(data: Any) -> Publish | None:
+    """The publish of this run that ``data`` came from, if any."""
+    return _KNOWN(data)
+
+
 class Scenario:
     """Clients and publishes of one check; use as ``async with target.scenario() as sc``."""
 
-    def __init__(self, *, settings: Settings, url: str, amqp_url: str, queue: str, tokens: TokenFactory) -> None:
+    def __init__(self, *, settings: Settings, url: str, amqp_url: str, queue: str, tokens: TokenFactory,
+                 control_types: Sequence[str] = CONTROL_PREFERENCE, control_note: str = "") -> None:
         self.settings = settings
         self.url = url
         self.tokens = tokens
@@ -53,9 +69,12 @@ class Scenario:
         self.clients: list[TenantClient] = []
         self.tabs: list[PortalTab] = []
         self.publishes: list[Publish] = []
+        self.control_types = tuple(control_types)
+        self._control_note = control_note
         self._seq = itertools.count(1)
         self._changed = asyncio.Event()
-        self._base_time = datetime.now(timezone.utc)
+        self._seen: dict[int, int | None] = {}  # id(received item) -> seq of its publish
+        self._mine: set[int] = set()  # ids of this scenario's publishes
 
     async def __aenter__(self) -> "Scenario":
         await self.publisher.connect()
@@ -88,6 +107,7 @@ class Scenario:
             socketio_path=self.settings.socketio_path, headers=dict(headers or {}), auth=auth, query=query,
         )
         c.expects_events = expects_events  # type: ignore[attr-defined]
+        c.group = token if isinstance(token, str) else None  # type: ignore[attr-defined]  # tabs share a token
         c.on_event = lambda _c, _r: self._changed.set()
         self.clients.append(c)
         return c
@@ -128,24 +148,80 @@ class Scenario:
         return tab
 
     # -- publishing -----------------------------------------------------
-    def _stamp(self, event_type: str, data: Any, seq: int) -> Any:
+    @property
+    def control_type(self) -> str:
+        """The event type checks use when they need an event and do not judge its payload."""
+        if not self.control_types:
+            raise UnknownEvidence("no event type reaches a fresh client of this target in a recognisable form, "
+                                  "so nothing can be observed through delivery: see DLV-6 and DLV-1"
+                                  + (f" ({self._control_note})" if self._control_note else ""))
+        return self.control_types[0]
+
+    def _stamp(self, event_type: str, data: Any) -> tuple[Any, str | None]:
         if not isinstance(data, dict) or event_type not in STAMP_FIELD:
-            return data
-        when = self._base_time + timedelta(microseconds=seq)
-        return {**data, STAMP_FIELD[event_type]: when.isoformat(timespec="microseconds").replace("+00:00", "Z")}
+            return data, None
+        when = _BASE_TIME + timedelta(microseconds=next(_MARKERS))
+        marker = when.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return {**data, STAMP_FIELD[event_type]: marker}, marker
 
     async def publish(self, tenant: str, event_type: str, data: Any, *, stamp: bool = True,
                       barrier: bool = False) -> Publish:
-        """Publish one event as the State Manager would, made unique by its time field."""
+        """Publish one event as the State Manager would, marked by a unique value in its time field."""
         seq = next(self._seq)
+        marker = None
         if stamp:
-            data = self._stamp(event_type, data, seq)
-        envelope, sent_at = await self.publisher.publish_event(event_type, tenant, data)
-        p = Publish(seq, tenant, event_type, data, envelope, sent_at, barrier)
+            data, marker = self._stamp(event_type, data)
+        envelope = envelope_for(event_type, tenant, data)
+        p = Publish(seq, tenant, event_type, data, envelope, time.perf_counter(), barrier, marker)
+        _KNOWN.add(p)  # before sending: the event may arrive before the broker's confirm does
+        self._mine.add(id(p))
         self.publishes.append(p)
+        p.sent_at = await self.publisher.publish_envelope(envelope)
         return p
 
-    # -- synchronisation ------------------------------------------------
+    async def publish_control(self, tenant: str, n: int = 1, *, barrier: bool = False) -> Publish:
+        """One event of the control type (a plain sample) to ``tenant``."""
+        kind = self.control_type
+        return await self.publish(tenant, kind, samples.sample(kind, n), barrier=barrier)
+
+    # -- recognition and synchronisation ------------------------------------
+    def seq_of(self, item: Any, data: Any) -> int | None:
+        """The seq of this scenario's publish that a received item is, if any (cached per item)."""
+        key = id(item)
+        if key not in self._seen:
+            p = recognise(data)
+            self._seen[key] = p.seq if p is not None and id(p) in self._mine else None
+        return self._seen[key]
+
+    def published_as(self, data: Any) -> Publish | None:
+        """The publish of this run that ``data`` came from; None for what the gateway made itself."""
+        return recognise(data)
+
+    def delivered(self, receiver: TenantClient | PortalTab, publish: Publish) -> bool:
+        """Whether ``receiver`` has received ``publish`` (recognised by marker, whatever its shape)."""
+        return publish.seq in self._seqs(receiver)
+
+    def _seqs(self, receiver: TenantClient | PortalTab) -> set[int]:
+        if isinstance(receiver, PortalTab):
+            items: Iterable[tuple[Any, Any]] = ((e, e[2]) for e in receiver.events)
+        else:
+            items = ((r, r.data) for r in receiver.received)
+        return {s for item, data in items if (s := self.seq_of(item, data)) is not None}
+
+    async def wait_delivered(self, receivers: Sequence[TenantClient | PortalTab], publishes: Sequence[Publish],
+                             timeout: float) -> dict[str, list[int]]:
+        """Wait until every receiver has every publish; returns what is still missing (name -> seqs)."""
+        def missing() -> dict[str, list[int]]:
+            out = {}
+            for r in receivers:
+                have = self._seqs(r)
+                lost = [p.seq for p in publishes if p.seq not in have]
+                if lost:
+                    out[r.name] = lost
+            return out
+        await self.wait_until(lambda: not missing(), timeout)
+        return missing()
+
     def _live_clients(self) -> list[TenantClient]:
         return [c for c in self.clients if c.connected_at and c.closed_at is None
                 and getattr(c, "expects_events", True)]
@@ -153,9 +229,9 @@ class Scenario:
     def _outstanding(self) -> int:
         remaining = 0
         for c in self._live_clients():
-            got = {canonical(r.data) for r in c.received}
+            got = self._seqs(c)
             first = c.connected_at[0]
-            remaining += sum(1 for p in self.publishes if p.tenant == c.tenant and p.sent_at >= first and p.key not in got)
+            remaining += sum(1 for p in self.publishes if p.tenant == c.tenant and p.sent_at >= first and p.seq not in got)
         return remaining
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
@@ -165,19 +241,13 @@ class Scenario:
     async def settle(self, *, barrier: bool = True) -> bool:
         """Wait for every expected delivery, then for a per-tenant barrier. True if all arrived."""
         complete = await self.wait_until(lambda: self._outstanding() == 0, self.grace_s)
-        if not barrier:
+        if not barrier or not self.control_types:
             return complete
         tenants = sorted({c.tenant for c in self._live_clients()})
-        barriers = {t: await self.publish(t, "metrics_update", {
-            "activeConversations": 0, "waitingConversations": 0, "totalMessagesToday": 0,
-            "avgResponseTime": 0, "timestamp": ""}, barrier=True) for t in tenants}
+        barriers = {t: await self.publish_control(t, 0, barrier=True) for t in tenants}
 
         def barriers_seen() -> bool:
-            for c in self._live_clients():
-                b = barriers[c.tenant]
-                if not any(canonical(r.data) == b.key for r in c.received):
-                    return False
-            return True
+            return all(self.delivered(c, barriers[c.tenant]) for c in self._live_clients())
 
         seen = await self.wait_until(barriers_seen, self.grace_s)
         return complete and seen
@@ -186,7 +256,8 @@ class Scenario:
     def views(self, clients: Sequence[TenantClient] | None = None) -> list[ClientView]:
         views = [
             ClientView(c.name, c.tenant, c.connected_at[0] if c.connected_at else None, c.closed_at,
-                       [(r.event, r.data, r.at) for r in c.received], getattr(c, "expects_events", True))
+                       [(r.event, r.data, r.at) for r in c.received], getattr(c, "expects_events", True),
+                       getattr(c, "group", None))
             for c in (self.clients if clients is None else clients)
         ]
         if clients is None:
@@ -196,8 +267,10 @@ class Scenario:
                                         [(name, data, at) for at, name, data in t.events], expects_events=False))
         return views
 
-    def check(self) -> CheckResult:
-        return check(self.publishes, self.views(), budget_ms=self.settings.latency_budget_ms)
+    def check(self, clients: Sequence[TenantClient] | None = None) -> CheckResult:
+        """Every finding over this scenario's history (``clients``: only these)."""
+        return check(self.publishes, self.views(clients), budget_ms=self.settings.latency_budget_ms,
+                     known=_KNOWN.by_marker)
 
     def summary(self) -> dict[str, Any]:
         """Counts for the report's evidence."""

@@ -8,6 +8,7 @@ never carries a switch to break itself. ``launch.py`` applies one and runs it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import time
 from pathlib import Path
@@ -570,3 +571,103 @@ def purges_backlog_on_start() -> None:
 @variant
 def weak_secret_allowed() -> None:
     config.MIN_SECRET_BYTES = 1
+
+
+# -- one defect each, judged by the whole suite (issue: one defect, one verdict) -----------
+# Each is a defect seen in gateways not written alongside the harness. The test runs every
+# requirement against them and counts what else turned red (the collateral).
+
+
+def _never_emits(event_type: str) -> Callable[[], None]:
+    def patch() -> None:
+        async def emit(sio, tenant_id, kind, data):
+            if kind != event_type:  # the gateway's own metrics_update goes through here too
+                await _emit(sio, tenant_id, kind, data)
+        sockets.emit_event = emit
+    patch.__doc__ = f"Never emits {event_type}, from the queue or of its own."
+    return patch
+
+
+for _type in contract.event_types():
+    VARIANTS[f"never_emits_{_type}"] = _never_emits(_type)
+
+
+def _stamp_field(event_type: str) -> str:
+    return {"conversation_update": "lastMessageAt"}.get(event_type, "timestamp")
+
+
+@variant
+def payload_loses_field() -> None:
+    """Every payload loses one field: the first of its keys in sorted order, its time field aside."""
+    async def emit(sio, tenant_id, event_type, data):
+        if isinstance(data, dict):
+            keys = sorted(k for k in data if k != _stamp_field(event_type))
+            data = {k: v for k, v in data.items() if not keys or k != keys[0]}
+        await _emit(sio, tenant_id, event_type, data)
+    sockets.emit_event = emit
+
+
+@variant
+def status_rebuilt_from_envelope() -> None:
+    """status_update is rebuilt from the envelope: its own time and error details replaced by the envelope's."""
+    process = consumer.EventConsumer.process_envelope
+
+    async def rebuilt(self, envelope, body, redelivered=False):
+        data = envelope.get("data")
+        if envelope.get("type") == "status_update" and isinstance(data, dict):
+            envelope = {**envelope, "data": {"messageId": data.get("messageId"), "conversationId": data.get("conversationId"),
+                                             "status": data.get("status"), "timestamp": envelope.get("timestamp")}}
+        await process(self, envelope, body, redelivered)
+    consumer.EventConsumer.process_envelope = rebuilt
+
+
+@variant
+def queue_name_hardcoded() -> None:
+    """Consumes the default queue whatever AGENT_PORTAL_EVENTS_QUEUE says."""
+    import dataclasses
+
+    load = config.load_settings
+
+    def fixed(env=None):
+        return dataclasses.replace(load(env), queue=contract.default_queue())
+    config.load_settings = fixed
+
+
+@variant
+def refusal_code_in_data_only() -> None:
+    """Not a defect: refusals shaped as the JS socket.io server sends them, {message, data: {code}}."""
+    class JsShaped(socketio.exceptions.ConnectionRefusedError):
+        def __init__(self, code, message):
+            super().__init__(message)
+            self.error_args = {"message": message, "data": {"code": code}}
+    sockets.HandshakeRefused = JsShaped
+
+
+LEAK_EVERY = 25  # 4 % of the events from the queue
+
+
+_LEAKING = contextvars.ContextVar("leaking", default=False)
+
+
+@variant
+def intermittent_leak() -> None:
+    """Every 25th event from the queue goes to every connected client: deterministic, so it cannot flake."""
+    process = consumer.EventConsumer.process_envelope
+    emit_to_room = sockets.emit_event
+    count = {"n": 0}
+
+    async def emit(sio, tenant_id, event_type, data):
+        if _LEAKING.get():  # set only inside the handling of a leaked queue event (a task of its own)
+            await sio.emit(event_type, data)
+        else:
+            await emit_to_room(sio, tenant_id, event_type, data)
+
+    async def leaky(self, envelope, body, redelivered=False):
+        count["n"] += 1
+        token = _LEAKING.set(count["n"] % LEAK_EVERY == 0)
+        try:
+            await process(self, envelope, body, redelivered)
+        finally:
+            _LEAKING.reset(token)
+    sockets.emit_event = emit
+    consumer.EventConsumer.process_envelope = leaky

@@ -1,0 +1,134 @@
+"""One defect, one verdict: broken gateways judged by the WHOLE suite, collateral counted.
+
+Each variant below has one defect. The full realtime suite runs against it, and its report
+must show FAIL (NON-STRICT for a SHOULD) on the requirements that defect breaks and the
+reference gateway's own verdict everywhere else. Any other difference, UNKNOWN included, is
+collateral: a requirement blamed for a defect that is not its business. Where a dependency is
+genuine (MET-3 cannot be judged without metrics_update), it is allowed by name, with why.
+
+The table (variant, FAIL IDs, collateral) is written to reports/collateral.md. By default the
+variants of issue 8 run; ``RTC_COLLATERAL=all`` runs every variant of tests/broken this way
+(expected: the requirements test_broken_gateways.py names for it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from realtime_conformance.harness.providers.processes import processes_with_env
+
+from test_broken_gateways import EXPECTED, LAUNCH, ROOT
+
+RUN_TIMEOUT_S = 900
+PARALLEL = int(os.environ.get("RTC_COLLATERAL_PARALLEL", "3"))
+LEAK_MARK = f"RTC_COLLATERAL_RUN={uuid.uuid4().hex}"
+TABLE = ROOT / "reports" / "collateral.md"
+# The reference gateway's own verdicts that are not PASS (its known gap).
+BASELINE = {"RECON-4": "NON-STRICT"}
+
+
+@dataclass(frozen=True)
+class Full:
+    fails: tuple[str, ...]  # the requirements this defect breaks: FAIL, or NON-STRICT for a SHOULD
+    allowed: dict[str, str] = field(default_factory=dict)  # requirement -> why it genuinely depends on the defect
+
+
+FULL: dict[str, Full] = {
+    "none": Full(()),
+    "never_emits_new_message": Full(("DLV-1", "DLV-6")),
+    "never_emits_conversation_update": Full(("DLV-1", "DLV-6")),
+    "never_emits_status_update": Full(("DLV-1", "DLV-6", "STAT-1"), {
+        "STAT-3": "it reads the conversationId of status_update events, and none arrive"}),
+    "never_emits_metrics_update": Full(("DLV-1", "DLV-6", "MET-1", "MET-4", "MET-5"), {
+        "MET-3": "it watches portal tabs react to metrics_update, and none arrive"}),
+    "alter_payload": Full(("DLV-1",)),  # every payload gains a field
+    "payload_loses_field": Full(("DLV-1", "STAT-1", "STAT-3")),  # status_update loses its conversationId
+    "status_rebuilt_from_envelope": Full(("DLV-1", "STAT-1")),
+    "queue_name_hardcoded": Full(("DLV-8",)),
+    "refusal_code_in_data_only": Full(()),  # socket.io's own error shape: not a defect
+    "intermittent_leak": Full(("ISO-1",)),
+}
+if os.environ.get("RTC_COLLATERAL") == "all":
+    FULL.update({name: Full(e.intended) for name, e in EXPECTED.items() if name not in FULL})
+
+
+def _command(variant: str, report_dir: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "pytest", "suites", "-m", "realtime", "-q", "-p", "no:cacheprovider",
+        "--gateway-cmd", f"{sys.executable} {LAUNCH} {variant}",
+        "--broker", "process",  # a node of its own: restarts, exact counts, vhosts
+        "--report-dir", str(report_dir),
+        "--hypothesis-profile", "ci",
+        "--idle-window-s", "8",
+    ]
+
+
+def _run(variant: str, report_dir: Path) -> dict:
+    env = {**os.environ, LEAK_MARK.split("=")[0]: LEAK_MARK.split("=")[1]}
+    env.pop("PYTEST_ADDOPTS", None)
+    done = subprocess.run(_command(variant, report_dir), cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S)
+    report = report_dir / "compliance.json"
+    result = json.loads(report.read_text()) if report.exists() else None
+    return {"returncode": done.returncode, "stdout": done.stdout[-6000:], "stderr": done.stderr[-3000:],
+            "result": result}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, request):
+    selected = [item.callspec.params["variant"] for item in request.session.items
+                if getattr(item, "callspec", None) and "variant" in item.callspec.params
+                and item.module is request.module]
+    pool = ThreadPoolExecutor(max_workers=PARALLEL)
+    futures: dict[str, Future] = {name: pool.submit(_run, name, tmp_path_factory.mktemp(name))
+                                  for name in dict.fromkeys(selected)}
+    rows: dict[str, str] = {}
+    yield futures, rows
+    pool.shutdown(wait=True, cancel_futures=True)
+    if rows:
+        TABLE.parent.mkdir(parents=True, exist_ok=True)
+        TABLE.write_text("| variant | FAIL (or NON-STRICT) | collateral |\n|---|---|---|\n"
+                         + "\n".join(rows[name] for name in sorted(rows)) + "\n", encoding="utf-8")
+
+
+def collateral(verdicts: dict[str, str], expect: Full) -> dict[str, str]:
+    """Requirements whose verdict moved away from the reference's for no reason this defect gives."""
+    return {rid: v for rid, v in verdicts.items()
+            if rid not in expect.fails and rid not in expect.allowed and v != BASELINE.get(rid, "PASS")}
+
+
+@pytest.mark.parametrize("variant", sorted(FULL))
+def test_one_defect_one_verdict(runs, variant):
+    futures, rows = runs
+    expect = FULL[variant]
+    outcome = futures[variant].result(timeout=RUN_TIMEOUT_S + 60)
+    assert outcome["result"] is not None, (
+        f"no compliance.json was written (exit {outcome['returncode']}):\n{outcome['stdout']}\n{outcome['stderr']}")
+    verdicts = {r["id"]: r["verdict"] for r in outcome["result"]["requirements"]}
+    reasons = {r["id"]: r.get("reason") for r in outcome["result"]["requirements"]}
+    failed = sorted(rid for rid, v in verdicts.items() if v in ("FAIL", "NON-STRICT") and rid not in BASELINE)
+    extra = collateral(verdicts, expect)
+    rows[variant] = (f"| {variant} | {', '.join(failed) or '-'} | {len(extra)}"
+                     + (f": {', '.join(f'{k} {v}' for k, v in sorted(extra.items()))}" if extra else "") + " |")
+    print(rows[variant])
+    missed = [rid for rid in expect.fails if verdicts.get(rid) not in ("FAIL", "NON-STRICT")]
+    assert not missed, f"{variant} should FAIL {missed}; verdicts {verdicts}"
+    assert not extra, (f"{variant}: collateral {len(extra)}: "
+                       + "; ".join(f"{rid} {v}: {reasons.get(rid)}" for rid, v in sorted(extra.items())))
+
+
+def test_no_process_of_the_collateral_runs_is_left(runs):
+    futures, _ = runs
+    for future in futures.values():
+        future.exception(timeout=RUN_TIMEOUT_S + 60)
+    name, value = LEAK_MARK.split("=")
+    assert not processes_with_env(name, value)
