@@ -83,7 +83,8 @@ CASES: list[tuple[str, Any, dict[str, Any], Callable[[Settings], Any], Any]] = [
     ("gateway_startup_timeout", "7.5", {}, lambda s: s.gateway_startup_timeout, 7.5),
     ("lacks", "rest,polling", {}, lambda s: s.lacks, frozenset({"rest", "polling"})),
     ("allowed_origins", "http://a.example,http://b.example", {}, lambda s: s.allowed_origins, ("http://a.example", "http://b.example")),
-    ("forbidden_origins", "http://c.example", {}, lambda s: s.forbidden_origins, ("http://c.example",)),
+    ("forbidden_origins", "http://c.example", {}, lambda s: (s.forbidden_origins[0], "https://a.example" in s.forbidden_origins),
+     ("http://c.example", True)),  # added to the generated look-alikes
     ("latency_budget_ms", "250", {}, lambda s: s.latency_budget_ms, 250.0),
     ("reconnect_policy", "attempts=3,delay=500,max=2000,jitter=0", {}, lambda s: s.reconnect_policy,
      ReconnectPolicy(attempts=3, delay=0.5, delay_max=2.0, randomization=0.0)),
@@ -285,7 +286,28 @@ BAD: list[tuple[str, list[str], str]] = [
     ("image_process", ["--gateway-image=example/gw:1", "--broker=process"],
      "--gateway-image runs the gateway in a container, which cannot reach a --broker process node; use --broker container or --broker external"),
     ("forbidden_overlap", ["--forbidden-origins=http://evil.example,http://localhost:3000"],
-     "--forbidden-origins (ini 'forbidden_origins', env RTC_FORBIDDEN_ORIGINS): 'http://localhost:3000' is also in allowed_origins; an origin cannot be both"),
+     "--forbidden-origins (ini 'forbidden_origins', env RTC_FORBIDDEN_ORIGINS): 'http://localhost:3000' is allowed by the "
+     "allowed_origins entry 'http://localhost:3000'; an origin cannot be both: remove it from one of the two lists"),
+    ("forbidden_wildcard_overlap", ["--allowed-origins=https://*.example.com", "--forbidden-origins=https://a.b.example.com"],
+     "--forbidden-origins (ini 'forbidden_origins', env RTC_FORBIDDEN_ORIGINS): 'https://a.b.example.com' is allowed by the "
+     "allowed_origins entry 'https://*.example.com'; an origin cannot be both: remove it from one of the two lists"),
+    ("forbidden_replace_empty", ["--forbidden-origins=="],
+     "--forbidden-origins (ini 'forbidden_origins', env RTC_FORBIDDEN_ORIGINS): '=' replaces the generated look-alikes "
+     "with nothing; list origins after the '=', e.g. '=https://evil.example,null', or drop the '=' to add to the look-alikes"),
+    ("forbidden_replace_inside", ["--forbidden-origins=https://evil.example,=null"],
+     "--forbidden-origins (ini 'forbidden_origins', env RTC_FORBIDDEN_ORIGINS): '=null' has '=' inside the list; only a "
+     "leading '=' (before the first origin) replaces the generated look-alikes"),
+    ("forbidden_pattern", ["--forbidden-origins=https://*.evil.example"],
+     "--forbidden-origins (ini 'forbidden_origins', env RTC_FORBIDDEN_ORIGINS): 'https://*.evil.example' is a pattern; "
+     "forbidden origins are sent as Origin headers, so list concrete origins such as https://app.evil.example"),
+    ("allowed_path", ["--allowed-origins=http://localhost:3012/app"],
+     "--allowed-origins (ini 'allowed_origins', env RTC_ALLOWED_ORIGINS): 'http://localhost:3012/app' is not an origin; "
+     "write scheme://host[:port] with no path, or scheme://*.domain[:port] for its subdomains, "
+     "e.g. http://localhost:3012,https://*.example.com"),
+    ("allowed_inner_wildcard", ["--allowed-origins=https://app.*.example.com"],
+     "--allowed-origins (ini 'allowed_origins', env RTC_ALLOWED_ORIGINS): 'https://app.*.example.com' is not an origin; "
+     "write scheme://host[:port] with no path, or scheme://*.domain[:port] for its subdomains, "
+     "e.g. http://localhost:3012,https://*.example.com"),
     ("strict_not_bool", [],  # env only: the flag itself takes no value
      "--conformance-strict (ini 'conformance_strict', env RTC_CONFORMANCE_STRICT): 'maybe' is not a boolean; use true or false"),
 ]
@@ -357,3 +379,46 @@ def test_nan_is_not_a_number(pytester: pytest.Pytester, clean_env: pytest.Monkey
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     opt = BY_NAME[flag[2:].replace("-", "_")]
     assert _errors(result)[0].startswith(f"ERROR: {opt.spellings}: 'nan' ")
+
+
+# --------------------------------------------------------------------------- origins
+
+def test_look_alikes_cover_every_allowed_origin(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    s = _settings_of(pytester, "--allowed-origins", "http://localhost:3012,https://portal.example.com")
+    assert s.allowed_origin_examples == ("http://localhost:3012", "https://portal.example.com")
+    for origin in ("https://localhost:3012", "http://localhost:3013", "http://localhost:30120", "http://evillocalhost:3012",
+                   "http://portal.example.com", "https://portal.example.com:444", "https://evilportal.example.com",
+                   "https://portal.example.com.evil.example", "null"):
+        assert origin in s.forbidden_origins, origin
+    assert s.sources["forbidden_origins"] == "default"
+
+
+def test_wildcard_origin_examples_and_look_alikes(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    s = _settings_of(pytester, "--allowed-origins", "http://localhost:3012,https://*.example.com")
+    # ORIG-1 tries concrete origins; the first one is ORIG-2's positive control.
+    assert s.allowed_origin_examples == ("http://localhost:3012", "https://app.example.com", "https://deep.app.example.com")
+    for origin in ("https://example.com", "https://evilexample.com", "https://app.evilexample.com",
+                   "https://example.com.evil.test", "https://app.example.com.evil.test", "http://app.example.com",
+                   "https://app.example.com:444", "https://app.example.com/"):
+        assert origin in s.forbidden_origins, origin
+    assert not set(s.allowed_origin_examples) & set(s.forbidden_origins)
+
+
+def test_generated_look_alikes_never_include_an_allowed_origin(pytester: pytest.Pytester,
+                                                               clean_env: pytest.MonkeyPatch) -> None:
+    # http://localhost:3013 is a look-alike of 3012 (next port), but allowed here.
+    s = _settings_of(pytester, "--allowed-origins", "http://localhost:3012,http://localhost:3013,http://*.localhost:3012")
+    assert "http://localhost:3013" not in s.forbidden_origins
+    assert "http://localhost:3014" in s.forbidden_origins
+    # The bare apex is a look-alike of *.localhost:3012, but the exact entry allows it.
+    assert "http://localhost:3012" not in s.forbidden_origins
+    assert "http://evillocalhost:3012" in s.forbidden_origins
+
+
+@pytest.mark.parametrize("how", ["cli", "env", "ini"])
+def test_forbidden_origins_add_or_replace(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, how: str) -> None:
+    added = _settings_of(pytester, *_spell(pytester, clean_env, how, {"forbidden_origins": "https://other.example"}))
+    assert added.forbidden_origins[0] == "https://other.example" and len(added.forbidden_origins) > 20
+    replaced = _settings_of(pytester, *_spell(pytester, clean_env, how,
+                                              {"forbidden_origins": "=https://other.example, null"}))
+    assert replaced.forbidden_origins == ("https://other.example", "null")
