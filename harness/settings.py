@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 from realtime_conformance import contract
 from realtime_conformance.harness.wire.portal import ReconnectPolicy
+from realtime_conformance.harness.wire.tokens import CLAIM_PLACEHOLDERS, claim_path, template_placeholders
 
 ENV_PREFIX = "RTC_"
 
@@ -85,8 +86,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("queue", "Queue the gateway consumes.", contract.default_queue()),
     Option("jwt_secret", "Shared HMAC secret for signing test tokens. Default: a fresh random secret per run (harness-started gateways only).", secret=True),
     Option("jwt_algorithm", "Algorithm the gateway is configured for.", "HS256", choices=ALGORITHMS),
-    Option("tenant_claim", "JWT claim that carries the tenant id.", contract.handshake()["defaultTenantClaim"]),
-    Option("extra_claims", 'Extra claims every valid token carries, as a JSON object, e.g. {"aud": "agent-portal"}.', "{}", kind="json"),
+    Option("tenant_claim", "JWT claim that carries the tenant id. Dots nest: app_metadata.tenant signs "
+           '{"app_metadata": {"tenant": ...}}; a name with a colon (https://example.com/tenant, urn:acme:tenant) is one '
+           "literal claim; \\. is a dot inside a name (org\\.id).", contract.handshake()["defaultTenantClaim"]),
+    Option("extra_claims", 'Extra claims every valid token carries, as a JSON object, e.g. {"aud": "agent-portal"}. '
+           "String values at any depth are templates: {tenant}, {user} (the token's user, also its sub: "
+           "agent-of-<tenant>), {n} (a number unique to each token of the run: 1, 2, ...); {{ and }} are literal braces.",
+           "{}", kind="json"),
     Option("socketio_path", "Socket.IO path on the gateway.", "/socket.io/"),
     Option("rest_paths", "REST paths as a JSON object overriding the contract's (keys: stats, refresh, conversations, messages, health).", "{}", kind="json"),
     Option("gateway_env", "Environment for a harness-started gateway: KEY=TEMPLATE entries added to the seed's defaults; placeholders {host} {port} {amqp_url} {jwt_secret} {jwt_algorithm} {tenant_claim} {allowed_origins} {queue} {workdir}.", "", kind="env"),
@@ -464,6 +470,30 @@ def _forbidden_origins(opt: Option, value: Any, allowed: tuple[str, ...]) -> tup
     return tuple(dict.fromkeys((*given, *generated)))
 
 
+def _claims(claim_opt: Option, extra_opt: Option, raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The tenant claim (its path must parse) and the extra-claims templates (known placeholders only)."""
+    claim = str(raw[claim_opt.name]).strip()
+    try:
+        path = claim_path(claim)
+    except ValueError as exc:
+        raise _fail(claim_opt, claim, str(exc)) from None
+    extra = _parse_json_object(extra_opt, raw[extra_opt.name])
+    for name in template_placeholders(extra):
+        if name not in CLAIM_PLACEHOLDERS:
+            raise _fail(extra_opt, raw[extra_opt.name], f"uses the unknown placeholder {{{name}}}; known: "
+                        + ", ".join("{" + f + "}" for f in CLAIM_PLACEHOLDERS) + " (write {{ and }} for literal braces)")
+    node: Any = extra
+    for depth, key in enumerate(path[:-1]):
+        if not isinstance(node, Mapping) or key not in node:
+            break
+        node = node[key]
+        if not isinstance(node, Mapping):
+            raise _fail(claim_opt, claim, f"nests the tenant inside {'.'.join(path[:depth + 1])!r}, which "
+                        f"{extra_opt.flag} sets to {node!r}; make that claim an object, or escape the dot (\\.) "
+                        "if the claim's name contains one")
+    return claim, extra
+
+
 def _check_url(opt: Option, value: str, schemes: tuple[str, ...]) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.hostname:
@@ -531,6 +561,8 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
                         "or scheme://*.domain[:port] for its subdomains, e.g. http://localhost:3012,https://*.example.com")
     forbidden = _forbidden_origins(o["forbidden_origins"], raw["forbidden_origins"], allowed)
 
+    tenant_claim, extra_claims = _claims(o["tenant_claim"], o["extra_claims"], raw)
+
     queue = str(raw["queue"]).strip()
     if not queue or len(queue.encode()) > 255:
         raise _fail(o["queue"], raw["queue"], "must be a queue name of 1 to 255 bytes")
@@ -553,8 +585,8 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         queue=queue,
         jwt_secret=str(secret),
         jwt_algorithm=algorithm,
-        tenant_claim=str(raw["tenant_claim"]),
-        extra_claims=_parse_json_object(o["extra_claims"], raw["extra_claims"]),
+        tenant_claim=tenant_claim,
+        extra_claims=extra_claims,
         socketio_path=("/" + str(raw["socketio_path"]).strip("/") + "/").replace("//", "/"),
         rest_paths=rest_paths,
         gateway_env=_parse_env(o["gateway_env"], raw["gateway_env"]),

@@ -275,6 +275,16 @@ BAD: list[tuple[str, list[str], str]] = [
      "give an object such as '{\"aud\": \"agent-portal\"}'"),
     ("claims_array", ["--extra-claims=[1, 2]"],
      "--extra-claims (ini 'extra_claims', env RTC_EXTRA_CLAIMS): '[1, 2]' must be a JSON object ({...})"),
+    ("claims_placeholder", ['--extra-claims={"org": {"id": "{org}"}}'],
+     "--extra-claims (ini 'extra_claims', env RTC_EXTRA_CLAIMS): '{\"org\": {\"id\": \"{org}\"}}' uses the unknown "
+     "placeholder {org}; known: {tenant}, {user}, {n} (write {{ and }} for literal braces)"),
+    ("tenant_claim_segment", ["--tenant-claim=app_metadata..tenant"],
+     "--tenant-claim (ini 'tenant_claim', env RTC_TENANT_CLAIM): 'app_metadata..tenant' has an empty segment; separate "
+     "nested claims with single dots (app_metadata.tenant) and write \\. for a dot inside a name (org\\.id)"),
+    ("tenant_claim_under_a_string", ["--tenant-claim=app_metadata.tenant", '--extra-claims={"app_metadata": "x"}'],
+     "--tenant-claim (ini 'tenant_claim', env RTC_TENANT_CLAIM): 'app_metadata.tenant' nests the tenant inside "
+     "'app_metadata', which --extra-claims sets to 'x'; make that claim an object, or escape the dot (\\.) if the "
+     "claim's name contains one"),
     ("policy_shape", ["--reconnect-policy=retries=3"],
      "--reconnect-policy (ini 'reconnect_policy', env RTC_RECONNECT_POLICY): 'retries=3' must look like attempts=5,delay=1000,max=5000,jitter=0.5"),
     ("policy_number", ["--reconnect-policy=attempts=five"],
