@@ -16,6 +16,7 @@ import secrets
 import shlex
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -79,6 +80,9 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("gateway_url", "URL of a gateway that is already running (http://host:port). Default: start the reference gateway."),
     Option("gateway_cmd", "Command that starts the gateway; the harness runs, restarts and kills it. Default: the reference gateway."),
+    Option("gateway_cwd", "Working directory of a harness-started gateway command; a relative path is from the ini file's "
+           "folder when set in the ini, else from the current directory. Default: the folder of the ini file that set "
+           "gateway_cmd, or the current directory when gateway_cmd came from the command line or environment."),
     Option("gateway_image", "Container image of the gateway (needs a Docker engine; implies --broker container)."),
     Option("broker", "Where RabbitMQ comes from.", "auto", choices=BROKER_KINDS),
     Option("amqp_url", "AMQP URL of an external broker (with --broker external)."),
@@ -121,6 +125,7 @@ class Settings:
     gateway_cmd: str | None
     gateway_image: str | None
     broker: str
+    gateway_cwd: str
     amqp_url: str | None
     rabbitmq_image: str
     queue: str
@@ -494,6 +499,23 @@ def _claims(claim_opt: Option, extra_opt: Option, raw: Mapping[str, Any]) -> tup
     return claim, extra
 
 
+def _gateway_cwd(config: pytest.Config, opt: Option, raw: Mapping[str, Any], sources: Mapping[str, str]) -> str:
+    """Where a harness-started gateway runs: relative commands in an ini work from wherever pytest runs."""
+    ini_dir = Path(config.inipath).parent if config.inipath else None
+    here = Path(config.invocation_params.dir)
+    value = raw[opt.name]
+    if value:
+        base = ini_dir if sources[opt.name] == "ini" and ini_dir else here
+        folder = base / Path(str(value)).expanduser()
+        if not folder.is_dir():
+            where = "the ini file's folder" if base is ini_dir else "the current directory"
+            raise _fail(opt, str(value), f"is not an existing folder ({folder}); give the folder the gateway command "
+                        f"runs in (a relative path is from {where})")
+    else:
+        folder = ini_dir if sources["gateway_cmd"] == "ini" and ini_dir else here
+    return str(folder.resolve())
+
+
 def _check_url(opt: Option, value: str, schemes: tuple[str, ...]) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.hostname:
@@ -580,6 +602,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         gateway_cmd=raw["gateway_cmd"] or None,
         gateway_image=raw["gateway_image"] or None,
         broker=broker,
+        gateway_cwd=_gateway_cwd(config, o["gateway_cwd"], raw, sources),
         amqp_url=amqp_url,
         rabbitmq_image=str(raw["rabbitmq_image"]),
         queue=queue,
@@ -607,8 +630,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
 def header_lines(settings: Settings) -> list[str]:
     """Lines for pytest's header: what is being judged, against what, how strictly."""
     target = {"url": settings.gateway_url, "image": settings.gateway_image, "process": settings.command}[settings.target_kind]
+    where = f" (cwd {settings.gateway_cwd})" if settings.target_kind == "process" else ""
     lines = [
-        f"realtime-conformance: target={settings.target_kind} {target}",
+        f"realtime-conformance: target={settings.target_kind} {target}{where}",
         f"realtime-conformance: broker={settings.broker} queue={settings.queue} budget={settings.latency_budget_ms:g} ms "
         f"strict={settings.strict} report_dir={settings.report_dir}",
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -24,6 +25,7 @@ pytest_plugins = ["pytester"]
 SECRET = "s3cret-" + "x" * 33  # 40 bytes: enough for HS256, not for HS384/HS512
 SECRET_64 = "s3cret-" + "x" * 57  # 64 bytes: enough for every HMAC algorithm
 QUEUE = contract.default_queue()
+HERE = str(Path(__file__).resolve().parent)  # an existing absolute folder
 
 
 def _settings_of(pytester: pytest.Pytester, *args: str) -> Settings:
@@ -68,6 +70,7 @@ CASES: list[tuple[str, Any, dict[str, Any], Callable[[Settings], Any], Any]] = [
     ("gateway_cmd", "my-gateway --port 1", {}, lambda s: (s.gateway_cmd, s.command, s.target_kind), ("my-gateway --port 1", "my-gateway --port 1", "process")),
     ("gateway_image", "example/gw:1", {}, lambda s: (s.gateway_image, s.target_kind, s.broker), ("example/gw:1", "image", "container")),
     ("broker", "process", {}, lambda s: s.broker, "process"),
+    ("gateway_cwd", HERE, {}, lambda s: s.gateway_cwd, HERE),
     ("amqp_url", "amqp://u:p@127.0.0.1:5673/", {}, lambda s: (s.amqp_url, s.broker), ("amqp://u:p@127.0.0.1:5673/", "external")),
     ("rabbitmq_image", "rabbitmq:3.13", {}, lambda s: s.rabbitmq_image, "rabbitmq:3.13"),
     ("queue", "my.queue", {}, lambda s: s.queue, "my.queue"),
@@ -99,8 +102,8 @@ SOURCE = {"cli": "command line", "env": "environment", "ini": "ini"}
 
 # Options that can be given together; three groups because a run has one target.
 GROUPS = {
-    "url-target": [c for c in CASES if c[0] not in ("gateway_cmd", "gateway_image", "broker")],
-    "cmd-target": [c for c in CASES if c[0] in ("gateway_cmd", "broker")],
+    "url-target": [c for c in CASES if c[0] not in ("gateway_cmd", "gateway_image", "broker", "gateway_cwd")],
+    "cmd-target": [c for c in CASES if c[0] in ("gateway_cmd", "broker", "gateway_cwd")],
     "image-target": [c for c in CASES if c[0] == "gateway_image"],
 }
 
@@ -176,7 +179,8 @@ def test_header_shows_target_broker_budget(pytester: pytest.Pytester, clean_env:
     pytester.makepyfile("def test_plain():\n    pass\n")
     result = pytester.runpytest("--latency-budget-ms", "250")
     result.assert_outcomes(passed=1)
-    target = f"realtime-conformance: target=process {shlex.quote(sys.executable)} -m realtime_conformance.gateway"
+    target = (f"realtime-conformance: target=process {shlex.quote(sys.executable)} -m realtime_conformance.gateway "
+              f"(cwd {pytester.path})")
     assert target in result.outlines
     assert (f"realtime-conformance: broker=auto queue={QUEUE} budget=250 ms strict=False report_dir=reports"
             in result.outlines)
@@ -432,3 +436,90 @@ def test_forbidden_origins_add_or_replace(pytester: pytest.Pytester, clean_env: 
     replaced = _settings_of(pytester, *_spell(pytester, clean_env, how,
                                               {"forbidden_origins": "=https://other.example, null"}))
     assert replaced.forbidden_origins == ("https://other.example", "null")
+
+
+# --------------------------------------------------------------------------- gateway working directory
+
+CWD_TEST = r"""
+import os
+
+def test_cwd(conformance_settings):
+    print("\nCWD " + conformance_settings.gateway_cwd + " " + conformance_settings.sources["gateway_cwd"])
+"""
+
+
+def _cwd_of(result: pytest.RunResult) -> str:
+    return next(l for l in result.outlines if l.startswith("CWD ")).split(" ")[1]
+
+
+def test_gateway_cwd_defaults_to_the_ini_folder_of_gateway_cmd(pytester: pytest.Pytester,
+                                                               clean_env: pytest.MonkeyPatch) -> None:
+    """gateway_cmd in an ini: the gateway runs in that ini's folder, wherever pytest is started."""
+    project = pytester.mkdir("project")
+    (project / "pytest.ini").write_text("[pytest]\ngateway_cmd = ./run-gateway --port 1\n")
+    (project / "test_cwd.py").write_text(CWD_TEST)
+    elsewhere = pytester.mkdir("elsewhere")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(elsewhere)
+        result = pytester.runpytest(str(project / "test_cwd.py"), "-c", str(project / "pytest.ini"), "-s")
+    result.assert_outcomes(passed=1)
+    assert _cwd_of(result) == str(project.resolve())
+    assert f"realtime-conformance: target=process ./run-gateway --port 1 (cwd {project.resolve()})" in result.outlines
+
+
+@pytest.mark.parametrize("how", ["cli", "env"])
+def test_gateway_cwd_defaults_to_the_current_directory(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch,
+                                                       how: str) -> None:
+    """gateway_cmd from the command line or environment: relative to where pytest was started."""
+    pytester.makeini("[pytest]\n")
+    sub = pytester.mkdir("sub")
+    pytester.makepyfile(test_cwd=CWD_TEST)
+    args = _spell(pytester, clean_env, how, {"gateway_cmd": "./run-gateway"})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(sub)
+        result = pytester.runpytest(str(pytester.path / "test_cwd.py"), "--rootdir", str(pytester.path),
+                                    "-c", str(pytester.path / "tox.ini"), "-s", *args)
+    result.assert_outcomes(passed=1)
+    assert _cwd_of(result) == str(sub.resolve())
+
+
+def test_gateway_cwd_relative_to_ini_folder_or_current_directory(pytester: pytest.Pytester,
+                                                                 clean_env: pytest.MonkeyPatch) -> None:
+    pytester.mkdir("gw")
+    pytester.mkdir("sub").joinpath("gw").mkdir()
+    pytester.makeini("[pytest]\ngateway_cwd = gw\n")
+    s = _settings_of(pytester)
+    assert (s.gateway_cwd, s.sources["gateway_cwd"]) == (str((pytester.path / "gw").resolve()), "ini")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(pytester.path / "sub")
+        s = _settings_of(pytester, "--gateway-cwd", "gw", "-c", str(pytester.path / "tox.ini"))
+    assert s.gateway_cwd == str((pytester.path / "sub" / "gw").resolve())
+
+
+def test_gateway_cwd_must_exist(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile("def test_never():\n    pass\n")
+    result = pytester.runpytest("--gateway-cwd", "no/such/dir")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert _errors(result) == [
+        f"ERROR: --gateway-cwd (ini 'gateway_cwd', env RTC_GATEWAY_CWD): 'no/such/dir' is not an existing folder "
+        f"({pytester.path / 'no/such/dir'}); give the folder the gateway command runs in (a relative path is from "
+        "the current directory)"]
+    pytester.makeini("[pytest]\ngateway_cwd = missing\n")
+    result = pytester.runpytest()
+    assert _errors(result) == [
+        f"ERROR: --gateway-cwd (ini 'gateway_cwd', env RTC_GATEWAY_CWD): 'missing' is not an existing folder "
+        f"({pytester.path / 'missing'}); give the folder the gateway command runs in (a relative path is from "
+        "the ini file's folder)"]
+
+
+def test_make_gateway_runs_the_command_in_gateway_cwd(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    from realtime_conformance.harness.providers.broker import ExternalBroker
+    from realtime_conformance.harness.providers.gateway import CommandGateway
+    from realtime_conformance.harness.providers.target import make_gateway
+
+    s = _settings_of(pytester, "--gateway-cmd", "./run-gateway", "--gateway-cwd", str(tmp_path))
+    broker = ExternalBroker("amqp://guest:guest@127.0.0.1:5672/")  # not contacted: the gateway is only built
+    gw = make_gateway(s, broker, queue="q", workdir=tmp_path / "wd", name="gateway")
+    assert isinstance(gw, CommandGateway)
+    assert gw._process.cwd == tmp_path.resolve()
