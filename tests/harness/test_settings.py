@@ -523,3 +523,13 @@ def test_make_gateway_runs_the_command_in_gateway_cwd(pytester: pytest.Pytester,
     gw = make_gateway(s, broker, queue="q", workdir=tmp_path / "wd", name="gateway")
     assert isinstance(gw, CommandGateway)
     assert gw._process.cwd == tmp_path.resolve()
+
+
+def test_a_missing_relative_command_names_the_folder_it_was_looked_for_in(tmp_path: Path) -> None:
+    from realtime_conformance.harness.providers.processes import ManagedProcess
+
+    proc = ManagedProcess(["./bin/no-such-gateway"], name="gateway", log_path=tmp_path / "gw.log", cwd=tmp_path)
+    with pytest.raises(FileNotFoundError) as info:
+        proc.start()
+    assert str(info.value) == (f"gateway: cannot run './bin/no-such-gateway' (relative to {tmp_path}): not found; "
+                               "install it or fix the command")
