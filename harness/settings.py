@@ -278,8 +278,8 @@ def lookalike_origins(origin: str) -> tuple[str, ...]:
     """Origins that resemble an allowed entry but must not match it (ORIG-2).
 
     For an exact origin: the other scheme, the next port, a longer port, the host inside a
-    longer host, the host as a prefix, a trailing slash. For a
-    ``*.`` pattern the same tricks on a matching subdomain, plus the registrable-domain ones:
+    longer host, the host as a prefix, a trailing slash. For a ``*.`` pattern the same
+    tricks on a matching subdomain, plus the registrable-domain ones:
     the bare apex (``*.`` needs at least one label), ``evil`` glued to the domain, a subdomain of
     that, and the allowed domain followed by another one.
     """
