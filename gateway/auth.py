@@ -9,8 +9,9 @@ leeway, and the tenant comes only from the configured claim. Failures raise
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import jwt
 
@@ -49,6 +50,27 @@ class Claims:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
+def claim_value(payload: Mapping[str, Any], name: str) -> Any:
+    """The claim ``name`` of a payload, or None.
+
+    Tried literally first (``https://example.com/tenant``, or a top-level key that contains
+    dots). Otherwise, unless ``name`` has a ``:``, each unescaped ``.`` goes one object deeper:
+    ``app_metadata.tenant`` reads ``{"app_metadata": {"tenant": ...}}``; ``\\.`` is a dot inside a
+    name. The conformance harness signs tokens by the same rule.
+    """
+    if name in payload:
+        return payload[name]
+    if ":" in name or "." not in name:
+        return None
+    node: Any = payload
+    for key in re.split(r"(?<!\\)\.", name):
+        key = key.replace("\\.", ".")
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
 def verify_token(token: object, settings: Settings) -> Claims:
     """Verify ``token`` and return its claims, or raise AuthError. Patchable seam."""
     if not isinstance(token, str) or not token.strip():
@@ -82,7 +104,7 @@ def verify_token(token: object, settings: Settings) -> Claims:
         raise AuthError(TOKEN_INVALID, f"invalid token: {exc}") from None
     if not isinstance(payload, dict):
         raise AuthError(TOKEN_INVALID, "token payload is not an object")
-    tenant = payload.get(settings.jwt_tenant_claim)
+    tenant = claim_value(payload, settings.jwt_tenant_claim)
     if not isinstance(tenant, str) or tenant == "":
         raise AuthError(TENANT_MISSING, f"token has no tenant: claim {settings.jwt_tenant_claim!r} is missing or empty")
     if len(tenant) > contract.limits().max_tenant_id_length:

@@ -21,6 +21,8 @@ ACCEPTED_ALGORITHMS = ("HS256", "HS384", "HS512")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_ORIGINS = "http://localhost:3012,http://localhost:3014,http://localhost:3000,http://localhost:3314"
 _ORIGIN_RE = re.compile(r"^(https?)://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
+# scheme://*.domain[:port]: "*." is one or more labels; the domain needs no empty label.
+_PATTERN_RE = re.compile(r"^(https?)://\*\.([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*)(:[0-9]{1,5})?$")
 
 
 class ConfigError(ValueError):
@@ -104,11 +106,12 @@ def _origins(raw: str) -> tuple[str, ...]:
         )
     out: list[str] = []
     for item in items:
-        if not _ORIGIN_RE.match(item):
+        if not (_ORIGIN_RE.match(item) or _PATTERN_RE.match(item)):
             raise ConfigError(
                 "ALLOWED_ORIGINS",
-                f"ALLOWED_ORIGINS entry {item!r} is not an origin: write scheme://host[:port] with no path, "
-                "no trailing slash and no wildcard, e.g. http://localhost:3014",
+                f"ALLOWED_ORIGINS entry {item!r} is not an origin: write scheme://host[:port] with no path "
+                "and no trailing slash, e.g. http://localhost:3014, or scheme://*.domain[:port] for every "
+                "subdomain of domain, e.g. https://*.example.com",
             )
         out.append(item.lower())
     return tuple(dict.fromkeys(out))

@@ -16,12 +16,14 @@ import secrets
 import shlex
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import pytest
 from realtime_conformance import contract
 from realtime_conformance.harness.wire.portal import ReconnectPolicy
+from realtime_conformance.harness.wire.tokens import CLAIM_PLACEHOLDERS, claim_path, template_placeholders
 
 ENV_PREFIX = "RTC_"
 
@@ -78,6 +80,9 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("gateway_url", "URL of a gateway that is already running (http://host:port). Default: start the reference gateway."),
     Option("gateway_cmd", "Command that starts the gateway; the harness runs, restarts and kills it. Default: the reference gateway."),
+    Option("gateway_cwd", "Working directory of a harness-started gateway command; a relative path is from the ini file's "
+           "folder when set in the ini, else from the current directory. Default: the folder of the ini file that set "
+           "gateway_cmd, or the current directory when gateway_cmd came from the command line or environment."),
     Option("gateway_image", "Container image of the gateway (needs a Docker engine; implies --broker container)."),
     Option("broker", "Where RabbitMQ comes from.", "auto", choices=BROKER_KINDS),
     Option("amqp_url", "AMQP URL of an external broker (with --broker external)."),
@@ -85,15 +90,23 @@ OPTIONS: tuple[Option, ...] = (
     Option("queue", "Queue the gateway consumes.", contract.default_queue()),
     Option("jwt_secret", "Shared HMAC secret for signing test tokens. Default: a fresh random secret per run (harness-started gateways only).", secret=True),
     Option("jwt_algorithm", "Algorithm the gateway is configured for.", "HS256", choices=ALGORITHMS),
-    Option("tenant_claim", "JWT claim that carries the tenant id.", contract.handshake()["defaultTenantClaim"]),
-    Option("extra_claims", 'Extra claims every valid token carries, as a JSON object, e.g. {"aud": "agent-portal"}.', "{}", kind="json"),
+    Option("tenant_claim", "JWT claim that carries the tenant id. Dots nest: app_metadata.tenant signs "
+           '{"app_metadata": {"tenant": ...}}; a name with a colon (https://example.com/tenant, urn:acme:tenant) is one '
+           "literal claim; \\. is a dot inside a name (org\\.id).", contract.handshake()["defaultTenantClaim"]),
+    Option("extra_claims", 'Extra claims every valid token carries, as a JSON object, e.g. {"aud": "agent-portal"}. '
+           "String values at any depth are templates: {tenant}, {user} (the token's user, also its sub: "
+           "agent-of-<tenant>), {n} (a number unique to each token of the run: 1, 2, ...); {{ and }} are literal braces.",
+           "{}", kind="json"),
     Option("socketio_path", "Socket.IO path on the gateway.", "/socket.io/"),
     Option("rest_paths", "REST paths as a JSON object overriding the contract's (keys: stats, refresh, conversations, messages, health).", "{}", kind="json"),
     Option("gateway_env", "Environment for a harness-started gateway: KEY=TEMPLATE entries added to the seed's defaults; placeholders {host} {port} {amqp_url} {jwt_secret} {jwt_algorithm} {tenant_claim} {allowed_origins} {queue} {workdir}.", "", kind="env"),
     Option("gateway_startup_timeout", "Seconds a started gateway may take to answer an Engine.IO handshake.", 30.0, kind="float"),
     Option("lacks", f"Capabilities the target declares it lacks, comma list of: {', '.join(CAPABILITIES)}. Their requirements report N/A.", "", kind="list", choices=CAPABILITIES),
-    Option("allowed_origins", "Origins the gateway allows (comma list); passed to a harness-started gateway.", SEED_ORIGINS, kind="list"),
-    Option("forbidden_origins", "Origins to try that must be refused (comma list). Default: look-alikes of the first allowed origin.", "", kind="list"),
+    Option("allowed_origins", "Origins the gateway allows (comma list of scheme://host[:port]; scheme://*.domain[:port] allows "
+           "every subdomain of domain, one or more labels deep, not domain itself); passed to a harness-started gateway.",
+           SEED_ORIGINS, kind="list"),
+    Option("forbidden_origins", "Origins that must be refused (comma list), tried in addition to the look-alikes generated "
+           "for every allowed origin; start the list with '=' to replace the look-alikes (=https://a,https://b).", "", kind="list"),
     Option("latency_budget_ms", "Publish-to-receive budget per delivery (DLV-2).", 1000.0, kind="float"),
     Option("reconnect_policy", "The portal's reconnect policy: attempts, delay and max in ms, jitter.", "attempts=5,delay=1000,max=5000,jitter=0.5"),
     Option("idle_window_s", "How long MET-3 watches three idle portal tabs for HTTP requests (the seed promises none).", 60.0, kind="float"),
@@ -112,6 +125,7 @@ class Settings:
     gateway_cmd: str | None
     gateway_image: str | None
     broker: str
+    gateway_cwd: str
     amqp_url: str | None
     rabbitmq_image: str
     queue: str
@@ -141,6 +155,11 @@ class Settings:
         if self.gateway_image:
             return "image"
         return "process"
+
+    @property
+    def allowed_origin_examples(self) -> tuple[str, ...]:
+        """Concrete origins the allowed entries allow (a ``*.`` pattern gives two): ORIG-1 tries each."""
+        return origin_examples(self.allowed_origins)
 
     @property
     def reference_target(self) -> bool:
@@ -186,23 +205,122 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# scheme://host[:port] or scheme://*.domain[:port]; no path, no trailing slash.
+_ORIGIN_ENTRY = re.compile(
+    r"^(?P<scheme>https?)://(?P<wild>\*\.)?(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?$")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+
+
+@dataclass(frozen=True)
+class OriginEntry:
+    """One allowed_origins entry: an exact origin, or ``scheme://*.domain[:port]``."""
+
+    text: str
+    scheme: str
+    host: str
+    port: int | None
+    wildcard: bool
+
+    @property
+    def suffix(self) -> str:
+        """``:port`` as written, or nothing."""
+        return f":{self.port}" if self.port is not None else ""
+
+    def matches(self, origin: str) -> bool:
+        """The gateway's rule: exact string equality; ``*.`` stands for one or more DNS labels,
+        and scheme, port and the rest of the host stay exact."""
+        if not self.wildcard:
+            return origin == self.text
+        pattern = (re.escape(f"{self.scheme}://") + f"(?:{_LABEL}\\.)+" + re.escape(self.host + self.suffix))
+        return re.fullmatch(pattern, origin) is not None
+
+    def examples(self) -> tuple[str, ...]:
+        """Concrete origins this entry allows: itself, or for a pattern one and two labels deep."""
+        if not self.wildcard:
+            return (self.text,)
+        return (f"{self.scheme}://app.{self.host}{self.suffix}", f"{self.scheme}://deep.app.{self.host}{self.suffix}")
+
+
+def parse_origin_entry(text: str) -> OriginEntry | None:
+    """An allowed_origins entry, or None when it is neither an origin nor a ``*.`` pattern."""
+    m = _ORIGIN_ENTRY.match(text)
+    if not m:
+        return None
+    host, port = m["host"], m["port"]
+    if port is not None and not 0 < int(port) < 65536:
+        return None
+    labels = host.split(".")
+    if m["wild"] and (host.startswith("[") or any(not l for l in labels)):
+        return None  # a pattern needs a domain name after "*.", e.g. https://*.example.com
+    return OriginEntry(text, m["scheme"], host, int(port) if port is not None else None, bool(m["wild"]))
+
+
+def allowed_by(origin: str, allowed: Sequence[str]) -> str | None:
+    """The allowed_origins entry that allows ``origin``, if any."""
+    for text in allowed:
+        entry = parse_origin_entry(text)
+        if entry is not None and entry.matches(origin):
+            return text
+    return None
+
+
+def origin_examples(allowed: Sequence[str]) -> tuple[str, ...]:
+    """Concrete origins the allowed entries allow: what ORIG-1 tries, in order."""
+    out: list[str] = []
+    for text in allowed:
+        entry = parse_origin_entry(text)
+        out += entry.examples() if entry else [text]
+    return tuple(dict.fromkeys(out))
+
+
 def lookalike_origins(origin: str) -> tuple[str, ...]:
-    """Origins that resemble ``origin`` but must not match it (ORIG-2)."""
-    parts = urlsplit(origin)
-    host, port = parts.hostname or "localhost", parts.port
-    other_scheme = "https" if parts.scheme == "http" else "http"
-    hostport = f"{host}:{port}" if port else host
-    candidates = [
-        f"{other_scheme}://{hostport}",
-        f"{parts.scheme}://{host}:{(port or 80) + 1}",
-        f"{parts.scheme}://{hostport}.evil.example" if not port else f"{parts.scheme}://{host}.evil.example:{port}",
-        f"{parts.scheme}://evil{host}" + (f":{port}" if port else ""),
-        f"{parts.scheme}://{host}-evil.example" + (f":{port}" if port else ""),
-        f"{parts.scheme}://{hostport}/",
-        "null",
-        "https://evil.example",
-    ]
+    """Origins that resemble an allowed entry but must not match it (ORIG-2).
+
+    For an exact origin: the other scheme, the next port, a longer port, the host inside a
+    longer host, the host as a prefix, a trailing slash. For a ``*.`` pattern the same
+    tricks on a matching subdomain, plus the registrable-domain ones:
+    the bare apex (``*.`` needs at least one label), ``evil`` glued to the domain, a subdomain of
+    that, and the allowed domain followed by another one.
+    """
+    entry = parse_origin_entry(origin)
+    if entry is None:
+        return ("null", "https://evil.example")
+    scheme, host, port, p = entry.scheme, entry.host, entry.port, entry.suffix
+    other_scheme = "https" if scheme == "http" else "http"
+    next_port = f":{(port or _DEFAULT_PORTS[scheme]) + 1}"
+    longer_port = f":{port}0" if port is not None and port * 10 < 65536 else ""
+    if entry.wildcard:
+        sample = f"app.{host}"
+        candidates = [
+            f"{other_scheme}://{sample}{p}",
+            f"{scheme}://{sample}{next_port}",
+            *([f"{scheme}://{sample}{longer_port}"] if longer_port else []),
+            f"{scheme}://{host}{p}",
+            f"{scheme}://evil{host}{p}",
+            f"{scheme}://app.evil{host}{p}",
+            f"{scheme}://{host}.evil.test{p}",
+            f"{scheme}://{sample}.evil.test{p}",
+            f"{scheme}://{sample}{p}/",
+        ]
+    else:
+        candidates = [
+            f"{other_scheme}://{host}{p}",
+            f"{scheme}://{host}{next_port}",
+            *([f"{scheme}://{host}{longer_port}"] if longer_port else []),
+            f"{scheme}://{host}.evil.example{p}",
+            f"{scheme}://evil{host}{p}",
+            f"{scheme}://{host}-evil.example{p}",
+            f"{scheme}://{host}{p}/",
+        ]
+    candidates += ["null", "https://evil.example"]
     return tuple(dict.fromkeys(c for c in candidates if c != origin))
+
+
+def default_forbidden_origins(allowed: Sequence[str]) -> tuple[str, ...]:
+    """Look-alikes of every allowed entry, minus any origin another entry allows."""
+    out = (o for entry in allowed for o in lookalike_origins(entry))
+    return tuple(dict.fromkeys(o for o in out if allowed_by(o, allowed) is None))
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -333,6 +451,71 @@ def _parse_policy(opt: Option, value: str) -> ReconnectPolicy:
     return policy
 
 
+def _forbidden_origins(opt: Option, value: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """The generated look-alikes plus the listed origins; a leading '=' replaces the look-alikes."""
+    given = _parse_list(opt, value)
+    replace = bool(given) and given[0].startswith("=")
+    if replace:
+        given = tuple(i for i in (given[0][1:].strip(), *given[1:]) if i)
+        if not given:
+            raise _fail(opt, value, "replaces the generated look-alikes with nothing; list origins after the '=', "
+                        "e.g. '=https://evil.example,null', or drop the '=' to add to the look-alikes")
+    for origin in given:
+        if origin.startswith("="):
+            raise _fail(opt, origin, "has '=' inside the list; only a leading '=' (before the first origin) "
+                        "replaces the generated look-alikes")
+        if "*" in origin:
+            raise _fail(opt, origin, "is a pattern; forbidden origins are sent as Origin headers, so list "
+                        "concrete origins such as https://app.evil.example")
+        entry = allowed_by(origin, allowed)
+        if entry is not None:
+            raise _fail(opt, origin, f"is allowed by the allowed_origins entry {entry!r}; an origin cannot be both: "
+                        "remove it from one of the two lists")
+    generated = () if replace else default_forbidden_origins(allowed)
+    return tuple(dict.fromkeys((*given, *generated)))
+
+
+def _claims(claim_opt: Option, extra_opt: Option, raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The tenant claim (its path must parse) and the extra-claims templates (known placeholders only)."""
+    claim = str(raw[claim_opt.name]).strip()
+    try:
+        path = claim_path(claim)
+    except ValueError as exc:
+        raise _fail(claim_opt, claim, str(exc)) from None
+    extra = _parse_json_object(extra_opt, raw[extra_opt.name])
+    for name in template_placeholders(extra):
+        if name not in CLAIM_PLACEHOLDERS:
+            raise _fail(extra_opt, raw[extra_opt.name], f"uses the unknown placeholder {{{name}}}; known: "
+                        + ", ".join("{" + f + "}" for f in CLAIM_PLACEHOLDERS) + " (write {{ and }} for literal braces)")
+    node: Any = extra
+    for depth, key in enumerate(path[:-1]):
+        if not isinstance(node, Mapping) or key not in node:
+            break
+        node = node[key]
+        if not isinstance(node, Mapping):
+            raise _fail(claim_opt, claim, f"nests the tenant inside {'.'.join(path[:depth + 1])!r}, which "
+                        f"{extra_opt.flag} sets to {node!r}; make that claim an object, or escape the dot (\\.) "
+                        "if the claim's name contains one")
+    return claim, extra
+
+
+def _gateway_cwd(config: pytest.Config, opt: Option, raw: Mapping[str, Any], sources: Mapping[str, str]) -> str:
+    """Where a harness-started gateway runs: relative commands in an ini work from wherever pytest runs."""
+    ini_dir = Path(config.inipath).parent if config.inipath else None
+    here = Path(config.invocation_params.dir)
+    value = raw[opt.name]
+    if value:
+        base = ini_dir if sources[opt.name] == "ini" and ini_dir else here
+        folder = base / Path(str(value)).expanduser()
+        if not folder.is_dir():
+            where = "the ini file's folder" if base is ini_dir else "the current directory"
+            raise _fail(opt, str(value), f"is not an existing folder ({folder}); give the folder the gateway command "
+                        f"runs in (a relative path is from {where})")
+    else:
+        folder = ini_dir if sources["gateway_cmd"] == "ini" and ini_dir else here
+    return str(folder.resolve())
+
+
 def _check_url(opt: Option, value: str, schemes: tuple[str, ...]) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.hostname:
@@ -395,11 +578,12 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
     if not allowed:
         raise _fail(o["allowed_origins"], raw["allowed_origins"], "is empty; list at least one origin the gateway allows")
     for origin in allowed:
-        _check_url(o["allowed_origins"], origin, ("http", "https"))
-    forbidden = _parse_list(o["forbidden_origins"], raw["forbidden_origins"]) or lookalike_origins(allowed[0])
-    clash = sorted(set(forbidden) & set(allowed))
-    if clash:
-        raise _fail(o["forbidden_origins"], ",".join(clash), "is also in allowed_origins; an origin cannot be both")
+        if parse_origin_entry(origin) is None:
+            raise _fail(o["allowed_origins"], origin, "is not an origin; write scheme://host[:port] with no path, "
+                        "or scheme://*.domain[:port] for its subdomains, e.g. http://localhost:3012,https://*.example.com")
+    forbidden = _forbidden_origins(o["forbidden_origins"], raw["forbidden_origins"], allowed)
+
+    tenant_claim, extra_claims = _claims(o["tenant_claim"], o["extra_claims"], raw)
 
     queue = str(raw["queue"]).strip()
     if not queue or len(queue.encode()) > 255:
@@ -418,13 +602,14 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         gateway_cmd=raw["gateway_cmd"] or None,
         gateway_image=raw["gateway_image"] or None,
         broker=broker,
+        gateway_cwd=_gateway_cwd(config, o["gateway_cwd"], raw, sources),
         amqp_url=amqp_url,
         rabbitmq_image=str(raw["rabbitmq_image"]),
         queue=queue,
         jwt_secret=str(secret),
         jwt_algorithm=algorithm,
-        tenant_claim=str(raw["tenant_claim"]),
-        extra_claims=_parse_json_object(o["extra_claims"], raw["extra_claims"]),
+        tenant_claim=tenant_claim,
+        extra_claims=extra_claims,
         socketio_path=("/" + str(raw["socketio_path"]).strip("/") + "/").replace("//", "/"),
         rest_paths=rest_paths,
         gateway_env=_parse_env(o["gateway_env"], raw["gateway_env"]),
@@ -445,8 +630,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
 def header_lines(settings: Settings) -> list[str]:
     """Lines for pytest's header: what is being judged, against what, how strictly."""
     target = {"url": settings.gateway_url, "image": settings.gateway_image, "process": settings.command}[settings.target_kind]
+    where = f" (cwd {settings.gateway_cwd})" if settings.target_kind == "process" else ""
     lines = [
-        f"realtime-conformance: target={settings.target_kind} {target}",
+        f"realtime-conformance: target={settings.target_kind} {target}{where}",
         f"realtime-conformance: broker={settings.broker} queue={settings.queue} budget={settings.latency_budget_ms:g} ms "
         f"strict={settings.strict} report_dir={settings.report_dir}",
     ]

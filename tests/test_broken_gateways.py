@@ -50,6 +50,7 @@ EXPECTED: dict[str, Expect] = {
     "accept_expired": Expect("AUTH-3"),
     "accept_alg_none": Expect("AUTH-5"),
     "lookalike_origin": Expect("ORIG-2"),
+    "origin_unanchored_suffix": Expect("ORIG-2"),
     "token_from_query": Expect("AUTH-9", strict=True),
     "drop_event_type": Expect("DLV-6"),
     "alter_payload": Expect("DLV-1"),

@@ -71,8 +71,11 @@ class ManagedProcess:
                     start_new_session=True,
                 )
             except FileNotFoundError:
+                program = self.argv[0]
+                relative = os.sep in program and not os.path.isabs(program)
+                where = f" (relative to {self.cwd or os.getcwd()})" if relative else ""
                 raise FileNotFoundError(
-                    f"{self.name}: cannot run {self.argv[0]!r}: not found; install it or fix the command"
+                    f"{self.name}: cannot run {program!r}{where}: not found; install it or fix the command"
                 ) from None
         with _LOCK:
             _LIVE.add(self)

@@ -92,7 +92,7 @@ def make_gateway(settings: Settings, broker: Broker, *, queue: str, workdir: Pat
                                         startup_timeout=settings.gateway_startup_timeout, path=settings.socketio_path)
     port = free_port()
     env = {**os.environ, **gateway_environment(settings, broker, port=port, queue=queue, workdir=workdir)}
-    return CommandGateway(settings.command, url=f"http://{LOOPBACK}:{port}", env=env,
+    return CommandGateway(settings.command, url=f"http://{LOOPBACK}:{port}", env=env, cwd=Path(settings.gateway_cwd),
                           log_path=workdir / f"{name}.log", path=settings.socketio_path,
                           startup_timeout=settings.gateway_startup_timeout)
 

@@ -3,16 +3,23 @@
 Real JWTs, signed with PyJWT using the configured secret and algorithm; the
 malformed kinds (``alg: none``, tampered payload, other algorithm) are built
 from their parts so they are exactly what an attacker would send.
+
+The tenant claim may be nested: ``claim_path`` says where it goes. Extra claims
+are templates: ``{tenant}``, ``{user}`` and ``{n}`` in their string values
+(at any depth) are filled in per token; ``{{`` and ``}}`` are literal braces.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
+import itertools
 import json
+import re
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import jwt
 
@@ -20,9 +27,80 @@ import jwt
 # is what a gateway pinned to one HMAC algorithm must refuse, and needs no key.
 _OTHER_HMAC = {"HS256": "HS512", "HS384": "HS256", "HS512": "HS256"}
 
+# What extra_claims templates may use: the token's tenant ("" in tokens without one), its
+# user (also its ``sub``), and a serial number unique to each token of the run (1, 2, ...).
+CLAIM_PLACEHOLDERS = ("tenant", "user", "n")
+_SERIAL = itertools.count(1)  # shared by every factory in the process, so {n} never repeats in a run
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def claim_path(name: str) -> tuple[str, ...]:
+    """Where a claim named ``name`` goes in a token the harness signs.
+
+    A name with a ``:`` (a URI such as ``https://example.com/tenant`` or ``urn:acme:tenant``)
+    is one literal claim, dots and all. Otherwise each unescaped ``.`` goes one object
+    deeper (``app_metadata.tenant``), and ``\\.`` is a dot inside a name (``org\\.id`` is the
+    top-level claim ``org.id``). Raises ValueError for an empty name or an empty segment.
+    """
+    if not name:
+        raise ValueError("is empty; name the claim that carries the tenant id, e.g. tenantId")
+    if ":" in name:
+        return (name,)
+    parts = [p.replace("\\.", ".") for p in re.split(r"(?<!\\)\.", name)]
+    if any(p == "" for p in parts):
+        raise ValueError("has an empty segment; separate nested claims with single dots (app_metadata.tenant) "
+                         "and write \\. for a dot inside a name (org\\.id)")
+    return tuple(parts)
+
+
+def template_placeholders(value: Any) -> Iterator[str]:
+    """Every ``{name}`` in the string values of ``value`` (objects and lists at any depth)."""
+    if isinstance(value, str):
+        for m in _PLACEHOLDER.finditer(value):
+            if m.group(1) is not None:
+                yield m.group(1)
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from template_placeholders(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from template_placeholders(v)
+
+
+def render_claims(value: Any, fields: Mapping[str, str]) -> Any:
+    """``value`` with every placeholder in its strings replaced (keys are left alone)."""
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) is None:
+                return m.group(0)[0]  # "{{" -> "{", "}}" -> "}"
+            return fields[m.group(1)]
+        return _PLACEHOLDER.sub(sub, value)
+    if isinstance(value, Mapping):
+        return {k: render_claims(v, fields) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [render_claims(v, fields) for v in value]
+    return value
+
+
+def _set_path(body: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Put ``value`` at ``path``, making (or copying into) objects on the way; None removes it."""
+    node = body
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            if value is None:
+                return
+            child = {}
+        node[key] = child = dict(child)
+        node = child
+    if value is None:
+        node.pop(path[-1], None)
+    else:
+        node[path[-1]] = value
 
 
 @dataclass(frozen=True)
@@ -35,12 +113,23 @@ class TokenFactory:
     extra_claims: Mapping[str, Any] | None = None
     lifetime_s: int = 3600
 
-    def claims(self, tenant: str | None, **overrides: Any) -> dict[str, Any]:
+    @property
+    def tenant_path(self) -> tuple[str, ...]:
+        """Where the tenant goes in the payload (see ``claim_path``)."""
+        return claim_path(self.tenant_claim)
+
+    def claims(self, tenant: str | None, *, user: str | None = None, **overrides: Any) -> dict[str, Any]:
+        """The payload of a token for ``tenant``'s ``user`` (default ``agent-of-<tenant>``, also ``sub``).
+
+        Extra claims are rendered first, then the tenant is put at its path (so it wins over an
+        extra claim of the same name), then ``overrides`` (None removes a top-level claim).
+        """
         now = int(time.time())
-        body: dict[str, Any] = {"sub": f"agent-of-{tenant}" if tenant else "agent", "iat": now, "exp": now + self.lifetime_s}
-        body.update(self.extra_claims or {})
-        if tenant is not None:
-            body[self.tenant_claim] = tenant
+        user = user or (f"agent-of-{tenant}" if tenant else "agent")
+        fields = {"tenant": tenant or "", "user": user, "n": str(next(_SERIAL))}
+        body: dict[str, Any] = {"sub": user, "iat": now, "exp": now + self.lifetime_s}
+        body.update(render_claims(copy.deepcopy(dict(self.extra_claims or {})), fields))
+        _set_path(body, self.tenant_path, tenant)
         body.update(overrides)
         return {k: v for k, v in body.items() if v is not None}
 
@@ -49,10 +138,10 @@ class TokenFactory:
             warnings.simplefilter("ignore")
             return jwt.encode(dict(claims), secret or self.secret, algorithm=algorithm or self.algorithm)
 
-    def valid(self, tenant: str, *, ttl_s: float | None = None) -> str:
+    def valid(self, tenant: str, *, ttl_s: float | None = None, user: str | None = None) -> str:
         """A token the gateway must accept; ``ttl_s`` shortens its life (AUTH-8)."""
         exp = None if ttl_s is None else int(time.time() + ttl_s)
-        return self.sign(self.claims(tenant, **({"exp": exp} if exp else {})))
+        return self.sign(self.claims(tenant, user=user, **({"exp": exp} if exp else {})))
 
     def expired(self, tenant: str, *, ago_s: int = 120) -> str:
         now = int(time.time())
@@ -65,9 +154,11 @@ class TokenFactory:
         return self.sign(self.claims(tenant), secret=self.secret[::-1] + "-not-the-shared-secret")
 
     def tampered(self, tenant: str, *, to_tenant: str) -> str:
-        """A valid token for ``tenant`` whose payload was edited to name ``to_tenant``."""
-        header, _payload, signature = self.valid(tenant).split(".")
-        forged = _b64(json.dumps(self.claims(to_tenant), separators=(",", ":")).encode())
+        """A valid token for ``tenant`` whose tenant claim (only) was edited to ``to_tenant``."""
+        header, payload, signature = self.valid(tenant).split(".")
+        body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        _set_path(body, self.tenant_path, to_tenant)
+        forged = _b64(json.dumps(body, separators=(",", ":")).encode())
         return f"{header}.{forged}.{signature}"
 
     def unsigned(self, tenant: str) -> str:

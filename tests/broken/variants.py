@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 
@@ -81,6 +81,25 @@ def lookalike_origin() -> None:
     def prefix_match(origin, allowed):
         return origin is None or any(origin.startswith(a) for a in allowed)
     origins.origin_allowed = prefix_match
+
+
+@variant
+def origin_unanchored_suffix() -> None:
+    """Scheme and port compared, but the host only by ``endswith``: ``evillocalhost`` passes for ``localhost``."""
+    def suffix_match(origin, allowed):
+        if not origin:
+            return True
+        try:
+            o = urlsplit(origin)
+            port = o.port
+        except ValueError:
+            return False
+        for entry in allowed:
+            a = urlsplit(entry.replace("://*.", "://", 1))
+            if o.scheme == a.scheme and port == a.port and (o.hostname or "\0").endswith(a.hostname or ""):
+                return True
+        return False
+    origins.origin_allowed = suffix_match
 
 
 @variant

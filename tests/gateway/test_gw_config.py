@@ -32,10 +32,17 @@ BAD: list[tuple[dict[str, str], str, str]] = [
      "e.g. RABBITMQ_URL=amqp://guest:guest@localhost:5672/"),
     ({**GOOD, "ALLOWED_ORIGINS": ""}, "ALLOWED_ORIGINS", None),
     ({**GOOD, "ALLOWED_ORIGINS": "http://localhost:3014/"}, "ALLOWED_ORIGINS",
-     "ALLOWED_ORIGINS entry 'http://localhost:3014/' is not an origin: write scheme://host[:port] with no path, "
-     "no trailing slash and no wildcard, e.g. http://localhost:3014"),
+     "ALLOWED_ORIGINS entry 'http://localhost:3014/' is not an origin: write scheme://host[:port] with no path "
+     "and no trailing slash, e.g. http://localhost:3014, or scheme://*.domain[:port] for every subdomain of "
+     "domain, e.g. https://*.example.com"),
     ({**GOOD, "ALLOWED_ORIGINS": "*"}, "ALLOWED_ORIGINS", None),
-    ({**GOOD, "ALLOWED_ORIGINS": "http://*.example.com"}, "ALLOWED_ORIGINS", None),
+    # "*." is allowed only as the whole leftmost label, followed by a domain name.
+    ({**GOOD, "ALLOWED_ORIGINS": "http://*example.com"}, "ALLOWED_ORIGINS", None),
+    ({**GOOD, "ALLOWED_ORIGINS": "http://app.*.example.com"}, "ALLOWED_ORIGINS", None),
+    ({**GOOD, "ALLOWED_ORIGINS": "http://*.*.example.com"}, "ALLOWED_ORIGINS", None),
+    ({**GOOD, "ALLOWED_ORIGINS": "https://*."}, "ALLOWED_ORIGINS", None),
+    ({**GOOD, "ALLOWED_ORIGINS": "https://*.example..com"}, "ALLOWED_ORIGINS", None),
+    ({**GOOD, "ALLOWED_ORIGINS": "*://app.example.com"}, "ALLOWED_ORIGINS", None),
     ({**GOOD, "AMQP_PREFETCH": "0"}, "AMQP_PREFETCH", None),
     ({**GOOD, "PING_INTERVAL": "-1"}, "PING_INTERVAL",
      "PING_INTERVAL must be a number of seconds above 0 and at most 3600, got '-1': e.g. PING_INTERVAL=25"),
@@ -62,6 +69,11 @@ def test_defaults() -> None:
     assert s.allowed_origins == tuple(DEFAULT_ORIGINS.split(","))
     assert (s.database_path, s.amqp_prefetch, s.ping_interval, s.ping_timeout, s.log_level) == (
         "./data/gateway.sqlite3", 50, 25.0, 20.0, "info")
+
+
+def test_wildcard_entries_are_kept_lowercased() -> None:
+    s = load_settings({**GOOD, "ALLOWED_ORIGINS": "http://localhost:3014,https://*.Example.com,http://*.localhost:3000"})
+    assert s.allowed_origins == ("http://localhost:3014", "https://*.example.com", "http://*.localhost:3000")
 
 
 def test_process_exits_2_with_one_line_on_stderr(tmp_path) -> None:

@@ -100,3 +100,90 @@ def test_websocket_upgrade_checks_origin_too(gateway: GatewayProcess) -> None:
     for origin in ("http://localhost:3014.evil.com", "https://localhost:3014"):
         status = _upgrade_status(gateway.port, open_session(), origin)
         assert b" 101" not in status and b" 403" in status, (origin, status)
+
+
+# -- wildcard entries: scheme://*.domain[:port] ------------------------------------------------------
+
+WILDCARDS = "https://*.example.com,http://*.localhost:3000"
+WILDCARD_MATCHES = [
+    "https://app.example.com",
+    "https://a.b.example.com",          # "*." is one or more labels
+    "https://x-1.example.com",
+    "http://app.localhost:3000",
+    "http://deep.app.localhost:3000",
+]
+WILDCARD_LOOK_ALIKES = [
+    "https://example.com",              # the bare apex: "*." needs at least one label
+    "http://localhost:3000",
+    "https://evilexample.com",          # glued to the domain
+    "https://app.evilexample.com",
+    "https://example.com.evil.test",    # the domain followed by another one
+    "https://app.example.com.evil.test",
+    "http://app.example.com",           # other scheme
+    "https://app.example.com:444",      # a port the entry does not have
+    "https://app.example.com:443",      # ... even the default one spelled out
+    "http://app.localhost:3001",        # other port
+    "http://app.localhost:30000",       # longer port
+    "http://app.localhost",             # no port
+    "https://app.example.com/",         # trailing slash
+    "https://.example.com",             # empty label
+    "https://-x.example.com",           # not a DNS label
+    "https://APP.EXAMPLE.COM",          # browsers send lowercase hosts
+    "https://*.example.com",            # the pattern itself is not an origin
+    "null",
+]
+
+
+def test_origin_allowed_with_wildcard_entries_is_anchored() -> None:
+    from realtime_conformance.gateway.origins import origin_allowed
+
+    allowed = ("http://localhost:3014", *WILDCARDS.split(","))
+    for origin in WILDCARD_MATCHES:
+        assert origin_allowed(origin, allowed), origin
+    for origin in WILDCARD_LOOK_ALIKES:
+        assert not origin_allowed(origin, allowed), origin
+
+
+@pytest.fixture(scope="module")
+def wildcard_gateway(gateway_factory) -> GatewayProcess:
+    return gateway_factory(ALLOWED_ORIGINS=f"http://localhost:3014,{WILDCARDS}")
+
+
+def test_wildcard_entries_on_polling(wildcard_gateway: GatewayProcess) -> None:
+    assert _raw_polling(wildcard_gateway.url, "http://localhost:3014") == 200
+    for origin in WILDCARD_MATCHES:
+        assert _raw_polling(wildcard_gateway.url, origin) == 200, origin
+    for origin in WILDCARD_LOOK_ALIKES:
+        assert _raw_polling(wildcard_gateway.url, origin) == 400, origin
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling", "websocket"]])
+def test_wildcard_entries_on_websocket(wildcard_gateway: GatewayProcess, transports: list[str]) -> None:
+    async def body() -> None:
+        token = mint("origin-wildcard-tenant")
+        for origin in WILDCARD_MATCHES[:3]:
+            c = Client()
+            assert await c.connect(wildcard_gateway.url, auth={"token": token}, transports=transports,
+                                   headers={"Origin": origin}), (origin, c.refusal)
+            await c.close()
+        for origin in ("https://evilexample.com", "https://example.com.evil.test", "https://example.com"):
+            c = Client()
+            assert not await c.connect(wildcard_gateway.url, auth={"token": token}, transports=transports,
+                                       headers={"Origin": origin}), origin
+
+    arun(body())
+
+
+def test_wildcard_entry_checks_the_upgrade(wildcard_gateway: GatewayProcess) -> None:
+    """A polling session from a matching subdomain cannot be upgraded from a look-alike of it."""
+    import json
+
+    def open_session() -> str:
+        req = urllib.request.Request(f"{wildcard_gateway.url}/socket.io/?EIO=4&transport=polling",
+                                     headers={"Origin": "https://app.example.com"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read().decode()[1:])["sid"]
+
+    assert b" 101 " in _upgrade_status(wildcard_gateway.port, open_session(), "https://app.example.com") + b" "
+    status = _upgrade_status(wildcard_gateway.port, open_session(), "https://app.evilexample.com")
+    assert b" 101" not in status and b" 403" in status, status

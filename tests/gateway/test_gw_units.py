@@ -28,6 +28,33 @@ def test_custom_claim_and_algorithm() -> None:
     assert info.value.code == "token_algorithm"
 
 
+@pytest.mark.parametrize("claim, payload", [
+    ("app_metadata.tenant", {"app_metadata": {"tenant": "acme", "roles": ["agent"]}}),
+    ("a.b.c", {"a": {"b": {"c": "acme"}}}),
+    ("org.id", {"org.id": "acme", "org": {"id": "other"}}),  # tried literally first
+    ("org\\.id", {"org.id": "acme"}),  # an escaped dot is part of the name
+    (URI_CLAIM, {URI_CLAIM: "acme"}),
+])
+def test_nested_and_literal_tenant_claims(claim: str, payload: dict) -> None:
+    s = load_settings({"JWT_SECRET": SECRET, "JWT_TENANT_CLAIM": claim})
+    token = mint(None, extra=payload, drop_tenant=True)
+    assert verify_token(token, s).tenant_id == "acme"
+
+
+@pytest.mark.parametrize("claim, payload", [
+    ("app_metadata.tenant", {"app_metadata": {"tenant": ""}}),
+    ("app_metadata.tenant", {"app_metadata": {"other": "acme"}}),
+    ("app_metadata.tenant", {"app_metadata": "acme"}),
+    ("app_metadata.tenant", {"app_metadata": {"tenant": {"id": "acme"}}}),
+    ("https://example.com/x.tenant", {"https://example": {"com/x": {"tenant": "acme"}}}),  # a URI never nests
+])
+def test_nested_tenant_claim_missing_or_not_a_string(claim: str, payload: dict) -> None:
+    s = load_settings({"JWT_SECRET": SECRET, "JWT_TENANT_CLAIM": claim})
+    with pytest.raises(AuthError) as info:
+        verify_token(mint(None, extra=payload, drop_tenant=True), s)
+    assert info.value.code == "tenant_missing"
+
+
 def test_zero_leeway() -> None:
     s = load_settings({"JWT_SECRET": SECRET})
     with pytest.raises(AuthError) as info:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -24,6 +25,7 @@ pytest_plugins = ["pytester"]
 SECRET = "s3cret-" + "x" * 33  # 40 bytes: enough for HS256, not for HS384/HS512
 SECRET_64 = "s3cret-" + "x" * 57  # 64 bytes: enough for every HMAC algorithm
 QUEUE = contract.default_queue()
+HERE = str(Path(__file__).resolve().parent)  # an existing absolute folder
 
 
 def _settings_of(pytester: pytest.Pytester, *args: str) -> Settings:
@@ -68,6 +70,7 @@ CASES: list[tuple[str, Any, dict[str, Any], Callable[[Settings], Any], Any]] = [
     ("gateway_cmd", "my-gateway --port 1", {}, lambda s: (s.gateway_cmd, s.command, s.target_kind), ("my-gateway --port 1", "my-gateway --port 1", "process")),
     ("gateway_image", "example/gw:1", {}, lambda s: (s.gateway_image, s.target_kind, s.broker), ("example/gw:1", "image", "container")),
     ("broker", "process", {}, lambda s: s.broker, "process"),
+    ("gateway_cwd", HERE, {}, lambda s: s.gateway_cwd, HERE),
     ("amqp_url", "amqp://u:p@127.0.0.1:5673/", {}, lambda s: (s.amqp_url, s.broker), ("amqp://u:p@127.0.0.1:5673/", "external")),
     ("rabbitmq_image", "rabbitmq:3.13", {}, lambda s: s.rabbitmq_image, "rabbitmq:3.13"),
     ("queue", "my.queue", {}, lambda s: s.queue, "my.queue"),
@@ -83,7 +86,8 @@ CASES: list[tuple[str, Any, dict[str, Any], Callable[[Settings], Any], Any]] = [
     ("gateway_startup_timeout", "7.5", {}, lambda s: s.gateway_startup_timeout, 7.5),
     ("lacks", "rest,polling", {}, lambda s: s.lacks, frozenset({"rest", "polling"})),
     ("allowed_origins", "http://a.example,http://b.example", {}, lambda s: s.allowed_origins, ("http://a.example", "http://b.example")),
-    ("forbidden_origins", "http://c.example", {}, lambda s: s.forbidden_origins, ("http://c.example",)),
+    ("forbidden_origins", "http://c.example", {}, lambda s: (s.forbidden_origins[0], "https://a.example" in s.forbidden_origins),
+     ("http://c.example", True)),  # added to the generated look-alikes
     ("latency_budget_ms", "250", {}, lambda s: s.latency_budget_ms, 250.0),
     ("reconnect_policy", "attempts=3,delay=500,max=2000,jitter=0", {}, lambda s: s.reconnect_policy,
      ReconnectPolicy(attempts=3, delay=0.5, delay_max=2.0, randomization=0.0)),
@@ -98,8 +102,8 @@ SOURCE = {"cli": "command line", "env": "environment", "ini": "ini"}
 
 # Options that can be given together; three groups because a run has one target.
 GROUPS = {
-    "url-target": [c for c in CASES if c[0] not in ("gateway_cmd", "gateway_image", "broker")],
-    "cmd-target": [c for c in CASES if c[0] in ("gateway_cmd", "broker")],
+    "url-target": [c for c in CASES if c[0] not in ("gateway_cmd", "gateway_image", "broker", "gateway_cwd")],
+    "cmd-target": [c for c in CASES if c[0] in ("gateway_cmd", "broker", "gateway_cwd")],
     "image-target": [c for c in CASES if c[0] == "gateway_image"],
 }
 
@@ -175,7 +179,8 @@ def test_header_shows_target_broker_budget(pytester: pytest.Pytester, clean_env:
     pytester.makepyfile("def test_plain():\n    pass\n")
     result = pytester.runpytest("--latency-budget-ms", "250")
     result.assert_outcomes(passed=1)
-    target = f"realtime-conformance: target=process {shlex.quote(sys.executable)} -m realtime_conformance.gateway"
+    target = (f"realtime-conformance: target=process {shlex.quote(sys.executable)} -m realtime_conformance.gateway "
+              f"(cwd {pytester.path})")
     assert target in result.outlines
     assert (f"realtime-conformance: broker=auto queue={QUEUE} budget=250 ms strict=False report_dir=reports"
             in result.outlines)
@@ -274,6 +279,16 @@ BAD: list[tuple[str, list[str], str]] = [
      "give an object such as '{\"aud\": \"agent-portal\"}'"),
     ("claims_array", ["--extra-claims=[1, 2]"],
      "--extra-claims (ini 'extra_claims', env RTC_EXTRA_CLAIMS): '[1, 2]' must be a JSON object ({...})"),
+    ("claims_placeholder", ['--extra-claims={"org": {"id": "{org}"}}'],
+     "--extra-claims (ini 'extra_claims', env RTC_EXTRA_CLAIMS): '{\"org\": {\"id\": \"{org}\"}}' uses the unknown "
+     "placeholder {org}; known: {tenant}, {user}, {n} (write {{ and }} for literal braces)"),
+    ("tenant_claim_segment", ["--tenant-claim=app_metadata..tenant"],
+     "--tenant-claim (ini 'tenant_claim', env RTC_TENANT_CLAIM): 'app_metadata..tenant' has an empty segment; separate "
+     "nested claims with single dots (app_metadata.tenant) and write \\. for a dot inside a name (org\\.id)"),
+    ("tenant_claim_under_a_string", ["--tenant-claim=app_metadata.tenant", '--extra-claims={"app_metadata": "x"}'],
+     "--tenant-claim (ini 'tenant_claim', env RTC_TENANT_CLAIM): 'app_metadata.tenant' nests the tenant inside "
+     "'app_metadata', which --extra-claims sets to 'x'; make that claim an object, or escape the dot (\\.) if the "
+     "claim's name contains one"),
     ("policy_shape", ["--reconnect-policy=retries=3"],
      "--reconnect-policy (ini 'reconnect_policy', env RTC_RECONNECT_POLICY): 'retries=3' must look like attempts=5,delay=1000,max=5000,jitter=0.5"),
     ("policy_number", ["--reconnect-policy=attempts=five"],
@@ -285,7 +300,28 @@ BAD: list[tuple[str, list[str], str]] = [
     ("image_process", ["--gateway-image=example/gw:1", "--broker=process"],
      "--gateway-image runs the gateway in a container, which cannot reach a --broker process node; use --broker container or --broker external"),
     ("forbidden_overlap", ["--forbidden-origins=http://evil.example,http://localhost:3000"],
-     "--forbidden-origins (ini 'forbidden_origins', env RTC_FORBIDDEN_ORIGINS): 'http://localhost:3000' is also in allowed_origins; an origin cannot be both"),
+     "--forbidden-origins (ini 'forbidden_origins', env RTC_FORBIDDEN_ORIGINS): 'http://localhost:3000' is allowed by the "
+     "allowed_origins entry 'http://localhost:3000'; an origin cannot be both: remove it from one of the two lists"),
+    ("forbidden_wildcard_overlap", ["--allowed-origins=https://*.example.com", "--forbidden-origins=https://a.b.example.com"],
+     "--forbidden-origins (ini 'forbidden_origins', env RTC_FORBIDDEN_ORIGINS): 'https://a.b.example.com' is allowed by the "
+     "allowed_origins entry 'https://*.example.com'; an origin cannot be both: remove it from one of the two lists"),
+    ("forbidden_replace_empty", ["--forbidden-origins=="],
+     "--forbidden-origins (ini 'forbidden_origins', env RTC_FORBIDDEN_ORIGINS): '=' replaces the generated look-alikes "
+     "with nothing; list origins after the '=', e.g. '=https://evil.example,null', or drop the '=' to add to the look-alikes"),
+    ("forbidden_replace_inside", ["--forbidden-origins=https://evil.example,=null"],
+     "--forbidden-origins (ini 'forbidden_origins', env RTC_FORBIDDEN_ORIGINS): '=null' has '=' inside the list; only a "
+     "leading '=' (before the first origin) replaces the generated look-alikes"),
+    ("forbidden_pattern", ["--forbidden-origins=https://*.evil.example"],
+     "--forbidden-origins (ini 'forbidden_origins', env RTC_FORBIDDEN_ORIGINS): 'https://*.evil.example' is a pattern; "
+     "forbidden origins are sent as Origin headers, so list concrete origins such as https://app.evil.example"),
+    ("allowed_path", ["--allowed-origins=http://localhost:3012/app"],
+     "--allowed-origins (ini 'allowed_origins', env RTC_ALLOWED_ORIGINS): 'http://localhost:3012/app' is not an origin; "
+     "write scheme://host[:port] with no path, or scheme://*.domain[:port] for its subdomains, "
+     "e.g. http://localhost:3012,https://*.example.com"),
+    ("allowed_inner_wildcard", ["--allowed-origins=https://app.*.example.com"],
+     "--allowed-origins (ini 'allowed_origins', env RTC_ALLOWED_ORIGINS): 'https://app.*.example.com' is not an origin; "
+     "write scheme://host[:port] with no path, or scheme://*.domain[:port] for its subdomains, "
+     "e.g. http://localhost:3012,https://*.example.com"),
     ("strict_not_bool", [],  # env only: the flag itself takes no value
      "--conformance-strict (ini 'conformance_strict', env RTC_CONFORMANCE_STRICT): 'maybe' is not a boolean; use true or false"),
 ]
@@ -357,3 +393,143 @@ def test_nan_is_not_a_number(pytester: pytest.Pytester, clean_env: pytest.Monkey
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     opt = BY_NAME[flag[2:].replace("-", "_")]
     assert _errors(result)[0].startswith(f"ERROR: {opt.spellings}: 'nan' ")
+
+
+# --------------------------------------------------------------------------- origins
+
+def test_look_alikes_cover_every_allowed_origin(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    s = _settings_of(pytester, "--allowed-origins", "http://localhost:3012,https://portal.example.com")
+    assert s.allowed_origin_examples == ("http://localhost:3012", "https://portal.example.com")
+    for origin in ("https://localhost:3012", "http://localhost:3013", "http://localhost:30120", "http://evillocalhost:3012",
+                   "http://portal.example.com", "https://portal.example.com:444", "https://evilportal.example.com",
+                   "https://portal.example.com.evil.example", "null"):
+        assert origin in s.forbidden_origins, origin
+    assert s.sources["forbidden_origins"] == "default"
+
+
+def test_wildcard_origin_examples_and_look_alikes(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    s = _settings_of(pytester, "--allowed-origins", "http://localhost:3012,https://*.example.com")
+    # ORIG-1 tries concrete origins; the first one is ORIG-2's positive control.
+    assert s.allowed_origin_examples == ("http://localhost:3012", "https://app.example.com", "https://deep.app.example.com")
+    for origin in ("https://example.com", "https://evilexample.com", "https://app.evilexample.com",
+                   "https://example.com.evil.test", "https://app.example.com.evil.test", "http://app.example.com",
+                   "https://app.example.com:444", "https://app.example.com/"):
+        assert origin in s.forbidden_origins, origin
+    assert not set(s.allowed_origin_examples) & set(s.forbidden_origins)
+
+
+def test_generated_look_alikes_never_include_an_allowed_origin(pytester: pytest.Pytester,
+                                                               clean_env: pytest.MonkeyPatch) -> None:
+    # http://localhost:3013 is a look-alike of 3012 (next port), but allowed here.
+    s = _settings_of(pytester, "--allowed-origins", "http://localhost:3012,http://localhost:3013,http://*.localhost:3012")
+    assert "http://localhost:3013" not in s.forbidden_origins
+    assert "http://localhost:3014" in s.forbidden_origins
+    # The bare apex is a look-alike of *.localhost:3012, but the exact entry allows it.
+    assert "http://localhost:3012" not in s.forbidden_origins
+    assert "http://evillocalhost:3012" in s.forbidden_origins
+
+
+@pytest.mark.parametrize("how", ["cli", "env", "ini"])
+def test_forbidden_origins_add_or_replace(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, how: str) -> None:
+    added = _settings_of(pytester, *_spell(pytester, clean_env, how, {"forbidden_origins": "https://other.example"}))
+    assert added.forbidden_origins[0] == "https://other.example" and len(added.forbidden_origins) > 20
+    replaced = _settings_of(pytester, *_spell(pytester, clean_env, how,
+                                              {"forbidden_origins": "=https://other.example, null"}))
+    assert replaced.forbidden_origins == ("https://other.example", "null")
+
+
+# --------------------------------------------------------------------------- gateway working directory
+
+CWD_TEST = r"""
+import os
+
+def test_cwd(conformance_settings):
+    print("\nCWD " + conformance_settings.gateway_cwd + " " + conformance_settings.sources["gateway_cwd"])
+"""
+
+
+def _cwd_of(result: pytest.RunResult) -> str:
+    return next(l for l in result.outlines if l.startswith("CWD ")).split(" ")[1]
+
+
+def test_gateway_cwd_defaults_to_the_ini_folder_of_gateway_cmd(pytester: pytest.Pytester,
+                                                               clean_env: pytest.MonkeyPatch) -> None:
+    """gateway_cmd in an ini: the gateway runs in that ini's folder, wherever pytest is started."""
+    project = pytester.mkdir("project")
+    (project / "pytest.ini").write_text("[pytest]\ngateway_cmd = ./run-gateway --port 1\n")
+    (project / "test_cwd.py").write_text(CWD_TEST)
+    elsewhere = pytester.mkdir("elsewhere")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(elsewhere)
+        result = pytester.runpytest(str(project / "test_cwd.py"), "-c", str(project / "pytest.ini"), "-s")
+    result.assert_outcomes(passed=1)
+    assert _cwd_of(result) == str(project.resolve())
+    assert f"realtime-conformance: target=process ./run-gateway --port 1 (cwd {project.resolve()})" in result.outlines
+
+
+@pytest.mark.parametrize("how", ["cli", "env"])
+def test_gateway_cwd_defaults_to_the_current_directory(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch,
+                                                       how: str) -> None:
+    """gateway_cmd from the command line or environment: relative to where pytest was started."""
+    pytester.makeini("[pytest]\n")
+    sub = pytester.mkdir("sub")
+    pytester.makepyfile(test_cwd=CWD_TEST)
+    args = _spell(pytester, clean_env, how, {"gateway_cmd": "./run-gateway"})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(sub)
+        result = pytester.runpytest(str(pytester.path / "test_cwd.py"), "--rootdir", str(pytester.path),
+                                    "-c", str(pytester.path / "tox.ini"), "-s", *args)
+    result.assert_outcomes(passed=1)
+    assert _cwd_of(result) == str(sub.resolve())
+
+
+def test_gateway_cwd_relative_to_ini_folder_or_current_directory(pytester: pytest.Pytester,
+                                                                 clean_env: pytest.MonkeyPatch) -> None:
+    pytester.mkdir("gw")
+    pytester.mkdir("sub").joinpath("gw").mkdir()
+    pytester.makeini("[pytest]\ngateway_cwd = gw\n")
+    s = _settings_of(pytester)
+    assert (s.gateway_cwd, s.sources["gateway_cwd"]) == (str((pytester.path / "gw").resolve()), "ini")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(pytester.path / "sub")
+        s = _settings_of(pytester, "--gateway-cwd", "gw", "-c", str(pytester.path / "tox.ini"))
+    assert s.gateway_cwd == str((pytester.path / "sub" / "gw").resolve())
+
+
+def test_gateway_cwd_must_exist(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile("def test_never():\n    pass\n")
+    result = pytester.runpytest("--gateway-cwd", "no/such/dir")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert _errors(result) == [
+        f"ERROR: --gateway-cwd (ini 'gateway_cwd', env RTC_GATEWAY_CWD): 'no/such/dir' is not an existing folder "
+        f"({pytester.path / 'no/such/dir'}); give the folder the gateway command runs in (a relative path is from "
+        "the current directory)"]
+    pytester.makeini("[pytest]\ngateway_cwd = missing\n")
+    result = pytester.runpytest()
+    assert _errors(result) == [
+        f"ERROR: --gateway-cwd (ini 'gateway_cwd', env RTC_GATEWAY_CWD): 'missing' is not an existing folder "
+        f"({pytester.path / 'missing'}); give the folder the gateway command runs in (a relative path is from "
+        "the ini file's folder)"]
+
+
+def test_make_gateway_runs_the_command_in_gateway_cwd(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    from realtime_conformance.harness.providers.broker import ExternalBroker
+    from realtime_conformance.harness.providers.gateway import CommandGateway
+    from realtime_conformance.harness.providers.target import make_gateway
+
+    s = _settings_of(pytester, "--gateway-cmd", "./run-gateway", "--gateway-cwd", str(tmp_path))
+    broker = ExternalBroker("amqp://guest:guest@127.0.0.1:5672/")  # not contacted: the gateway is only built
+    gw = make_gateway(s, broker, queue="q", workdir=tmp_path / "wd", name="gateway")
+    assert isinstance(gw, CommandGateway)
+    assert gw._process.cwd == tmp_path.resolve()
+
+
+def test_a_missing_relative_command_names_the_folder_it_was_looked_for_in(tmp_path: Path) -> None:
+    from realtime_conformance.harness.providers.processes import ManagedProcess
+
+    proc = ManagedProcess(["./bin/no-such-gateway"], name="gateway", log_path=tmp_path / "gw.log", cwd=tmp_path)
+    with pytest.raises(FileNotFoundError) as info:
+        proc.start()
+    assert str(info.value) == (f"gateway: cannot run './bin/no-such-gateway' (relative to {tmp_path}): not found; "
+                               "install it or fix the command")
