@@ -157,20 +157,25 @@ class Scenario:
                                   + (f" ({self._control_note})" if self._control_note else ""))
         return self.control_types[0]
 
-    def _stamp(self, event_type: str, data: Any) -> tuple[Any, str | None]:
-        if not isinstance(data, dict) or event_type not in STAMP_FIELD:
+    def _stamp(self, event_type: str, data: Any, field: str | None) -> tuple[Any, str | None]:
+        field = field or STAMP_FIELD.get(event_type)
+        if not isinstance(data, dict) or field is None:
             return data, None
         when = _BASE_TIME + timedelta(microseconds=next(_MARKERS))
         marker = when.isoformat(timespec="microseconds").replace("+00:00", "Z")
-        return {**data, STAMP_FIELD[event_type]: marker}, marker
+        return {**data, field: marker}, marker
 
     async def publish(self, tenant: str, event_type: str, data: Any, *, stamp: bool = True,
-                      barrier: bool = False) -> Publish:
-        """Publish one event as the State Manager would, marked by a unique value in its time field."""
+                      barrier: bool = False, marker_field: str | None = None) -> Publish:
+        """Publish one event as the State Manager would, marked by a unique value in its time field.
+
+        ``marker_field`` names the string field that carries the marker for an event type of
+        your own (the four contract types have theirs); ``stamp=False`` sends ``data`` as is,
+        and it is then recognised by equality only."""
         seq = next(self._seq)
         marker = None
         if stamp:
-            data, marker = self._stamp(event_type, data)
+            data, marker = self._stamp(event_type, data, marker_field)
         envelope = envelope_for(event_type, tenant, data)
         p = Publish(seq, tenant, event_type, data, envelope, time.perf_counter(), barrier, marker)
         _KNOWN.add(p)  # before sending: the event may arrive before the broker's confirm does
