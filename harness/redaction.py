@@ -33,7 +33,9 @@ SECRET_LAST_WORDS = frozenset({"token", "key"})
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#]*:)(?P<pw>[^\s@/?#]+)(?P<at>@)")
 _ASSIGNMENT = re.compile(r"(?P<name>\b[A-Za-z_][A-Za-z0-9_.-]*)(?P<eq>=)(?P<value>[^\s&;,\"'<>]+)")
-_JSON_PAIR = re.compile(r'(?P<head>"(?P<name>[^"\\]{1,80})"\s*:\s*")(?P<value>(?:[^"\\]|\\.)*)(?P<tail>")')
+# "name": "value" (JSON) and 'name': 'value' (a Python repr, as in an assertion's message).
+_JSON_PAIR = re.compile(r"""(?P<head>(?P<q>["'])(?P<name>[^"'\\]{1,80})(?P=q)\s*:\s*(?P<vq>["']))"""
+                        r"""(?P<value>(?:(?!(?P=vq))[^\\]|\\.)*)(?P<tail>(?P=vq))""")
 _JWT = re.compile(r"\b(?P<keep>eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*)\.(?P<sig>[A-Za-z0-9_-]+)")
 _PLACEHOLDERS = re.compile(r"(?:\{[a-z_]+\})+")
 CUT = ".<signature>"

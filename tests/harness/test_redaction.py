@@ -207,6 +207,8 @@ def test_text_rules() -> None:
     assert r.text("amqp://guest@h/ http://h/path") == "amqp://guest@h/ http://h/path"
     assert r.text("DB_PASSWORD=hunter2 QUEUE=q api_token=abc&x=1") == "DB_PASSWORD=*** QUEUE=q api_token=***&x=1"
     assert r.text('{"client_secret": "abc", "aud": "p"}') == '{"client_secret": "***", "aud": "p"}'
+    assert r.text("{'DB_PASSWORD': 'a\\'b', 'QUEUE': 'q'}") == "{'DB_PASSWORD': '***', 'QUEUE': 'q'}"
+    assert r.text('{"note": "it\'s", "token_kind": "expired"}') == '{"note": "it\'s", "token_kind": "expired"}'
     assert r.text(f"Bearer {token}") == f"Bearer {head}.{claims}.<signature>"
     assert r.text(f"?token={token}") == f"?token={head}.{claims}.<signature>"
     assert r.text("JWT_SECRET={jwt_secret}") == "JWT_SECRET={jwt_secret}"  # a template placeholder is no secret
