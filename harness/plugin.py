@@ -24,7 +24,9 @@ from realtime_conformance.harness.providers.processes import reap_all
 from realtime_conformance.harness.settings import Settings
 from realtime_conformance.harness.providers.target import Target
 from realtime_conformance.harness.wire.tokens import TokenFactory
-from realtime_conformance.harness.judging.verdicts import NA_PREFIX, NON_STRICT_PREFIX, Run, verdict_for
+from realtime_conformance.harness.judging.verdicts import NA_PREFIX, NON_STRICT_PREFIX, WAIVED_PREFIX, Run, verdict_for
+from realtime_conformance.harness.judging.waivers import WAIVABLE
+from realtime_conformance.harness.redaction import Redactor
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 RUN_KEY = pytest.StashKey[Run]()
@@ -56,7 +58,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(id): the catalogue requirement a test checks (CONFORMANCE.md)")
     config.stash[SETTINGS_KEY] = settings = _settings.resolve(config)
     config.stash[RUN_KEY] = Run(strict=settings.strict, budget_ms=settings.latency_budget_ms,
-                                 selected=settings.requirements)
+                                 selected=settings.requirements, waivers=settings.waivers,
+                                 catalogue_pinned=settings.catalogue_version is not None)
     if config.getoption("hypothesis_profile", None) is None:
         hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
     # SIGTERM (a CI runner cancelling) must unwind like Ctrl-C so children are reaped.
@@ -116,13 +119,38 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
             run.deselected.setdefault(rid, "deselected (-m/-k/--requirements)")
 
 
+def _redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
+    """Secrets out of what pytest prints and JUnit XML stores: failure text, captured output, properties."""
+    if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        path, lineno, reason = report.longrepr
+        report.longrepr = (path, lineno, redactor.text(str(reason)))
+    elif report.longrepr is not None:
+        text = str(report.longrepr)
+        clean = redactor.text(text)
+        if clean != text:
+            report.longrepr = clean  # loses the colours, only when there was something to hide
+    report.sections = [(title, redactor.text(content)) for title, content in report.sections]
+    report.user_properties = [(name, redactor.value(value, name)) for name, value in report.user_properties]
+    if isinstance(getattr(report, "wasxfail", None), str):
+        report.wasxfail = redactor.text(report.wasxfail)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     report = yield
+    try:
+        _judge(item, call, report)
+    finally:
+        _redact_report(report, item.config.stash[SETTINGS_KEY].redactor)
+    return report
+
+
+def _judge(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    """The test's verdict, message and violations onto its record; NON-STRICT and WAIVED become xfail."""
     run = item.config.stash[RUN_KEY]
     record = run.records.get(item.nodeid)
     if record is None:
-        return report
+        return
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         level = max((_catalogue.get(r).level for r in record.requirements), key=("SHOULD", "MUST").index)
         exc_type = call.excinfo.type if call.excinfo is not None else None
@@ -147,7 +175,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                     if v not in record.failures:
                         record.failures.append(v)
             first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-            record.message = (exc.reason if isinstance(exc, UnknownEvidence) else first_line)[:500]
+            if isinstance(exc, UnknownEvidence):
+                record.message = exc.reason[:500]
+            elif isinstance(exc, ConformanceFailure):
+                record.message = exc.headline[:500]
+            else:
+                record.message = first_line[:500]
             if report.when == "setup":
                 record.message = f"setup failed: {type(exc).__name__}: {first_line}"[:500]
             if intermittent:
@@ -155,15 +188,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                                   f"show again when replayed: an intermittent defect)")[:500]
         elif skip_reason:
             record.message = skip_reason
-        if verdict == "NON-STRICT":
+        waived = run.waived(record.requirements) if verdict in WAIVABLE else []
+        shown = verdict
+        if waived:
+            # Accepted by the user's waiver file: shown, kept in the report, but not a failed run.
+            terms = "; ".join(f"{w.id} until {w.expires.isoformat()}: {w.reason}" for w in waived)
+            if report.outcome == "failed":
+                report.outcome = "skipped"
+                report.wasxfail = f"{WAIVED_PREFIX}{terms} (was {verdict}: {record.message or 'no message'})"
+                record.outcome = "xfailed"
+            shown = "WAIVED"
+            item.user_properties.append(("waiver", f"{verdict} waived: {terms}"))
+            report.user_properties.append(("waiver", f"{verdict} waived: {terms}"))
+        elif verdict == "NON-STRICT":
             # A SHOULD that failed: shown, kept in the report, but not a failed run.
             report.outcome = "skipped"
             report.wasxfail = f"{NON_STRICT_PREFIX}{record.message or 'SHOULD requirement not met'}"
             record.outcome = "xfailed"
         # On the item, so the teardown report (the one JUnit XML reads properties from) has it too.
-        item.user_properties.append(("verdict", verdict))
-        report.user_properties.append(("verdict", verdict))
-    return report
+        item.user_properties.append(("verdict", shown))
+        report.user_properties.append(("verdict", shown))
 
 
 @pytest.fixture(scope="session")
@@ -218,6 +262,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if settings.target_kind == "process":
         target_info["command"] = settings.command
     result = run.result(settings=settings.redacted(), target=target_info, environment=environment, logs=logs)
+    result = settings.redactor.value(result)  # the one boundary: JSON, HTML and the terminal read this
     report_dir = Path(settings.report_dir)
     if not report_dir.is_absolute():
         report_dir = Path(config.rootpath) / report_dir
@@ -233,6 +278,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     terminalreporter.section("realtime conformance")
     terminalreporter.write_line(_report.summary_line(done["result"]))
+    for line in _report.summary_details(done["result"]):
+        terminalreporter.write_line(line)
     for kind, path in done["paths"].items():
         terminalreporter.write_line(f"{kind}: {path}")
 

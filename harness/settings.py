@@ -8,6 +8,8 @@ the run at start instead of half-way through a suite.
 
 from __future__ import annotations
 
+import datetime
+import functools
 import json
 import math
 import os
@@ -22,6 +24,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from realtime_conformance import contract
+from realtime_conformance.harness.judging.waivers import WaiverError, Waivers, load as load_waivers
+from realtime_conformance.harness.redaction import Redactor, is_secret_name, url_passwords
 from realtime_conformance.harness.wire.portal import ReconnectPolicy
 from realtime_conformance.harness.wire.tokens import CLAIM_PLACEHOLDERS, claim_path, template_placeholders
 
@@ -113,6 +117,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("conformance_strict", "SHOULD failures fail the run (pytest's own --strict does the same).", False, kind="bool"),
     Option("requirements", "Only run the tests of these requirement IDs (comma list); the rest report SKIPPED.", "", kind="list"),
     Option("report_dir", "Where compliance.html and compliance.json are written.", "reports"),
+    Option("waivers", "YAML file of requirement IDs accepted as failing, each with a reason and an expiry date (README: Adopting the gate gradually). Relative to the ini file's folder, else the rootdir."),
+    Option("catalogue_version", "The catalogue version this configuration was written for; a run against another version stops at start and lists what changed."),
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -146,6 +152,8 @@ class Settings:
     strict: bool
     requirements: frozenset[str]
     report_dir: str
+    waivers: Waivers | None = None
+    catalogue_version: str | None = None  # the pin; None when unpinned
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -176,8 +184,21 @@ class Settings:
             return False
         return capability not in self.lacks
 
+    @functools.cached_property
+    def redactor(self) -> Redactor:
+        """The one redaction of this run's secrets (see harness.redaction), for every output."""
+        literals = [self.jwt_secret]
+        for key, value in [*self.gateway_env.items(), *self.extra_claims.items()]:
+            if isinstance(value, str):
+                if is_secret_name(key) and "{" not in value:
+                    literals.append(value)
+                literals += url_passwords(value)
+        for url in (self.amqp_url, self.gateway_url, self.gateway_cmd):
+            literals += url_passwords(url or "")
+        return Redactor(literals)
+
     def redacted(self) -> dict[str, Any]:
-        """Settings for the header and the report: secrets shown by length only."""
+        """Settings for the header and the report: secrets shown by length only, the rest redacted."""
         out: dict[str, Any] = {}
         for opt in OPTIONS:
             value = getattr(self, "strict" if opt.name == "conformance_strict" else opt.name)
@@ -191,8 +212,10 @@ class Settings:
                 value = (f"attempts={value.attempts},delay={value.delay * 1000:g},"
                          f"max={value.delay_max * 1000:g},jitter={value.randomization:g}")
             elif isinstance(value, Mapping):
-                value = json.dumps(dict(value), ensure_ascii=False)
-            out[opt.name] = value
+                value = json.dumps(self.redactor.value(dict(value)), ensure_ascii=False)
+            elif isinstance(value, Waivers):
+                value = str(value.path)
+            out[opt.name] = self.redactor.value(value)
         return out
 
 
@@ -596,6 +619,8 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
     unknown_ids = sorted(requirement_ids - set(BY_ID))
     if unknown_ids:
         raise _fail(o["requirements"], ",".join(unknown_ids), "is not a requirement ID; see CONFORMANCE.md (e.g. DLV-1,ISO-1)")
+    pin = _check_catalogue_version(o["catalogue_version"], raw["catalogue_version"], sources["catalogue_version"])
+    waivers = _load_waivers(config, o["waivers"], raw["waivers"], sources["waivers"])
 
     return Settings(
         gateway_url=gateway_url,
@@ -623,8 +648,47 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         strict=strict,
         requirements=requirement_ids,
         report_dir=str(raw["report_dir"]),
+        waivers=waivers,
+        catalogue_version=pin,
         sources=sources,
     )
+
+
+def _check_catalogue_version(opt: Option, value: Any, source: str) -> str | None:
+    """The pinned catalogue version, if it is the installed one; otherwise say what changed and how to accept it."""
+    from realtime_conformance.harness.judging import catalogue as _catalogue
+
+    if value in (None, ""):
+        return None
+    pin = str(value).strip()
+    installed = _catalogue.CATALOGUE_VERSION
+    if pin == installed:
+        return pin
+    try:
+        added, retired = _catalogue.changes_since(pin)
+    except KeyError:
+        known = ", ".join(c.version for c in _catalogue.CHANGELOG)
+        raise _fail(opt, pin, f"is not a catalogue version this harness knows (it knows {known}; installed: "
+                    f"{installed}); if your pin is newer, upgrade realtime-conformance, else pin {installed}") from None
+    where = {"command line": f"--catalogue-version {installed}", "environment": f"{opt.env}={installed}"}.get(
+        source, f"{opt.name} = {installed} in the ini file")
+    raise _fail(opt, pin, f"is pinned, but the installed catalogue is version {installed}. Since version {pin}: "
+                f"added {_catalogue.compact(added) or 'none'}; retired {_catalogue.compact(retired) or 'none'}. "
+                f"Review them in CONFORMANCE.md, then accept the upgrade by updating the pin: {where}")
+
+
+def _load_waivers(config: pytest.Config, opt: Option, value: Any, source: str) -> Waivers | None:
+    """The validated waiver file; a relative path resolves against the ini file's folder, else the rootdir."""
+    if value in (None, ""):
+        return None
+    path = Path(str(value).strip()).expanduser()
+    if not path.is_absolute():
+        base = Path(config.inipath).parent if source == "ini" and config.inipath else Path(config.rootpath)
+        path = base / path
+    try:
+        return load_waivers(path)
+    except WaiverError as exc:
+        raise pytest.UsageError(f"{opt.spellings}: {exc}") from None
 
 
 def header_lines(settings: Settings) -> list[str]:
@@ -636,7 +700,16 @@ def header_lines(settings: Settings) -> list[str]:
         f"realtime-conformance: broker={settings.broker} queue={settings.queue} budget={settings.latency_budget_ms:g} ms "
         f"strict={settings.strict} report_dir={settings.report_dir}",
     ]
+    from realtime_conformance.harness.judging.catalogue import CATALOGUE_VERSION
+
+    pinned = "pinned" if settings.catalogue_version else "not pinned: set catalogue_version to pin it"
+    lines.append(f"realtime-conformance: catalogue version {CATALOGUE_VERSION} ({pinned})")
+    if settings.waivers is not None:
+        today = datetime.date.today()
+        expired = [w.id for w in settings.waivers.entries if w.expired(today)]
+        lines.append(f"realtime-conformance: {len(settings.waivers.entries)} waiver(s) from {settings.waivers.path}"
+                     + (f"; expired: {', '.join(expired)}" if expired else ""))
     non_default = {k: v for k, v in settings.redacted().items() if settings.sources.get(k, "default") != "default"}
     if non_default:
         lines.append("realtime-conformance: set " + ", ".join(f"{k}={v}" for k, v in sorted(non_default.items())))
-    return lines
+    return [settings.redactor.text(line) for line in lines]

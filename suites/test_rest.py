@@ -32,7 +32,7 @@ async def test_rest_refuses_bad_tokens_with_401(conformance):
                 if status != 401:
                     violations.append(conformance.violation(
                         f"{label} token not refused with 401", f"{name} answered {status}",
-                        {"endpoint": name, "token": label, "status": status, "body": body}))
+                        {"endpoint": name, "token_kind": label, "status": status, "body": body}))
         conformance.record("statuses", seen)
         conformance.fail(violations)
 

@@ -104,6 +104,75 @@ BY_ID: dict[str, Requirement] = {r.id: r for r in REQUIREMENTS}
 ACTIVE: tuple[Requirement, ...] = tuple(r for r in REQUIREMENTS if r.active)
 
 
+@dataclass(frozen=True)
+class Change:
+    """One version of the catalogue: the IDs it added and retired (retired IDs are never reused)."""
+
+    version: str
+    added: tuple[str, ...] = ()
+    retired: tuple[str, ...] = ()
+    note: str = ""
+
+
+def ids(spec: str) -> tuple[str, ...]:
+    """IDs from a compact list: ``"AUTH-1..3 DLV-7"`` is AUTH-1, AUTH-2, AUTH-3, DLV-7."""
+    out: list[str] = []
+    for part in spec.split():
+        area, _, numbers = part.partition("-")
+        first, _, last = numbers.partition("..")
+        out += [f"{area}-{n}" for n in range(int(first), int(last or first) + 1)]
+    return tuple(out)
+
+
+def compact(requirement_ids: tuple[str, ...] | list[str]) -> str:
+    """The inverse of ``ids``, for people: runs of numbers in one area as ``AUTH-1..11``."""
+    out: list[str] = []
+    for rid in requirement_ids:
+        area, _, n = rid.partition("-")
+        if out and out[-1].startswith(area + "-"):
+            last_area, _, numbers = out[-1].partition("-")
+            first, _, last = numbers.partition("..")
+            if last_area == area and int(last or first) + 1 == int(n):
+                out[-1] = f"{area}-{first}..{n}"
+                continue
+        out.append(rid)
+    return ", ".join(out)
+
+
+# The catalogue's history, oldest first; the last entry is the installed version. A change to
+# the set of IDs (a requirement added, or retired) goes into a NEW entry at the end, e.g.
+#     Change("2", added=("AUTH-12",), retired=("MET-2",), note="MET-2 split into MET-5 and MET-6"),
+# so a config pinned to the previous version fails at start and lists exactly what changed.
+# Rewording a requirement without changing what it means needs no new version.
+CHANGELOG: tuple[Change, ...] = (
+    Change("1", added=ids("CONN-1..3 AUTH-1..11 ORIG-1..2 DLV-1..8 TAB-1..2 ISO-1..4 STAT-1..3 MET-1..4 "
+                          "REST-1..2 RECON-1..5 FAULT-1..5"),
+           note="the first versioned catalogue"),
+    Change("2", added=ids("MET-5 REST-3"), retired=ids("MET-2"),
+           note="one defect, one verdict: MET-2's emit is tied to its call in MET-5; REST-1's restart "
+                "check is durability, REST-3"),
+)
+CATALOGUE_VERSION: str = CHANGELOG[-1].version
+
+
+def changes_since(version: str) -> tuple[list[str], list[str]]:
+    """The IDs added and retired after ``version`` up to the installed one (KeyError if unknown)."""
+    versions = [c.version for c in CHANGELOG]
+    if version not in versions:
+        raise KeyError(version)
+    added: list[str] = []
+    retired: list[str] = []
+    for change in CHANGELOG[versions.index(version) + 1:]:
+        added += [i for i in change.added if i not in added]
+        retired += [i for i in change.retired if i not in retired]
+    return [i for i in added if i not in retired], retired
+
+
+def retired_in(requirement_id: str) -> str | None:
+    """The catalogue version that retired this ID, if any."""
+    return next((c.version for c in CHANGELOG if requirement_id in c.retired), None)
+
+
 def get(requirement_id: str) -> Requirement:
     """The requirement with this ID; a clear error names the known IDs of its area."""
     req = BY_ID.get(requirement_id)
@@ -121,14 +190,19 @@ def render_markdown() -> str:
     lines = [
         "# Conformance requirements",
         "",
+        f"Catalogue version {CATALOGUE_VERSION}.",
+        "",
         "Generated from `harness/judging/catalogue.py` by `python -m realtime_conformance.harness.catalogue > CONFORMANCE.md`;",
         "a test fails when the two disagree. IDs are stable: they never change meaning and are never reused.",
+        "A configuration can pin the catalogue version (`catalogue_version`); a run against another version",
+        "stops at start and lists the IDs added and retired since (see the changelog at the end).",
         "",
         "MUST failures fail the run. SHOULD failures show as NON-STRICT and fail it only with `--strict`.",
         "Verdicts: PASS; FAIL; NON-STRICT (a SHOULD that failed); UNKNOWN (no evidence either way, such as a",
         "positive control that received nothing: never a pass); N/A (the target declares it lacks the",
-        "capability); SKIPPED (excluded by configuration, with its reason). A run fails when any MUST is",
-        "FAIL or UNKNOWN. Items of the seed's manual checklist are given in brackets.",
+        "capability); SKIPPED (excluded by configuration, with its reason); WAIVED (a failure accepted",
+        "until a date by the user's waiver file). A run fails when any MUST is FAIL or UNKNOWN, or a",
+        "waiver has expired. Items of the seed's manual checklist are given in brackets.",
         "",
     ]
     for area, title in AREAS.items():
@@ -140,5 +214,12 @@ def render_markdown() -> str:
             else:
                 lines.append(f"- **{req.id}** {req.level}: {req.title}{item}")
         lines.append("")
+    lines += ["## Changelog", ""]
+    for change in reversed(CHANGELOG):
+        parts = [f"added {compact(change.added)}" if change.added else "",
+                 f"retired {compact(change.retired)}" if change.retired else ""]
+        what = "; ".join(p for p in parts if p)
+        lines.append(f"- **{change.version}**" + (f" ({change.note})" if change.note else "") + f": {what}.")
+    lines.append("")
     return "\n".join(lines)
 

@@ -35,7 +35,17 @@ class ConformanceFailure(AssertionError):
         self.violations = list(violations)
         shown = "\n".join(f"  - {v}" for v in self.violations[:5])
         more = f"\n  ... and {len(self.violations) - 5} more" if len(self.violations) > 5 else ""
-        super().__init__(f"{len(self.violations)} violation(s):\n{shown}{more}")
+        listing = f"\n{len(self.violations)} violations:\n{shown}{more}" if len(self.violations) > 1 else ""
+        super().__init__(self.headline + listing)
+
+    @property
+    def headline(self) -> str:
+        """The first violation, named: what a report's reason and the terminal summary show."""
+        if not self.violations:
+            return "no violation recorded"
+        first = self.violations[0]
+        rest = len(self.violations) - 1
+        return f"{first.title}: {first.message}" + (f" (and {rest} more)" if rest else "")
 
 
 class UnknownEvidence(Exception):

@@ -3,7 +3,8 @@
 A test names its requirements with ``@pytest.mark.requirement("ID")``. Each
 test's outcome becomes a verdict; a requirement's verdict is the worst of its
 tests'. Missing evidence is UNKNOWN, never PASS; a requirement with no test
-that ran is UNKNOWN unless it was deselected on purpose (SKIPPED).
+that ran is UNKNOWN unless it was deselected on purpose (SKIPPED). A failing
+requirement the user's waiver file accepts (until its expiry date) is WAIVED.
 """
 
 from __future__ import annotations
@@ -11,17 +12,22 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 import pytest
 
 from realtime_conformance.harness.judging import catalogue as _catalogue
+from realtime_conformance.harness.judging import waivers as _waivers
 from realtime_conformance.harness.judging.failures import ConformanceFailure, UnknownEvidence, Violation
-from realtime_conformance.harness.report.render import latency_summary
+from realtime_conformance.harness.report.render import VERDICTS, latency_summary
 
 NA_PREFIX = "N/A: "
 NON_STRICT_PREFIX = "NON-STRICT: "
+WAIVED_PREFIX = "WAIVED: "
+
+# The report's gateway and broker log tails are kept unless every requirement is one of these.
+_QUIET = ("PASS", "N/A", "SKIPPED")
 
 # Worst first: the order a requirement's verdict is chosen in.
 _SEVERITY = ("FAIL", "UNKNOWN", "NON-STRICT", "PASS", "N/A", "SKIPPED")
@@ -78,6 +84,19 @@ class Run:
     records: dict[str, TestRecord] = field(default_factory=dict)
     deselected: dict[str, str] = field(default_factory=dict)  # requirement -> reason
     started: float = field(default_factory=time.time)
+    waivers: _waivers.Waivers | None = None
+    today: date = field(default_factory=date.today)  # one date for the whole run's waiver expiries
+    catalogue_version: str = _catalogue.CATALOGUE_VERSION
+    catalogue_pinned: bool = False
+
+    def waived(self, requirements: list[str]) -> list[_waivers.Waiver]:
+        """The waivers that cover a test that failed: one in force for each of its requirements, or none."""
+        if self.waivers is None:
+            return []
+        found = [self.waivers.get(rid) for rid in requirements]
+        if not found or any(w is None or w.expired(self.today) for w in found):
+            return []
+        return [w for w in found if w is not None]
 
     def record(self, nodeid: str, requirements: list[str]) -> TestRecord:
         if nodeid not in self.records:
@@ -133,24 +152,31 @@ class Run:
 
     def result(self, *, settings: dict[str, Any], target: dict[str, Any], environment: dict[str, Any],
                logs: dict[str, str] | None) -> dict[str, Any]:
+        """The report's data. Logs are kept when any requirement is not PASS, N/A or SKIPPED."""
         requirements = self.requirement_verdicts()
-        summary = {v: 0 for v in ("PASS", "FAIL", "NON-STRICT", "UNKNOWN", "N/A", "SKIPPED")}
+        waivers = _waivers.apply(requirements, self.waivers, self.today)
+        summary = {v: 0 for v in VERDICTS}
         for entry in requirements:
             summary[entry["verdict"]] += 1
         failed = any(e["verdict"] in ("FAIL", "UNKNOWN") and (e["level"] == "MUST" or self.strict)
                      for e in requirements)
+        failed = failed or any(w["status"] == "expired" for w in (waivers or {}).get("entries", []))
         result: dict[str, Any] = {
             "verdict": "FAIL" if failed else "PASS",
             "summary": summary,
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
             "duration_s": round(time.time() - self.started, 1),
             "strict": self.strict,
+            "catalogue_version": self.catalogue_version,
+            "catalogue_pinned": self.catalogue_pinned,
             "target": target,
             "environment": environment,
             "settings": settings,
             "areas": [{"id": k, "title": v} for k, v in _catalogue.AREAS.items()],
             "requirements": requirements,
         }
-        if failed and logs:
+        if waivers is not None:
+            result["waivers"] = waivers
+        if logs and any(e["verdict"] not in _QUIET for e in requirements):
             result["logs"] = logs
         return result

@@ -234,6 +234,9 @@ class Target:
         self.profile_note = ""
         self.control_types: tuple[str, ...] = ()
         self.isolation_note = ""
+        # Log tails kept past close(): the report is written after the work dir is gone.
+        self._closed_logs: dict[str, str] | None = None
+        self._failed_logs: dict[str, str] = {}
 
     def start(self) -> "Target":
         self.broker = make_broker(self.settings)
@@ -258,6 +261,10 @@ class Target:
         self.control_types = preflight.control_types(self.delivery_profile)
 
     def close(self) -> None:
+        """Stop everything and remove the work dir; the log tails are read first and kept for ``logs()``."""
+        if self._closed_logs is None:
+            with contextlib.suppress(Exception):
+                self._closed_logs = self._read_logs()
         for gw in [*self._extra, *([self.main.gateway] if self.main else [])]:
             with contextlib.suppress(Exception):
                 _dispose(gw)
@@ -306,13 +313,22 @@ class Target:
         gateway = make_gateway(self.settings, gateway_broker, queue=queue, workdir=self.workdir / f"{label}-{n}",
                                name=f"gateway-{label}-{n}")
         self._extra.append(gateway)
+        failed = True
         try:
             await asyncio.to_thread(gateway.start)
             instance = Instance(self, gateway, queue, broker, private_vhost=isolated)
             instance.broker_link = link
             await instance.wait_ready()
-            yield instance
+            try:
+                yield instance
+            except pytest.skip.Exception:
+                failed = False  # N/A: nothing went wrong
+                raise
+            failed = False
         finally:
+            if failed:  # the test failed inside, or the instance never got ready: keep its log tail
+                with contextlib.suppress(Exception):
+                    self._failed_logs[f"gateway {label}-{n}"] = gateway.logs()[-8000:]
             await asyncio.to_thread(_dispose, gateway)
             self._extra.remove(gateway)
             if link is not None:
@@ -361,6 +377,14 @@ class Target:
         return {"outcome": "served", "returncode": None, "log": log}
 
     def logs(self) -> dict[str, str]:
+        """Tails of the main gateway's and the broker's logs, and of dedicated gateways whose test failed.
+
+        After ``close()`` these are the tails read just before the work dir was removed.
+        """
+        logs = self._closed_logs if self._closed_logs is not None else self._read_logs()
+        return {**logs, **{k: v for k, v in self._failed_logs.items() if v}}
+
+    def _read_logs(self) -> dict[str, str]:
         out: dict[str, str] = {}
         if self.main is not None:
             out["gateway"] = self.main.gateway.logs()[-20000:]

@@ -27,6 +27,7 @@ __all__ = [
     "histogram",
     "latency_summary",
     "render_html",
+    "summary_details",
     "summary_line",
     "write_reports",
 ]
@@ -35,19 +36,21 @@ __all__ = [
 # overflow bucket holds everything above the last edge. Spans sub-ms to the 1 s budget x 2.
 DEFAULT_BOUNDS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 
-# Display order; also the key order of "summary".
-VERDICTS: tuple[str, ...] = ("PASS", "FAIL", "NON-STRICT", "UNKNOWN", "N/A", "SKIPPED")
+# Display order; also the key order of "summary". WAIVED: a failure the user's waiver file accepts.
+VERDICTS: tuple[str, ...] = ("PASS", "FAIL", "NON-STRICT", "UNKNOWN", "WAIVED", "N/A", "SKIPPED")
 
 # Verdicts that need a reader's attention: expanded in the HTML, named on the summary line.
 _ATTENTION = ("FAIL", "UNKNOWN", "NON-STRICT")
 
 # Text marks go with the colours so a verdict never relies on colour alone.
-_MARKS = {"PASS": "✓", "FAIL": "✗", "NON-STRICT": "!", "UNKNOWN": "?", "N/A": "–", "SKIPPED": "»"}
+_MARKS = {"PASS": "✓", "FAIL": "✗", "NON-STRICT": "!", "UNKNOWN": "?", "WAIVED": "≈", "N/A": "–", "SKIPPED": "»"}
 _CSS_CLASS = {"PASS": "pass", "FAIL": "fail", "NON-STRICT": "nonstrict", "UNKNOWN": "unknown",
-              "N/A": "na", "SKIPPED": "skipped"}
+              "WAIVED": "waived", "N/A": "na", "SKIPPED": "skipped"}
 
 _TEMPLATES = pathlib.Path(__file__).resolve().parent / "templates"
 _MAX_IDS_ON_LINE = 8
+_MAX_DETAIL_LINES = 20  # terminal lines under the COMPLIANCE line; the HTML has the rest
+_MAX_DETAIL_CHARS = 200
 
 
 # --------------------------------------------------------------------------- latency helpers
@@ -119,11 +122,24 @@ def _overall(result: Mapping[str, Any]) -> str:
     if verdict:
         return str(verdict)
     strict = bool(result.get("strict"))
+    if _expired_waivers(result):
+        return "FAIL"
     for req in _requirements(result):
         v = req.get("verdict")
         if v == "FAIL" or (v == "UNKNOWN" and req.get("level") == "MUST") or (strict and v == "NON-STRICT"):
             return "FAIL"
     return "PASS"
+
+
+def _waiver_entries(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    section = result.get("waivers")
+    if not isinstance(section, Mapping):
+        return []
+    return [w for w in (section.get("entries") or []) if isinstance(w, Mapping)]
+
+
+def _expired_waivers(result: Mapping[str, Any]) -> list[str]:
+    return [str(w.get("id")) for w in _waiver_entries(result) if w.get("status") == "expired"]
 
 
 def _ids(result: Mapping[str, Any], verdict: str, level: str | None = None) -> list[str]:
@@ -143,7 +159,9 @@ def _problems(result: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
         ("MUST failed", _ids(result, "FAIL", "MUST")),
         ("SHOULD failed", [i for i in _ids(result, "FAIL") if i not in _ids(result, "FAIL", "MUST")]),
         ("unknown", _ids(result, "UNKNOWN")),
+        ("waiver expired", _expired_waivers(result)),
         ("non-strict", _ids(result, "NON-STRICT")),
+        ("waived", _ids(result, "WAIVED")),
     ]
     return [(label, ids) for label, ids in groups if ids]
 
@@ -152,9 +170,10 @@ def summary_line(result: Mapping[str, Any]) -> str:
     """The one line a terminal prints first: verdict, then the IDs that caused it, then counts.
 
     Example: ``COMPLIANCE: FAIL  (MUST failed: DLV-2, ISO-1; unknown: RECON-1) 41 PASS, 2 FAIL, ...``
+    WAIVED is counted only when there is one, so runs without waivers read as before.
     """
     counts = _summary(result)
-    tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
+    tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS if v != "WAIVED" or counts.get(v))
     problems = _problems(result)
     line = f"COMPLIANCE: {_overall(result)}  "
     if problems:
@@ -163,6 +182,34 @@ def summary_line(result: Mapping[str, Any]) -> str:
     if result.get("strict"):
         line += " [strict]"
     return line
+
+
+def _clip(text: str, limit: int = _MAX_DETAIL_CHARS) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def summary_details(result: Mapping[str, Any]) -> list[str]:
+    """Lines after the summary line: each FAIL/UNKNOWN requirement with its reason, each waived or
+    expired waiver, and a warning for each waiver that is no longer needed. One line each."""
+    lines: list[str] = []
+    for req in _requirements(result):
+        verdict = req.get("verdict")
+        if verdict in ("FAIL", "UNKNOWN"):
+            lines.append("  " + _clip(f"{verdict} {req.get('id')}: {req.get('reason') or 'no reason recorded'}"))
+        elif verdict == "WAIVED":
+            waiver = req.get("waiver") if isinstance(req.get("waiver"), Mapping) else {}
+            lines.append("  " + _clip(f"WAIVED {req.get('id')} (until {waiver.get('expires', '?')}): "
+                                      f"{waiver.get('reason') or ''}; was {waiver.get('verdict', '?')}: "
+                                      f"{req.get('reason') or 'no reason recorded'}"))
+    if len(lines) > _MAX_DETAIL_LINES:
+        lines = lines[:_MAX_DETAIL_LINES] + [f"  ... and {len(lines) - _MAX_DETAIL_LINES} more: see compliance.html"]
+    for waiver in _waiver_entries(result):
+        if waiver.get("status") == "expired":
+            lines.append("  " + _clip(f"EXPIRED {waiver.get('message')}"))
+        elif waiver.get("status") == "unused":
+            lines.append("  " + _clip(f"warning: {waiver.get('message')}"))
+    return lines
 
 
 # --------------------------------------------------------------------------- HTML view model
@@ -357,13 +404,14 @@ def _requirement_view(req: Mapping[str, Any]) -> dict:
         "checklist": req.get("checklist"), "verdict": verdict,
         "css": _CSS_CLASS.get(verdict, "unknown"), "mark": _MARKS.get(verdict, "?"),
         "reason": req.get("reason"),
+        "waiver": req.get("waiver") if isinstance(req.get("waiver"), Mapping) else None,
         "evidence": [(str(k), _fmt_value(v)) for k, v in evidence.items()],
         "latency": _latency_rows(req.get("latency")),
         "failures": failures,
         "reconnects": _reconnect_views(req.get("reconnects")),
         "timeline": _timeline_rows(req.get("timeline")),
         "tests": tests,
-        "open": verdict in _ATTENTION,
+        "open": verdict in _ATTENTION or verdict == "WAIVED",
     }
     view["has_detail"] = bool(view["latency"] or failures or view["reconnects"]
                               or view["timeline"] or tests)
@@ -407,12 +455,19 @@ def _headline(result: Mapping[str, Any], overall: str) -> str:
     """One plain sentence that tells a newcomer what the verdict means for this run."""
     must_failed = _ids(result, "FAIL", "MUST")
     unknown_must = _ids(result, "UNKNOWN", "MUST")
+    waived = _ids(result, "WAIVED")
     if overall == "PASS":
         nonstrict = _ids(result, "NON-STRICT")
         tail = (f" {_count(len(nonstrict), 'recommended (SHOULD) requirement')} did not hold; see below."
                 if nonstrict else "")
+        if waived:
+            return ("Every mandatory (MUST) requirement that was checked holds, except "
+                    f"{_count(len(waived), 'waived requirement')} ({', '.join(waived)})." + tail)
         return "Every mandatory (MUST) requirement that was checked holds." + tail
     bits = []
+    expired = _expired_waivers(result)
+    if expired:
+        bits.append(f"{_count(len(expired), 'waiver')} expired ({', '.join(expired)})")
     if must_failed:
         bits.append(f"{_count(len(must_failed), 'mandatory (MUST) requirement')} failed")
     if unknown_must:
@@ -434,6 +489,7 @@ def _context(result: Mapping[str, Any]) -> dict:
     env = result.get("environment") if isinstance(result.get("environment"), Mapping) else {}
     settings = result.get("settings") if isinstance(result.get("settings"), Mapping) else {}
     logs = result.get("logs") if isinstance(result.get("logs"), Mapping) else {}
+    waivers = result.get("waivers") if isinstance(result.get("waivers"), Mapping) else None
     return {
         "overall": overall,
         "overall_css": _CSS_CLASS.get(overall, "unknown"),
@@ -452,6 +508,15 @@ def _context(result: Mapping[str, Any]) -> dict:
         "environment": _flatten(env),
         "settings": [(str(k), _fmt_value(v)) for k, v in settings.items()],
         "logs": [(str(k), str(v)) for k, v in logs.items() if v],
+        "catalogue_version": result.get("catalogue_version"),
+        "catalogue_pinned": bool(result.get("catalogue_pinned")),
+        "waivers_file": str(waivers.get("file") or "") if waivers else None,
+        "waivers": [{"id": str(w.get("id")), "reason": w.get("reason"), "expires": w.get("expires"),
+                     "status": str(w.get("status") or "?"), "verdict": w.get("verdict"),
+                     "message": w.get("message"),
+                     "css": {"applied": "waived", "expired": "fail", "unused": "nonstrict"}.get(
+                         str(w.get("status")), "skipped")}
+                    for w in _waiver_entries(result)],
     }
 
 

@@ -15,6 +15,7 @@ from realtime_conformance.harness.report.render import (
     histogram,
     latency_summary,
     render_html,
+    summary_details,
     summary_line,
     write_reports,
 )
@@ -216,3 +217,62 @@ def test_renders_with_optional_parts_missing(tmp_path: Path) -> None:
     paths = write_reports(stripped, tmp_path / "nested" / "dir")
     assert paths["html"].exists() and json.loads(paths["json"].read_text(encoding="utf-8"))["verdict"] == "FAIL"
     assert summary_line(stripped).endswith("1 PASS, 1 FAIL, 1 NON-STRICT, 1 UNKNOWN, 1 N/A, 1 SKIPPED")
+
+
+def test_summary_details_list_each_fail_and_unknown_with_its_reason() -> None:
+    result = sample_result()
+    result["requirements"][1]["reason"] = "Delivery over the latency budget: tab-3 waited 1500 ms (and 2 more)"
+    assert summary_details(result) == [
+        "  FAIL DLV-2: Delivery over the latency budget: tab-3 waited 1500 ms (and 2 more)",
+        "  UNKNOWN RECON-1: the positive control received nothing after the restart",
+    ]
+    result["requirements"][1]["reason"] = "line one\nline two " + "y" * 300
+    line = summary_details(result)[0]
+    assert line.startswith("  FAIL DLV-2: line one line two yyy") and line.endswith("…") and len(line) == 202
+
+
+def waived_result() -> dict:
+    """sample_result with DLV-2 waived, a waiver unused and none expired: a passing run."""
+    result = sample_result()
+    result["verdict"] = "PASS"
+    result["summary"] = {"PASS": 1, "FAIL": 0, "NON-STRICT": 1, "UNKNOWN": 0, "WAIVED": 2, "N/A": 1, "SKIPPED": 1}
+    dlv2, recon1 = result["requirements"][1], result["requirements"][3]
+    for req, was in ((dlv2, "FAIL"), (recon1, "UNKNOWN")):
+        req["verdict"] = "WAIVED"
+        req["reason"] = "tab-3 waited 1500 ms"
+        req["waiver"] = {"id": req["id"], "reason": f"accepted until PLAT-7 {HOSTILE}", "expires": "2027-01-31",
+                         "status": "applied", "verdict": was}
+    result["waivers"] = {"file": "/repo/waivers.yaml", "entries": [
+        {"id": "DLV-2", "reason": "accepted", "expires": "2027-01-31", "verdict": "FAIL", "status": "applied"},
+        {"id": "RECON-1", "reason": "accepted", "expires": "2027-01-31", "verdict": "UNKNOWN", "status": "applied"},
+        {"id": "CONN-1", "reason": "was slow", "expires": "2027-01-31", "verdict": "PASS", "status": "unused",
+         "message": "waiver for CONN-1 is unused: the requirement passes; remove it from waivers.yaml"}]}
+    result["catalogue_version"], result["catalogue_pinned"] = "1", True
+    return result
+
+
+def test_waived_requirements_in_line_details_and_html() -> None:
+    result = waived_result()
+    assert summary_line(result) == ("COMPLIANCE: PASS  (non-strict: DLV-3; waived: DLV-2, RECON-1) "
+                                    "1 PASS, 0 FAIL, 1 NON-STRICT, 0 UNKNOWN, 2 WAIVED, 1 N/A, 1 SKIPPED")
+    assert summary_details(result) == [
+        f"  WAIVED DLV-2 (until 2027-01-31): accepted until PLAT-7 {HOSTILE}; was FAIL: tab-3 waited 1500 ms",
+        f"  WAIVED RECON-1 (until 2027-01-31): accepted until PLAT-7 {HOSTILE}; was UNKNOWN: tab-3 waited 1500 ms",
+        "  warning: waiver for CONN-1 is unused: the requirement passes; remove it from waivers.yaml",
+    ]
+    html = render_html(result)
+    assert "<script" not in html.lower()
+    assert "Waived until 2027-01-31:" in html and "(without the waiver: UNKNOWN)" in html
+    assert "except 2 waived requirements (DLV-2, RECON-1)" in html
+    assert html.count("≈ WAIVED") >= 3  # the legend, the count, each requirement
+    assert "version 1 (pinned by the configuration)" in html
+    assert 'id="waivers"' in html and "/repo/waivers.yaml" in html and "remove it from waivers.yaml" in html
+
+
+def test_expired_waiver_fails_even_without_a_verdict_from_the_producer() -> None:
+    result = waived_result()
+    del result["verdict"]
+    result["waivers"]["entries"][0]["status"] = "expired"
+    result["waivers"]["entries"][0]["message"] = "waiver for DLV-2 expired on 2020-01-31; fix the defect or renew the waiver"
+    assert summary_line(result).startswith("COMPLIANCE: FAIL  (waiver expired: DLV-2; ")
+    assert "  EXPIRED waiver for DLV-2 expired on 2020-01-31; fix the defect or renew the waiver" in summary_details(result)

@@ -18,6 +18,7 @@ import pytest
 from realtime_conformance import contract
 from realtime_conformance.harness import plugin
 from realtime_conformance.harness.wire.portal import ReconnectPolicy
+from realtime_conformance.harness.judging.catalogue import CATALOGUE_VERSION, CHANGELOG
 from realtime_conformance.harness.settings import BY_NAME, DEFAULT_GATEWAY_ENV, OPTIONS, Settings
 
 pytest_plugins = ["pytester"]
@@ -95,6 +96,8 @@ CASES: list[tuple[str, Any, dict[str, Any], Callable[[Settings], Any], Any]] = [
     ("conformance_strict", True, {}, lambda s: s.strict, True),
     ("requirements", "DLV-1,ISO-1", {}, lambda s: s.requirements, frozenset({"DLV-1", "ISO-1"})),
     ("report_dir", "out", {}, lambda s: s.report_dir, "out"),
+    ("waivers", "waivers.yaml", {}, lambda s: [(w.id, w.reason) for w in s.waivers.entries], [("DLV-3", "slow")]),
+    ("catalogue_version", CATALOGUE_VERSION, {}, lambda s: s.catalogue_version, CATALOGUE_VERSION),
 ]
 
 SOURCE = {"cli": "command line", "env": "environment", "ini": "ini"}
@@ -117,6 +120,7 @@ def test_groups_cover_every_option() -> None:
 def test_every_option_three_spellings(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch,
                                       how: str, group: str) -> None:
     values: dict[str, Any] = {}
+    (pytester.path / "waivers.yaml").write_text("waivers:\n  - {id: DLV-3, reason: slow, expires: 2999-01-01}\n")
     for name, raw, extra, _, _ in GROUPS[group]:
         values.update({name: raw, **extra})
     settings = _settings_of(pytester, *_spell(pytester, clean_env, how, values))
@@ -533,3 +537,149 @@ def test_a_missing_relative_command_names_the_folder_it_was_looked_for_in(tmp_pa
         proc.start()
     assert str(info.value) == (f"gateway: cannot run './bin/no-such-gateway' (relative to {tmp_path}): not found; "
                                "install it or fix the command")
+# --------------------------------------------------------------------------- waivers and catalogue version
+
+WAIVERS_SPELLING = "ERROR: --waivers (ini 'waivers', env RTC_WAIVERS): "
+EXAMPLE = '{id: DLV-3, reason: "why it is accepted, and who fixes it", expires: 2027-01-31}'
+DLV_IDS = ", ".join(f"DLV-{n}" for n in range(1, 9))
+
+
+@pytest.mark.parametrize("text, why", [
+    ("waivers:\n  - {id: DLV-99, reason: r, expires: 2027-01-31}\n",
+     f"waiver #1 (DLV-99): unknown requirement 'DLV-99'; known here: {DLV_IDS}; see CONFORMANCE.md"),
+    ("waivers:\n  - {reason: r, expires: 2027-01-31}\n",
+     "waiver #1 has no id; add the requirement ID it waives, e.g. id: DLV-3"),
+    ("waivers:\n  - {id: DLV-3, expires: 2027-01-31}\n",
+     'waiver #1 (DLV-3) has no reason; add reason: "why it is accepted, and who fixes it"'),
+    ("waivers:\n  - {id: DLV-3, reason: '  ', expires: 2027-01-31}\n",
+     'waiver #1 (DLV-3) has no reason; add reason: "why it is accepted, and who fixes it"'),
+    ("waivers:\n  - {id: DLV-3, reason: r}\n",
+     "waiver #1 (DLV-3) has no expiry; add expires: YYYY-MM-DD (every waiver ends)"),
+    ("waivers:\n  - {id: DLV-3, reason: r, expires: 31/01/2027}\n",
+     "waiver #1 (DLV-3): expires '31/01/2027' is not a date; write expires: YYYY-MM-DD, e.g. expires: 2027-01-31"),
+    ("waivers:\n  - {id: DLV-3, reason: r, expires: 2027-13-01}\n",
+     "cannot be read (month must be in 1..12); write dates as YYYY-MM-DD, e.g. 2027-01-31"),
+    ("waivers:\n  - {id: DLV-3, reason: r, expiry: 2027-01-31}\n",
+     "waiver #1 (DLV-3) has unknown key(s) 'expiry'; the keys are id, reason, expires"),
+    ("waivers:\n  - {id: DLV-3, reason: r, expires: 2027-01-31}\n  - {id: DLV-3, reason: s, expires: 2027-02-28}\n",
+     "waiver #2 (DLV-3) repeats waiver #1; keep one waiver per requirement"),
+    ("waivers:\n  - DLV-3\n", f"waiver #1 is not a mapping; write it as {EXAMPLE}"),
+    ("- {id: DLV-3, reason: r, expires: 2027-01-31}\n",
+     f"expected one key, 'waivers', holding a list; e.g. waivers: [{EXAMPLE}]"),
+    ("waivers: [\n", f"not valid YAML (expected the node content, but found '<stream end>' at line 2); "
+                     f"each entry looks like {EXAMPLE}"),
+])
+def test_bad_waiver_file_fails_at_start_naming_file_entry_and_fix(pytester: pytest.Pytester,
+                                                                 clean_env: pytest.MonkeyPatch,
+                                                                 text: str, why: str) -> None:
+    pytester.makepyfile("def test_never():\n    pass\n")
+    path = pytester.path / "waivers.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = pytester.runpytest("--waivers", "waivers.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert _errors(result) == [f"{WAIVERS_SPELLING}{path}: {why}"]
+
+
+def test_missing_waiver_file_says_where_it_looked(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile("def test_never():\n    pass\n")
+    clean_env.setenv("RTC_WAIVERS", "nope/waivers.yaml")
+    result = pytester.runpytest()
+    assert _errors(result) == [
+        f"{WAIVERS_SPELLING}{pytester.path / 'nope' / 'waivers.yaml'}: no such file; create it, or fix the path "
+        "(relative paths resolve against the folder of the ini file that names it, else the rootdir)"]
+
+
+def test_waiver_path_in_ini_is_relative_to_the_ini_files_folder(pytester: pytest.Pytester,
+                                                                clean_env: pytest.MonkeyPatch) -> None:
+    cfg = pytester.mkdir("cfg")
+    (cfg / "pytest.ini").write_text("[pytest]\nwaivers = gate/waivers.yaml\n")
+    (cfg / "gate").mkdir()
+    (cfg / "gate" / "waivers.yaml").write_text("waivers:\n  - {id: DLV-3, reason: slow, expires: 2027-01-31}\n")
+    s = _settings_of(pytester, "-c", str(cfg / "pytest.ini"), "--rootdir", str(pytester.path))
+    assert s.waivers is not None and s.waivers.path == cfg / "gate" / "waivers.yaml"
+    assert [(w.id, w.reason, w.expires.isoformat()) for w in s.waivers.entries] == [("DLV-3", "slow", "2027-01-31")]
+    assert s.redacted()["waivers"] == str(cfg / "gate" / "waivers.yaml")
+
+
+def test_empty_waiver_file_is_no_waivers(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    (pytester.path / "waivers.yaml").write_text("# nothing waived any more\n")
+    s = _settings_of(pytester, "--waivers", "waivers.yaml")
+    assert s.waivers is not None and s.waivers.entries == ()
+
+
+def test_header_names_the_waivers_and_the_catalogue_version(pytester: pytest.Pytester,
+                                                            clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    (pytester.path / "waivers.yaml").write_text("waivers:\n  - {id: DLV-3, reason: slow, expires: 2999-01-31}\n"
+                                                "  - {id: DLV-2, reason: slow, expires: 2020-01-31}\n")
+    result = pytester.runpytest("--waivers", "waivers.yaml", "--catalogue-version", CATALOGUE_VERSION)
+    result.assert_outcomes(passed=1)
+    assert f"realtime-conformance: catalogue version {CATALOGUE_VERSION} (pinned)" in result.outlines
+    assert (f"realtime-conformance: 2 waiver(s) from {pytester.path / 'waivers.yaml'}; expired: DLV-2"
+            in result.outlines)
+
+
+def test_unpinned_catalogue_version_is_shown_not_enforced(pytester: pytest.Pytester,
+                                                          clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert (f"realtime-conformance: catalogue version {CATALOGUE_VERSION} "
+            "(not pinned: set catalogue_version to pin it)") in result.outlines
+
+
+@pytest.fixture
+def three_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A catalogue history with two releases after the first, as a later harness would have."""
+    from realtime_conformance.harness.judging import catalogue as _catalogue
+
+    history = (_catalogue.CHANGELOG[0],
+               _catalogue.Change("2", added=("AUTH-12",), retired=("MET-2",)),
+               _catalogue.Change("3", added=("MET-5", "MET-6", "REST-3"), retired=("AUTH-11",)))
+    monkeypatch.setattr(_catalogue, "CHANGELOG", history)
+    monkeypatch.setattr(_catalogue, "CATALOGUE_VERSION", "3")
+
+
+VERSION_SPELLING = "ERROR: --catalogue-version (ini 'catalogue_version', env RTC_CATALOGUE_VERSION): "
+
+
+@pytest.mark.parametrize("how, accept", [
+    ("ini", "catalogue_version = 3 in the ini file"),
+    ("cli", "--catalogue-version 3"),
+    ("env", "RTC_CATALOGUE_VERSION=3"),
+])
+def test_pinned_older_catalogue_lists_the_changes_and_how_to_accept(pytester: pytest.Pytester,
+                                                                    clean_env: pytest.MonkeyPatch,
+                                                                    three_versions: None, how: str,
+                                                                    accept: str) -> None:
+    pytester.makepyfile("def test_never():\n    pass\n")
+    args = _spell(pytester, clean_env, how, {"catalogue_version": "1"})
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert _errors(result) == [
+        f"{VERSION_SPELLING}'1' is pinned, but the installed catalogue is version 3. Since version 1: "
+        "added AUTH-12, MET-5..6, REST-3; retired MET-2, AUTH-11. Review them in CONFORMANCE.md, "
+        f"then accept the upgrade by updating the pin: {accept}"]
+
+
+def test_pin_of_the_previous_version_lists_only_the_last_change(pytester: pytest.Pytester,
+                                                                clean_env: pytest.MonkeyPatch,
+                                                                three_versions: None) -> None:
+    pytester.makepyfile("def test_never():\n    pass\n")
+    result = pytester.runpytest("--catalogue-version", "2")
+    assert _errors(result) == [
+        f"{VERSION_SPELLING}'2' is pinned, but the installed catalogue is version 3. Since version 2: "
+        "added MET-5..6, REST-3; retired AUTH-11. Review them in CONFORMANCE.md, "
+        "then accept the upgrade by updating the pin: --catalogue-version 3"]
+    assert _settings_of(pytester, "--catalogue-version", "3").catalogue_version == "3"
+
+
+def test_unknown_catalogue_version_says_upgrade_or_repin(pytester: pytest.Pytester,
+                                                         clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile("def test_never():\n    pass\n")
+    result = pytester.runpytest("--catalogue-version", "99")
+    assert _errors(result) == [
+        f"{VERSION_SPELLING}'99' is not a catalogue version this harness knows (it knows "
+        f"{', '.join(c.version for c in CHANGELOG)}; "
+        f"installed: {CATALOGUE_VERSION}); if your pin is newer, upgrade realtime-conformance, "
+        f"else pin {CATALOGUE_VERSION}"]

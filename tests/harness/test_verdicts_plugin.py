@@ -82,7 +82,8 @@ def test_one_test_per_outcome(pytester: pytest.Pytester) -> None:
     assert {k: v[k] for k in ("DLV-1", "DLV-2", "DLV-4", "REST-1", "AUTH-9")} == {
         "DLV-1": "PASS", "DLV-2": "FAIL", "DLV-4": "UNKNOWN", "REST-1": "N/A", "AUTH-9": "NON-STRICT"}
     assert report["verdict"] == "FAIL"
-    assert report["summary"] == {"PASS": n - 4, "FAIL": 1, "NON-STRICT": 1, "UNKNOWN": 1, "N/A": 1, "SKIPPED": 0}
+    assert report["summary"] == {"PASS": n - 4, "FAIL": 1, "NON-STRICT": 1, "UNKNOWN": 1, "WAIVED": 0, "N/A": 1,
+                                 "SKIPPED": 0}
     entries = by_id(report)
     assert entries["DLV-2"]["reason"] == "gateway said no"
     assert entries["DLV-4"]["reason"] == "positive control saw nothing"
@@ -114,8 +115,9 @@ def test_report_json_and_html_shape(pytester: pytest.Pytester) -> None:
     at = next(i for i, l in enumerate(lines) if re.fullmatch(r"=+ realtime conformance =+", l))
     assert lines[at + 1].startswith("COMPLIANCE: FAIL")
     assert "DLV-2" in lines[at + 1]
-    assert lines[at + 2] == f"json: {pytester.path / 'rep' / 'compliance.json'}"
-    assert lines[at + 3] == f"html: {pytester.path / 'rep' / 'compliance.html'}"
+    assert lines[at + 2] == "  FAIL DLV-2: gateway said no"
+    assert lines[at + 3] == f"json: {pytester.path / 'rep' / 'compliance.json'}"
+    assert lines[at + 4] == f"html: {pytester.path / 'rep' / 'compliance.html'}"
 
 
 def test_all_pass_is_a_pass(pytester: pytest.Pytester) -> None:
@@ -209,7 +211,7 @@ def test_ISO_1_again():
     assert entry["verdict"] == "FAIL"
     assert entry["failures"] == [{"requirement": "ISO-1", "title": "Event delivered to another tenant",
                                   "message": "b got a's event", "severity": "high", "example": {"client": "b"}}]
-    assert entry["reason"] == "1 violation(s):"
+    assert entry["reason"] == "Event delivered to another tenant: b got a's event"
 
 
 def test_na_by_skip_marker(pytester: pytest.Pytester) -> None:
@@ -372,3 +374,153 @@ def test_pytest_fail_is_a_fail(pytester: pytest.Pytester) -> None:
                                          AUTH_9="pytest.fail('token in query accepted')"))
     v = verdicts(report)
     assert (v["DLV-1"], v["AUTH-9"]) == ("FAIL", "NON-STRICT")
+
+
+# --------------------------------------------------------------------------- reasons and the terminal
+
+def test_reason_names_the_first_violation_and_counts_the_rest(pytester: pytest.Pytester) -> None:
+    source = suite(ISO_1=None) + """
+@pytest.mark.requirement("ISO-1")
+def test_ISO_1():
+    raise ConformanceFailure([
+        Violation("ISO-1", "Event delivered to another tenant",
+                  "client t-1/tab1 of tenant 't-1' received event #3 of tenant 't-2'"),
+        Violation("ISO-1", "Event delivered to another tenant", "client t-1/tab2 received event #4"),
+        Violation("ISO-1", "Event delivered to another tenant", "client t-3/tab1 received event #5"),
+    ])
+"""
+    result, report = run(pytester, source)
+    headline = ("Event delivered to another tenant: client t-1/tab1 of tenant 't-1' received event #3 "
+                "of tenant 't-2' (and 2 more)")
+    entry = by_id(report)["ISO-1"]
+    assert entry["reason"] == headline
+    assert entry["tests"][0]["message"] == headline
+    assert len(entry["failures"]) == 3
+    lines = result.outlines
+    at = next(i for i, l in enumerate(lines) if l.startswith("COMPLIANCE: FAIL"))
+    assert lines[at + 1] == f"  FAIL ISO-1: {headline}"
+    result.stdout.fnmatch_lines([f"E   *ConformanceFailure: {headline}", "E   *3 violations:"])
+
+
+def test_terminal_lists_each_fail_and_unknown_with_its_reason(pytester: pytest.Pytester) -> None:
+    long_reason = "x" * 400
+    result, report = run(pytester, suite(DLV_2=FAIL_BODY, DLV_4=f"raise UnknownEvidence({long_reason!r})",
+                                         ISO_2=None, AUTH_9=FAIL_BODY))
+    lines = result.outlines
+    at = next(i for i, l in enumerate(lines) if l.startswith("COMPLIANCE: FAIL"))
+    detail = lines[at + 1: at + 4]
+    assert detail[0] == "  FAIL DLV-2: gateway said no"
+    assert detail[1].startswith("  UNKNOWN DLV-4: xxx") and detail[1].endswith("…")
+    assert len(detail[1]) == 2 + 200
+    assert detail[2] == "  UNKNOWN ISO-2: no test of this requirement ran"
+    assert lines[at + 4].startswith("json: ")  # NON-STRICT AUTH-9 is in the summary line, not listed
+
+
+# --------------------------------------------------------------------------- waivers
+
+WAIVE_DLV_2 = "waivers:\n  - id: DLV-2\n    reason: p99 over budget until PLAT-1 ships\n    expires: {expires}\n"
+
+
+def test_waived_failure_is_waived_and_the_run_passes(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", waivers=WAIVE_DLV_2.format(expires="2999-01-31"))
+    result, report = run(pytester, suite(DLV_2=FAIL_BODY), "--waivers=waivers.yaml", "--junitxml=junit.xml")
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=len(ALL_IDS) - 1, xfailed=1)
+    assert report["verdict"] == "PASS"
+    assert report["summary"]["WAIVED"] == 1 and report["summary"]["FAIL"] == 0
+    entry = by_id(report)["DLV-2"]
+    assert entry["verdict"] == "WAIVED"
+    assert entry["reason"] == "gateway said no"
+    assert entry["waiver"] == {"id": "DLV-2", "reason": "p99 over budget until PLAT-1 ships", "expires": "2999-01-31",
+                               "status": "applied", "verdict": "FAIL"}
+    assert entry["tests"][0]["verdict"] == "FAIL"  # the test's own verdict stays the truth
+    assert report["waivers"] == {"file": str(pytester.path / "waivers.yaml"), "entries": [
+        {"id": "DLV-2", "reason": "p99 over budget until PLAT-1 ships", "expires": "2999-01-31", "verdict": "FAIL",
+         "status": "applied"}]}
+    result.stdout.fnmatch_lines([
+        f"COMPLIANCE: PASS  (waived: DLV-2) {len(ALL_IDS) - 1} PASS, 0 FAIL, 0 NON-STRICT, 0 UNKNOWN, 1 WAIVED, "
+        "0 N/A, 0 SKIPPED",
+        "  WAIVED DLV-2 (until 2999-01-31): p99 over budget until PLAT-1 ships; was FAIL: gateway said no",
+        "XFAIL test_inner.py::test_DLV_2 - WAIVED: DLV-2 until 2999-01-31: p99 over budget until PLAT-1 ships "
+        "(was FAIL: gateway said no)",
+    ])
+    props = _junit_properties(pytester.path / "junit.xml")["test_DLV_2"]
+    assert ("verdict", "WAIVED") in props
+    assert ("waiver", "FAIL waived: DLV-2 until 2999-01-31: p99 over budget until PLAT-1 ships") in props
+    html = (pytester.path / "rep" / "compliance.html").read_text(encoding="utf-8")
+    assert "Waived until 2999-01-31:" in html and "≈ WAIVED" in html and 'id="waivers"' in html
+
+
+def test_expired_waiver_fails_the_run_and_says_so(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", waivers=WAIVE_DLV_2.format(expires="2020-01-31"))
+    result, report = run(pytester, suite(DLV_2=FAIL_BODY), "--waivers=waivers.yaml")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=len(ALL_IDS) - 1, failed=1)
+    assert report["verdict"] == "FAIL"
+    entry = by_id(report)["DLV-2"]
+    assert entry["verdict"] == "FAIL"
+    assert entry["waiver"]["status"] == "expired"
+    message = "waiver for DLV-2 expired on 2020-01-31; fix the defect or renew the waiver"
+    assert report["waivers"]["entries"][0]["message"] == message
+    result.stdout.fnmatch_lines([
+        "realtime-conformance: 1 waiver(s) from */waivers.yaml; expired: DLV-2",
+        "COMPLIANCE: FAIL  (MUST failed: DLV-2; waiver expired: DLV-2) *",
+        "  FAIL DLV-2: gateway said no",
+        f"  EXPIRED {message}",
+    ])
+    html = (pytester.path / "rep" / "compliance.html").read_text(encoding="utf-8")
+    assert "Waiver expired on 2020-01-31:" in html and "1 waiver expired (DLV-2)" in html
+
+
+def test_expired_waiver_of_a_should_fails_the_run(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", waivers="waivers:\n  - {id: AUTH-9, reason: later, expires: 2020-01-31}\n")
+    result, report = run(pytester, suite(AUTH_9=FAIL_BODY), "--waivers=waivers.yaml")
+    assert verdicts(report)["AUTH-9"] == "NON-STRICT"
+    assert report["verdict"] == "FAIL"
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_waiver_covers_unknown_and_non_strict(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", waivers="waivers:\n  - {id: AUTH-9, reason: later, expires: 2999-01-31}\n"
+                                       "  - {id: ISO-2, reason: not built yet, expires: 2999-01-31}\n"
+                                       "  - {id: DLV-4, reason: flaky control, expires: 2999-01-31}\n")
+    result, report = run(pytester, suite(AUTH_9=FAIL_BODY, ISO_2=None,
+                                         DLV_4="raise UnknownEvidence('control saw nothing')"),
+                         "--waivers=waivers.yaml")
+    v = verdicts(report)
+    assert (v["AUTH-9"], v["ISO-2"], v["DLV-4"]) == ("WAIVED", "WAIVED", "WAIVED")
+    assert [e["waiver"]["verdict"] for e in map(by_id(report).get, ("AUTH-9", "ISO-2", "DLV-4"))] == [
+        "NON-STRICT", "UNKNOWN", "UNKNOWN"]
+    assert report["verdict"] == "PASS"
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_unused_waiver_is_a_warning_not_a_failure(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", waivers="waivers:\n  - {id: DLV-1, reason: was broken, expires: 2999-01-31}\n"
+                                       "  - {id: DLV-5, reason: was broken, expires: 2020-01-31}\n"
+                                       "  - {id: REST-1, reason: no REST yet, expires: 2999-01-31}\n")
+    result, report = run(pytester, suite(REST_1="pytest.skip('N/A: target lacks rest')"), "--waivers=waivers.yaml")
+    assert result.ret == pytest.ExitCode.OK
+    assert report["verdict"] == "PASS"
+    assert [(w["id"], w["status"]) for w in report["waivers"]["entries"]] == [
+        ("DLV-1", "unused"), ("DLV-5", "unused"), ("REST-1", "not checked")]
+    result.stdout.fnmatch_lines([
+        "  warning: waiver for DLV-1 is unused: the requirement passes; remove it from waivers.yaml",
+        "  warning: waiver for DLV-5 is unused: the requirement passes; remove it from waivers.yaml "
+        "(it expired on 2020-01-31)",
+    ])
+    assert verdicts(report)["REST-1"] == "N/A"
+
+
+def test_a_test_of_two_requirements_is_waived_only_if_both_are(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", waivers="waivers:\n  - {id: DLV-4, reason: dupes, expires: 2999-01-31}\n")
+    source = suite(DLV_4=None, DLV_5=None) + f"""
+@pytest.mark.requirement("DLV-4", "DLV-5")
+def test_order_and_dupes():
+    {FAIL_BODY}
+"""
+    result, report = run(pytester, source, "--waivers=waivers.yaml")
+    v = verdicts(report)
+    assert (v["DLV-4"], v["DLV-5"]) == ("WAIVED", "FAIL")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=len(ALL_IDS) - 2, failed=1)
