@@ -88,7 +88,7 @@ class RabbitCtl:
     queue's arguments; this can, exactly (management statistics lag by seconds).
     """
 
-    def _ctl(self, *args: str) -> str | None:  # pragma: no cover - each broker kind runs it its own way
+    def _ctl(self, *args: str, stdin: str | None = None) -> str | None:  # pragma: no cover - per broker kind
         raise NotImplementedError
 
     def queues(self, vhost: str = "/") -> dict[str, dict] | None:
@@ -114,6 +114,15 @@ class RabbitCtl:
         """A fresh virtual host the user may use fully; False if it could not be made."""
         return (self._ctl("add_vhost", vhost) is not None
                 and self._ctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*") is not None)
+
+    def add_vhosts(self, vhosts: list[str], user: str) -> list[str]:
+        """Several vhosts at once: one rabbitmqctl call (each call costs a second or so), else one by one."""
+        definitions = {"vhosts": [{"name": v} for v in vhosts],
+                       "permissions": [{"user": user, "vhost": v, "configure": ".*", "write": ".*", "read": ".*"}
+                                       for v in vhosts]}
+        if self._ctl("import_definitions", "-", "--format", "json", stdin=json.dumps(definitions)) is not None:
+            return list(vhosts)
+        return [v for v in vhosts if self.add_vhost(v, user)]
 
 
 class ExternalBroker:
@@ -317,10 +326,10 @@ class PrivateRabbitNode(RabbitCtl):
             f"within {self.startup_timeout:.0f} s; log tail:\n{tail}"
         )
 
-    def _ctl(self, *args: str) -> str | None:
+    def _ctl(self, *args: str, stdin: str | None = None) -> str | None:
         ctl = RABBITMQ_SERVER.with_name("rabbitmqctl")
         try:
-            return subprocess.run([str(ctl), *args], env=self.env(), capture_output=True, text=True,
+            return subprocess.run([str(ctl), *args], env=self.env(), capture_output=True, text=True, input=stdin,
                                   timeout=30, check=True).stdout
         except (subprocess.SubprocessError, OSError):
             return None

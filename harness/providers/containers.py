@@ -524,9 +524,9 @@ class RabbitContainer(RabbitCtl):
     def logs(self) -> str:
         return self._container.logs()
 
-    def _ctl(self, *args: str) -> str | None:
-        """rabbitmqctl in the container; None if it cannot run or fails."""
-        if not self.running:
+    def _ctl(self, *args: str, stdin: str | None = None) -> str | None:
+        """rabbitmqctl in the container; None if it cannot run or fails (or needs standard input)."""
+        if not self.running or stdin is not None:
             return None
         try:
             # Debian's /usr/sbin/rabbitmqctl switches to the rabbitmq user, whose

@@ -9,6 +9,7 @@ consumer registered on the queue. Fault suites get dedicated gateway instances
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import itertools
@@ -17,6 +18,7 @@ import platform
 import shutil
 import tempfile
 import time
+import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -35,6 +37,7 @@ from realtime_conformance.harness.settings import Settings
 from realtime_conformance.harness.wire.tokens import TokenFactory
 
 _INSTANCES = itertools.count(1)
+VHOST_POOL = 10  # dedicated gateways in one run: RECON, FAULT, REST-3, DLV-8 and FAULT-5's trials
 
 
 def make_broker(settings: Settings) -> Broker:
@@ -234,6 +237,7 @@ class Target:
         self.profile_note = ""
         self.control_types: tuple[str, ...] = ()
         self.isolation_note = ""
+        self._vhost_pool: "concurrent.futures.Future[list[str]] | None" = None
         # Log tails kept past close(): the report is written after the work dir is gone.
         self._closed_logs: dict[str, str] | None = None
         self._failed_logs: dict[str, str] = {}
@@ -241,6 +245,10 @@ class Target:
     def start(self) -> "Target":
         self.broker = make_broker(self.settings)
         self.broker.start()
+        # Vhosts for dedicated gateways, made while the main gateway starts: one call, not one each.
+        maker = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._vhost_pool = maker.submit(self._make_vhosts)
+        maker.shutdown(wait=False)
         gateway = make_gateway(self.settings, self.broker, queue=self.settings.queue,
                                workdir=self.workdir / "main", name="gateway")
         gateway.start()
@@ -251,6 +259,22 @@ class Target:
         self.engineio = self.main.engineio_options()  # read now: the report is written after the gateway stops
         self.learn_delivery_profile()
         return self
+
+    def _make_vhosts(self) -> list[str]:
+        add = getattr(self.broker, "add_vhosts", None)
+        if add is None or self.broker is None:
+            return []
+        return list(add([f"rtc-{uuid.uuid4().hex[:8]}" for _ in range(VHOST_POOL)], user_of(self.broker.amqp_url)))
+
+    async def _vhost(self, broker: Any, label: str) -> str | None:
+        """A vhost only this dedicated gateway uses: from the pool, else made now; None if impossible."""
+        if broker is self.broker and self._vhost_pool is not None:
+            pool = await asyncio.wrap_future(self._vhost_pool)
+            if pool:
+                return pool.pop()
+        add = getattr(broker, "add_vhost", None)
+        name = f"rtc-{label}-{uuid.uuid4().hex[:6]}"
+        return name if add is not None and await asyncio.to_thread(add, name, user_of(broker.amqp_url)) else None
 
     def learn_delivery_profile(self) -> None:
         """Which event types reach a fresh client, and in what form: the checks' control types."""
@@ -292,12 +316,12 @@ class Target:
             self._extra_brokers.append(broker)
             await asyncio.to_thread(broker.start)
         n = next(_INSTANCES)
-        vhost = f"rtc-{label}-{n}"
-        add_vhost = getattr(broker, "add_vhost", None)
-        isolated = bool(add_vhost) and await asyncio.to_thread(add_vhost, vhost, user_of(broker.amqp_url))
-        if isolated:
+        vhost = None if own_broker else await self._vhost(broker, label)  # a broker of its own is isolation enough
+        isolated = vhost is not None or own_broker
+        if vhost is not None:
             broker = BrokerView(broker, url_with_vhost(broker.amqp_url, vhost),
                                 url_with_vhost(getattr(broker, "gateway_amqp_url", broker.amqp_url), vhost))
+        if isolated:
             queue = queue or self.settings.queue
         else:
             queue = queue or f"{self.settings.queue}.{label}-{n}"
@@ -357,10 +381,10 @@ class Target:
         trial = dataclasses.replace(self.settings, gateway_env=env, gateway_startup_timeout=timeout)
         n = next(_INSTANCES)
         broker: Any = self.broker
-        add_vhost = getattr(broker, "add_vhost", None)
-        if add_vhost and await asyncio.to_thread(add_vhost, f"rtc-trial-{n}", user_of(broker.amqp_url)):
-            broker = BrokerView(broker, url_with_vhost(broker.amqp_url, f"rtc-trial-{n}"),
-                                url_with_vhost(getattr(broker, "gateway_amqp_url", broker.amqp_url), f"rtc-trial-{n}"))
+        vhost = await self._vhost(broker, "trial")
+        if vhost is not None:
+            broker = BrokerView(broker, url_with_vhost(broker.amqp_url, vhost),
+                                url_with_vhost(getattr(broker, "gateway_amqp_url", broker.amqp_url), vhost))
         gateway = make_gateway(trial, broker, queue=self.settings.queue,
                                workdir=self.workdir / f"trial-{n}", name=f"gateway-trial-{n}")
         if isinstance(gateway, CommandGateway):
