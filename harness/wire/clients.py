@@ -147,7 +147,14 @@ class ConnectError:
 
     @property
     def code(self) -> str | None:
-        return self.data.get("code") if isinstance(self.data, dict) else None
+        """The refusal's data.code as socket.io-client v4 shows it (``err.data.code``: the
+        CONNECT_ERROR payload's ``data.code``), else a ``code`` at the payload's top level."""
+        if not isinstance(self.data, dict):
+            return None
+        inner = self.data.get("data")
+        if isinstance(inner, dict) and isinstance(inner.get("code"), str):
+            return inner["code"]
+        return self.data.get("code")
 
 
 @dataclass
