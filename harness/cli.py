@@ -1,25 +1,67 @@
 """``realtime-conformance``: run the installed suites against the target this folder's config names.
 
-A thin wrapper over pytest: the config is found from the current directory as pytest always
-finds it (pytest.ini, pyproject.toml [tool.pytest.ini_options], tox.ini, setup.cfg), the
-suites come from the installed package, and every argument goes to pytest unchanged.
-``pytest --pyargs realtime_conformance.suites -m realtime`` does the same.
+A thin wrapper over pytest: the suites come from the installed package, and every argument goes
+to pytest unchanged. One thing is pinned first: the config file. pytest finds it from the paths
+on its command line before any plugin has said which options take a value, so in
+``--report-dir /tmp/r`` it takes ``/tmp/r`` for a path to test, and once that folder exists it
+looks for the config there, not here. This command finds the config from the current directory
+as pytest would with no arguments (pytest.ini, .pytest.ini, pyproject.toml with
+[tool.pytest.ini_options], tox.ini with [pytest], setup.cfg with [tool:pytest]) and passes it
+with ``-c``, unless the command line names one itself (``-c``, ``--config-file``, ``--rootdir``).
+``pytest --pyargs realtime_conformance.suites -m realtime`` does the rest the same way.
 """
 
 from __future__ import annotations
 
+import configparser
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
 SUITES = "realtime_conformance.suites"
+CONFIG_NAMES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+_PINNING = ("-c", "--config-file", "--inifile", "--rootdir")
 
 
-def pytest_args(argv: list[str]) -> list[str]:
-    """The pytest command line for ``argv``: the suites, ``-m realtime`` unless a marker was given."""
+def _holds_pytest_config(path: Path) -> bool:
+    """Whether pytest would take ``path`` as its config file (its rules, by file name)."""
+    if path.name in ("pytest.ini", ".pytest.ini"):
+        return True
+    try:
+        if path.name == "pyproject.toml":
+            tool = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {})
+            return isinstance(tool.get("pytest"), dict)
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(path, encoding="utf-8")
+    except (OSError, ValueError, configparser.Error):
+        return False
+    return parser.has_section("pytest" if path.name == "tox.ini" else "tool:pytest")
+
+
+def find_config(start: Path) -> Path | None:
+    """The config file pytest would use when run without arguments in ``start``."""
+    for folder in (start, *start.parents):
+        for name in CONFIG_NAMES:
+            candidate = folder / name
+            if candidate.is_file() and _holds_pytest_config(candidate):
+                return candidate
+    return None
+
+
+def pytest_args(argv: list[str], cwd: Path | None = None) -> list[str]:
+    """The pytest command line for ``argv``: the suites, ``-m realtime`` unless a marker was
+    given, and the config file of ``cwd`` unless one was named."""
     args = list(argv)
     if not any(a == "-m" or a.startswith("-m") and not a.startswith("--") for a in args):
         args = ["-m", "realtime", *args]
+    pinned = any(a == p or a.startswith(p + "=") or (p == "-c" and a.startswith("-c") and len(a) > 2)
+                 for a in args for p in _PINNING)
+    if not pinned:
+        config = find_config((cwd or Path.cwd()).resolve())
+        if config is not None:
+            args = ["-c", str(config), *args]
     return ["--pyargs", SUITES, *args]
 
 

@@ -171,3 +171,70 @@ async def test_connection_ends_when_its_token_expires(conformance):
                 "Expired connection still receives events",
                 f"the connection outlived its token by over 5 s and still received {late.type}",
                 {"exp": exp, "published": late.envelope}, severity="medium")])
+
+
+@pytest.mark.requirement("AUTH-12")
+async def test_expired_token_does_not_resume_its_session(conformance):
+    """The link drops while the token is still valid; the token then expires, an event is
+    published, and the client reconnects as socket.io-client would: the same (now expired)
+    token plus the session id and offset the gateway gave it. Without recovery this is an
+    expired token like any other; with recovery, the session must not be resumed, and its
+    missed events must not be replayed even ahead of the refusal (socket.io writes them while
+    it builds the socket, before its middlewares run)."""
+    import asyncio
+    import time
+    from urllib.parse import urlsplit
+
+    from realtime_conformance.harness import FaultProxy, canonical
+
+    gateway = urlsplit(conformance.main.url)
+    async with FaultProxy(gateway.hostname, gateway.port) as proxy, conformance.scenario() as sc:
+        tenant = sc.tenant()
+        (control,) = await sc.connect(tenant)  # direct, long-lived: shows the gap event was emitted
+        ttl = 4
+        exp_at_most = int(time.time() + ttl) + 1  # the signed exp, whole seconds, is at most this
+        client = sc.client(tenant, name=f"{tenant}/expiring", token=conformance.tokens.valid(tenant, ttl_s=ttl),
+                           url=proxy.url_for("http"), expects_events=False)
+        if not await client.connect():
+            conformance.unknown("a token valid for 4 s was refused; there is no session to resume")
+        first = await sc.publish(tenant, "metrics_update", metrics(1))
+        if not await client.wait_for(lambda c: any(canonical(r.data) == first.key for r in c.received), sc.grace_s):
+            conformance.unknown("positive control: the client received nothing before the cut")
+        proxy.cut()  # the gateway sees the transport close: a session it may keep for recovery
+        if not await client.wait_for(lambda c: bool(c.disconnected_at), timeout=5):
+            conformance.unknown("the client did not notice the cut within 5 s")
+        if time.time() >= exp_at_most - 1:
+            conformance.unknown("the token was about to expire before the link was cut (a slow machine?); "
+                                "the gateway may have ended the connection itself")
+        session = {"pid": client.recovery.pid is not None, "offset": client.recovery.offset is not None}
+        conformance.record("gateway offered recovery (pid, offset)", session)
+        await asyncio.sleep(max(0.0, exp_at_most + 1.0 - time.time()))  # the token's life is the condition
+        gap = await sc.publish(tenant, "metrics_update", metrics(2))
+        if not await control.wait_for(lambda c: any(canonical(r.data) == gap.key for r in c.received), sc.grace_s):
+            conformance.unknown("positive control: the event published during the cut reached no client")
+        received_before, connects_before = len(client.received), len(client.connected_at)
+        proxy.pass_through()
+        await client.connect(timeout=5)
+        await sc.publish(tenant, "metrics_update", metrics(3))
+        await sc.settle()  # anything late to the expired client has had its chance to arrive
+        accepted = len(client.connected_at) > connects_before
+        got = [(r.event, r.data) for r in client.received[received_before:]]
+        withheld = [(w.event, w.args) for w in client.withheld]
+        conformance.record("reconnect", {"accepted": accepted, "recovered": client.recovered,
+                                         "connect_error": client.connect_errors[-1].data if client.connect_errors else None,
+                                         "events_after_cut": len(got), "sent_before_refusal": len(withheld)})
+        violations = []
+        if accepted:
+            violations.append(conformance.violation(
+                "Expired token resumed its session" if client.recovered else "Expired token accepted on reconnect",
+                f"reconnecting with a token that expired at most {time.time() - exp_at_most + 1:.1f} s ago"
+                f"{' and its session id and offset' if session['pid'] else ''}, the client was connected"
+                f"{' and its session resumed' if client.recovered else ''}", {"presented": session}))
+        if got or withheld:
+            first_seen = (got or withheld)[0]
+            violations.append(conformance.violation(
+                "Events sent to an expired token",
+                f"{len(got)} event(s) delivered and {len(withheld)} written ahead of the refusal to a client "
+                "whose token had expired", {"first": {"event": first_seen[0], "data": first_seen[1]},
+                                            "gap_event": gap.envelope}))
+        conformance.fail(violations)

@@ -60,6 +60,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("AUTH-9", "SHOULD", "A token passed in the URL query string is not accepted (URLs end up in logs)."),
     _R("AUTH-10", "SHOULD", "A token that is not yet valid (nbf in the future) is refused."),
     _R("AUTH-11", "SHOULD", 'A refusal carries a machine-readable reason (data.code, e.g. "token_expired"), so a portal can refresh its token instead of retrying blindly.'),
+    _R("AUTH-12", "MUST", "A connection whose token has expired is not resumed by connection state recovery: a reconnect that presents the expired token with its session id and offset is refused, and nothing published meanwhile is sent to it, not even before the refusal."),
     _R("ORIG-1", "MUST", "A handshake from an Origin listed in ALLOWED_ORIGINS is accepted, on polling and on websocket."),
     _R("ORIG-2", "MUST", "A handshake from an Origin not listed is refused, on polling and on the websocket upgrade, including look-alikes of a listed origin (other scheme, other port, added suffix or prefix, a listed name inside a longer host)."),
     _R("DLV-1", "MUST", "Every valid event published on the queue reaches every connected client of its tenant as a Socket.IO event named after type, with a payload JSON-equal to data.", "New WhatsApp message appears immediately"),

@@ -3,6 +3,12 @@
 Each client records every event with its receive time, every connect_error with
 its data, and every connect and disconnect, so checks run over a history
 instead of callbacks, and the report can show what a client actually saw.
+
+``RecoveringClient`` teaches python-socketio's client what socket.io-client v4 does for
+connection state recovery, which python-socketio lacks: a server with recovery on sends a
+private session id (``pid``) in its CONNECT ack and appends an offset to every broadcast
+event; the client keeps the last offset and sends ``{pid, offset, ...auth}`` when it
+connects again; the server then replays what was missed, before its CONNECT ack.
 """
 
 from __future__ import annotations
@@ -19,6 +25,115 @@ from realtime_conformance.harness.wire.waits import wait_until
 
 
 @dataclass
+class RecoverySession:
+    """What socket.io-client v4 keeps across reconnects of one socket: its ``pid`` and last offset."""
+
+    pid: str | None = None
+    offset: str | None = None
+
+    def auth(self, auth: Any) -> Any:
+        """The CONNECT payload socket.io-client sends: ``{pid, offset, ...auth}`` once a pid is known.
+
+        As there, the auth's own keys win, and an offset is sent only once one was seen.
+        """
+        if self.pid is None or not (auth is None or isinstance(auth, Mapping)):
+            return auth
+        session: dict[str, Any] = {"pid": self.pid}
+        if self.offset is not None:
+            session["offset"] = self.offset
+        return {**session, **dict(auth or {})}
+
+
+@dataclass
+class Withheld:
+    """An event that arrived before a CONNECT ack that never came (the connect was refused).
+
+    socket.io-client buffers events that arrive before the CONNECT ack and never shows them to
+    the application if the connect is refused; they still crossed the wire, which is what an
+    authentication check must see.
+    """
+
+    event: str
+    args: list[Any]
+    at: float  # perf_counter()
+
+
+class RecoveringClient(socketio.AsyncClient):
+    """python-socketio's AsyncClient with socket.io-client v4's connection state recovery.
+
+    * the CONNECT ack's ``pid`` is kept in ``session``; ``recovered`` is true when the server
+      acknowledged the pid this client presented (socket.io-client's ``socket.recovered``);
+    * while a pid is known, a trailing string argument of an event of two or more arguments is the
+      server's offset: it is stripped, so handlers see the payload alone, and kept. (An event with
+      no payload or with a string payload sent without offset is left alone: the two cannot be told
+      apart on the wire, and the contract's events all carry an object.);
+    * events that arrive before the CONNECT ack (a recovery's replay) are held and handed to the
+      handlers right after the ack, as socket.io-client does; if the connect is refused instead,
+      they go to ``withheld``;
+    * ``connect`` sends ``{pid, offset, ...auth}`` when a pid is known.
+    """
+
+    def __init__(self, *args: Any, session: RecoverySession | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.session = session if session is not None else RecoverySession()
+        self.recovered = False
+        self.presented_pid: str | None = None
+        self.withheld: list[Withheld] = []
+        self._early: list[tuple[str, Any, list[Any]]] = []
+
+    async def connect(self, url: Any, headers: Any = {}, auth: Any = None, *args: Any, **kwargs: Any) -> None:  # noqa: B006 - python-socketio's signature
+        self.recovered = False
+        self._early = []
+
+        def connect_payload() -> Any:
+            # Computed at send time, as socket.io-client does, so the latest offset goes out.
+            base = auth() if callable(auth) else auth
+            self.presented_pid = self.session.pid
+            return self.session.auth(base)
+
+        await super().connect(url, headers, connect_payload, *args, **kwargs)
+
+    def _strip_offset(self, data: list[Any]) -> list[Any]:
+        if (self.session.pid is not None or self.presented_pid is not None) and len(data) >= 3 \
+                and isinstance(data[-1], str):
+            return data[:-1]
+        return data
+
+    async def _handle_connect(self, namespace: str | None, data: Any) -> None:
+        pid = data.get("pid") if isinstance(data, Mapping) else None
+        self.recovered = bool(pid) and pid == self.presented_pid
+        self.session.pid = pid if isinstance(pid, str) else None
+        early, self._early = self._early, []
+        for ns, ack_id, args in early:
+            await self._deliver(ns, ack_id, args)
+        await super()._handle_connect(namespace, data)
+
+    async def _handle_event(self, namespace: str | None, id: Any, data: list[Any]) -> None:
+        if (namespace or "/") not in self.namespaces:
+            self._early.append((namespace, id, list(data)))
+            return
+        await self._deliver(namespace, id, list(data))
+
+    async def _deliver(self, namespace: str | None, id: Any, data: list[Any]) -> None:
+        stripped = self._strip_offset(data)
+        if stripped is not data:
+            self.session.offset = data[-1]
+        await super()._handle_event(namespace, id, stripped)
+
+    async def _handle_error(self, namespace: str | None, data: Any) -> None:
+        now = time.perf_counter()
+        for _ns, _id, args in self._early:
+            args = self._strip_offset(args)
+            self.withheld.append(Withheld(str(args[0]) if args else "", list(args[1:]), now))
+        self._early = []
+        await super()._handle_error(namespace, data)
+
+    async def _handle_eio_disconnect(self, reason: Any = None) -> None:
+        self._early = []
+        await super()._handle_eio_disconnect(reason)
+
+
+@dataclass
 class Received:
     event: str
     data: Any
@@ -32,7 +147,14 @@ class ConnectError:
 
     @property
     def code(self) -> str | None:
-        return self.data.get("code") if isinstance(self.data, dict) else None
+        """The refusal's data.code as socket.io-client v4 shows it (``err.data.code``: the
+        CONNECT_ERROR payload's ``data.code``), else a ``code`` at the payload's top level."""
+        if not isinstance(self.data, dict):
+            return None
+        inner = self.data.get("data")
+        if isinstance(inner, dict) and isinstance(inner.get("code"), str):
+            return inner["code"]
+        return self.data.get("code")
 
 
 @dataclass
@@ -58,7 +180,7 @@ class TenantClient:
     on_event: Callable[["TenantClient", Received], None] | None = None
 
     def __post_init__(self) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
+        self.sio = RecoveringClient(reconnection=False, handle_sigint=False)
         self._changed = asyncio.Event()
         self.sio.on("connect", self._on_connect)
         self.sio.on("connect_error", self._on_connect_error)
@@ -119,6 +241,21 @@ class TenantClient:
     @property
     def connected(self) -> bool:
         return self.sio.connected
+
+    @property
+    def recovered(self) -> bool:
+        """Whether the last connect resumed the previous session (connection state recovery)."""
+        return self.sio.recovered
+
+    @property
+    def recovery(self) -> RecoverySession:
+        """The session id and last offset the gateway gave this client (both None without recovery)."""
+        return self.sio.session
+
+    @property
+    def withheld(self) -> list[Withheld]:
+        """Events that reached this client before a refused connect's refusal."""
+        return self.sio.withheld
 
     @property
     def transport(self) -> str | None:

@@ -6,6 +6,9 @@ behaves as the seed's frontend does rather than as a well-behaved client:
 * socket.io-client v4 reconnection (exact backoff and jitter, ``attempts`` then
   ``reconnect_failed``; no auto-reconnect after an "io server disconnect"),
   a fresh token from ``token_provider`` on every (re)connect;
+* socket.io-client v4 connection state recovery: the session id and last offset are kept
+  for the tab's life and presented on every reconnect; whether the gateway resumed the
+  session is recorded per attempt (``recovered``);
 * the seed's invalidation map, where every invalidation of a mounted query
   refetches it over REST at once. That includes metrics_update ->
   ['dashboard-metrics'] -> GET stats, which loops against a gateway that
@@ -34,6 +37,7 @@ import aiohttp
 import socketio
 
 from realtime_conformance import contract
+from realtime_conformance.harness.wire.clients import RecoveringClient, RecoverySession, Withheld
 
 QueryKey = tuple[Any, ...]
 DEFAULT_QUERIES: frozenset[QueryKey] = frozenset({("conversations",), ("dashboard-metrics",)})
@@ -83,6 +87,7 @@ class ReconnectAttempt:
     ended_at: float | None = None
     waited_s: float | None = None  # measured: previous failure (or the disconnect) to this start
     episode: int = 1  # which disconnect this attempt answers; n restarts at 1 for each
+    recovered: bool | None = None  # an accepted attempt: did the gateway resume the session?
 
 
 @dataclass
@@ -189,8 +194,11 @@ class PortalTab:
         self.refusals: list[tuple[float, str]] = []  # (t, code) of every refused connect
         self.reconnect_failed = 0
         self.token_requests = 0
+        self.recovery = RecoverySession()  # socket.io-client's pid and last offset, kept across reconnects
+        self.recovered: bool | None = None  # the last accepted connect resumed the session
+        self.withheld: list[Withheld] = []  # events that arrived before a refusal (never shown to the app)
 
-        self._sio: socketio.AsyncClient | None = None
+        self._sio: RecoveringClient | None = None
         self._http: aiohttp.ClientSession | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
         self._fetches: dict[QueryKey, asyncio.Task[None]] = {}
@@ -256,8 +264,9 @@ class PortalTab:
         assert self._http is not None
         self.token_requests += 1
         token = self.token_provider()
-        client = socketio.AsyncClient(
-            reconnection=False, handle_sigint=False, http_session=self._http, request_timeout=timeout
+        client = RecoveringClient(
+            reconnection=False, handle_sigint=False, http_session=self._http, request_timeout=timeout,
+            session=self.recovery,
         )
         refusal: list[Any] = []
 
@@ -285,6 +294,7 @@ class PortalTab:
                 ),
                 timeout + 1.0,
             )
+            self.recovered = client.recovered
             return True, None
         except (socketio.exceptions.ConnectionError, asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
             if client.failed_namespaces:
@@ -295,6 +305,7 @@ class PortalTab:
                 code = TRANSPORT_ERROR
             if client.failed_namespaces:
                 self.refusals.append((self._clock(), code))
+            self.withheld.extend(client.withheld)
             self._sio = None
             await self._dispose(client)
             return False, code
@@ -353,6 +364,7 @@ class PortalTab:
                     ended_at=ended - noticed,
                     waited_s=started - waiting_since,
                     episode=episode,
+                    recovered=self.recovered if ok else None,
                 )
             )
             self._touch()
@@ -379,6 +391,7 @@ class PortalTab:
                     "max_ms": round(high * 1000.0),
                     "ok": a.ok,
                     "error_code": a.error_code,
+                    "recovered": a.recovered,
                 }
             )
         return rows

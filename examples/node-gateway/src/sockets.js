@@ -1,0 +1,101 @@
+'use strict';
+// The Socket.IO side: who may connect, which room they join, when they are let go.
+
+const { Server } = require('socket.io');
+const { verifyToken } = require('./auth');
+const recovery = require('./recovery');
+const log = require('./log');
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const roomOf = (tenantId) => `tenant:${tenantId}`;
+
+function createSocketServer(httpServer, config) {
+  const allowed = new Set(config.corsOrigins);
+  // Browsers always send Origin; other clients (services, tests, curl) send none and are let in.
+  const originAllowed = (origin) => origin === undefined || allowed.has(origin);
+  const owners = new recovery.SessionOwners(config.recoveryWindowMs);
+
+  const mayResume = (auth) => {
+    try {
+      const { tenantId } = verifyToken(auth.token, config.jwt);
+      return typeof auth.pid === 'string' && owners.tenantOf(auth.pid) === tenantId;
+    } catch {
+      return false;
+    }
+  };
+
+  const io = new Server(httpServer, {
+    path: '/socket.io/',
+    serveClient: false,
+    pingInterval: config.pingIntervalMs,
+    pingTimeout: config.pingTimeoutMs,
+    // CORS headers only; the refusal is allowRequest's job.
+    cors: { origin: [...allowed], credentials: true },
+    // Every Engine.IO handshake, polling or websocket, is refused from a foreign Origin (ORIG-2).
+    allowRequest: (req, callback) => {
+      const origin = req.headers.origin;
+      if (originAllowed(origin)) return callback(null, true);
+      log.warn('handshake refused: origin not allowed', { origin });
+      return callback('origin not allowed', false);
+    },
+    connectionStateRecovery: recovery.recoveryOptions(config),
+    adapter: recovery.ResumableAdapter,
+    parser: recovery.guardedParser(mayResume),
+  });
+
+  // allowRequest sees handshakes only; requests of an open session (polling with a sid, the
+  // websocket upgrade) are held to the same rule here.
+  io.engine.use((req, res, next) => {
+    const ofSession = new URL(req.url, 'http://gateway').searchParams.has('sid');
+    if (!ofSession || originAllowed(req.headers.origin)) return next();
+    log.warn('request refused: origin not allowed', { origin: req.headers.origin });
+    return next(new Error('origin not allowed'));
+  });
+
+  // The token is read from auth.token only: never the query string (AUTH-9) or other auth fields.
+  io.use((socket, next) => {
+    const auth = socket.handshake.auth || {};
+    try {
+      const { tenantId, exp } = verifyToken(auth.token, config.jwt);
+      socket.data.tenantId = tenantId;
+      socket.data.exp = exp;
+      next();
+    } catch (e) {
+      const err = new Error(e.message);
+      err.data = { code: e.code || 'token_invalid' };
+      next(err);
+    }
+  });
+
+  io.on('connection', (socket) => {
+    const { tenantId, exp } = socket.data;
+    const untilExpiry = exp * 1000 - Date.now();
+    if (untilExpiry <= 0) {
+      socket.disconnect(true);
+      return;
+    }
+    // When this socket first joined its rooms: a resume without an offset replays from here.
+    if (!socket.recovered) socket.data.connectedAt = Date.now();
+    socket.join(roomOf(tenantId));
+    owners.connected(socket.pid, tenantId);
+    // AUTH-8: the connection ends with its token.
+    const timer = setTimeout(() => socket.disconnect(true), Math.min(untilExpiry, MAX_TIMER_MS));
+    socket.on('disconnect', (reason) => {
+      clearTimeout(timer);
+      owners.disconnected(socket.pid);
+      log.info('socket disconnected', { sid: socket.id, reason });
+    });
+    // No client event is handled: a client cannot join rooms or name another tenant (ISO-2).
+    log.info('socket connected', { sid: socket.id, recovered: socket.recovered, transport: socket.conn.transport.name });
+  });
+
+  /** Emit `data` as event `type` to every client of the tenant. */
+  const emitToTenant = (tenantId, type, data) => {
+    io.to(roomOf(tenantId)).emit(type, data);
+  };
+
+  return { io, emitToTenant };
+}
+
+module.exports = { createSocketServer, roomOf };

@@ -1,0 +1,129 @@
+"""The Node example gateway, and a copy broken on purpose, judged by the suites (as tests/test_broken_gateways.py).
+
+Each variant runs the realtime suites in a subprocess from examples/node-gateway, with that
+folder's pytest.ini (the user's config) and ``--requirements``: the one a variant breaks plus
+sentinels it must not break. A variant is a preload (tests/broken/node/<variant>.js) that
+patches one seam of the gateway. The unbroken gateway must PASS all of them; a broken one must
+FAIL its requirement and nothing else that ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from realtime_conformance.harness.providers.broker import PrivateRabbitNode
+from realtime_conformance.harness.providers.processes import processes_with_env
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_GATEWAY = ROOT / "examples" / "node-gateway"
+PRELOADS = ROOT / "tests" / "broken" / "node"
+SENTINELS = ("CONN-1", "AUTH-3", "AUTH-8", "DLV-5", "RECON-4")
+RUN_TIMEOUT_S = 300
+LEAK_MARK = f"RTC_BROKEN_NODE_RUN={uuid.uuid4().hex}"
+
+# variant -> the requirements it must FAIL (none for the unbroken gateway)
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "resume_expired": ("AUTH-12",),
+}
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None or shutil.which("npm") is None,
+    reason="the Node example gateway needs `node` and `npm` on PATH (Node.js 20)",
+)
+
+
+def _command(variant: str, amqp_url: str, report_dir: Path) -> list[str]:
+    preload = "" if variant == "none" else f"-r {PRELOADS / (variant + '.js')} "
+    ids = ("AUTH-12", *SENTINELS)
+    return [
+        sys.executable, "-m", "realtime_conformance.harness.cli", "-q", "-p", "no:cacheprovider",
+        "--gateway-cmd", f"node {preload}src/index.js",
+        "--broker", "external", "--amqp-url", amqp_url,
+        "--queue", f"rtc.broken-node.{variant}",
+        "--requirements", ",".join(ids),
+        f"--report-dir={report_dir}",
+        "--hypothesis-profile", "ci-smoke",
+    ]
+
+
+def _run(variant: str, amqp_url: str, report_dir: Path) -> dict:
+    env = {**os.environ, LEAK_MARK.split("=")[0]: LEAK_MARK.split("=")[1]}
+    env.pop("PYTEST_ADDOPTS", None)
+    done = subprocess.run(_command(variant, amqp_url, report_dir), cwd=NODE_GATEWAY, env=env,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    report = report_dir / "compliance.json"
+    return {"returncode": done.returncode, "stdout": done.stdout[-6000:], "stderr": done.stderr[-3000:],
+            "result": json.loads(report.read_text()) if report.exists() else None}
+
+
+@pytest.fixture(scope="module")
+def node_modules() -> None:
+    """The gateway's dependencies, installed from its lock file if they are not there yet."""
+    if (NODE_GATEWAY / "node_modules").is_dir():
+        return
+    done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_GATEWAY,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"`npm ci` in {NODE_GATEWAY} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def broker():
+    node = PrivateRabbitNode()
+    node.start()
+    yield node
+    node.close()
+
+
+@pytest.fixture(scope="module")
+def runs(node_modules, broker, tmp_path_factory) -> dict[str, Future]:
+    """Every variant's run, started at once, two at a time."""
+    pool = ThreadPoolExecutor(max_workers=2)
+    futures = {name: pool.submit(_run, name, broker.amqp_url, tmp_path_factory.mktemp(f"node-{name}"))
+               for name in VARIANTS}
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _verdicts(outcome: dict) -> dict[str, str]:
+    assert outcome["result"] is not None, (
+        f"no compliance.json was written (exit {outcome['returncode']}):\n{outcome['stdout']}\n{outcome['stderr']}")
+    return {r["id"]: r["verdict"] for r in outcome["result"]["requirements"] if r["verdict"] != "SKIPPED"}
+
+
+def test_the_node_gateway_passes(runs):
+    outcome = runs["none"].result(timeout=RUN_TIMEOUT_S + 60)
+    verdicts = _verdicts(outcome)
+    assert verdicts == {rid: "PASS" for rid in ("AUTH-12", *SENTINELS)}, outcome["stdout"]
+    assert outcome["returncode"] == 0
+
+
+@pytest.mark.parametrize("variant", sorted(v for v, breaks in VARIANTS.items() if breaks))
+def test_broken_node_gateway_is_caught_on_its_requirement_only(runs, variant):
+    intended = VARIANTS[variant]
+    outcome = runs[variant].result(timeout=RUN_TIMEOUT_S + 60)
+    verdicts = _verdicts(outcome)
+    missed = [rid for rid in intended if verdicts.get(rid) != "FAIL"]
+    assert not missed, f"{variant} should FAIL {missed}; verdicts {verdicts}\n{outcome['stdout']}"
+    unrelated = {rid: v for rid, v in verdicts.items() if rid not in intended and v != "PASS"}
+    assert not unrelated, f"{variant} also changed unrelated requirements {unrelated}\n{outcome['stdout']}"
+    assert outcome["returncode"] != 0
+    assert outcome["result"]["verdict"] == "FAIL"
+
+
+def test_no_process_of_the_node_runs_is_left(runs):
+    """Every gateway the runs started is gone once they finish."""
+    for future in runs.values():
+        future.exception(timeout=RUN_TIMEOUT_S + 60)
+    name, value = LEAK_MARK.split("=")
+    leftovers = processes_with_env(name, value)
+    assert not leftovers, f"processes left behind by the Node gateway runs: {leftovers}"
