@@ -185,7 +185,7 @@ async def test_expired_token_does_not_resume_its_session(conformance):
     import time
     from urllib.parse import urlsplit
 
-    from realtime_conformance.harness import FaultProxy, canonical
+    from realtime_conformance.harness import FaultProxy
 
     gateway = urlsplit(conformance.main.url)
     async with FaultProxy(gateway.hostname, gateway.port) as proxy, conformance.scenario() as sc:
@@ -197,8 +197,8 @@ async def test_expired_token_does_not_resume_its_session(conformance):
                            url=proxy.url_for("http"), expects_events=False)
         if not await client.connect():
             conformance.unknown("a token valid for 4 s was refused; there is no session to resume")
-        first = await sc.publish(tenant, "metrics_update", metrics(1))
-        if not await client.wait_for(lambda c: any(canonical(r.data) == first.key for r in c.received), sc.grace_s):
+        first = await sc.publish_control(tenant, 1)
+        if not await client.wait_for(lambda c: sc.delivered(c, first), sc.grace_s):
             conformance.unknown("positive control: the client received nothing before the cut")
         proxy.cut()  # the gateway sees the transport close: a session it may keep for recovery
         if not await client.wait_for(lambda c: bool(c.disconnected_at), timeout=5):
@@ -209,13 +209,13 @@ async def test_expired_token_does_not_resume_its_session(conformance):
         session = {"pid": client.recovery.pid is not None, "offset": client.recovery.offset is not None}
         conformance.record("gateway offered recovery (pid, offset)", session)
         await asyncio.sleep(max(0.0, exp_at_most + 1.0 - time.time()))  # the token's life is the condition
-        gap = await sc.publish(tenant, "metrics_update", metrics(2))
-        if not await control.wait_for(lambda c: any(canonical(r.data) == gap.key for r in c.received), sc.grace_s):
+        gap = await sc.publish_control(tenant, 2)
+        if not await control.wait_for(lambda c: sc.delivered(c, gap), sc.grace_s):
             conformance.unknown("positive control: the event published during the cut reached no client")
         received_before, connects_before = len(client.received), len(client.connected_at)
         proxy.pass_through()
         await client.connect(timeout=5)
-        await sc.publish(tenant, "metrics_update", metrics(3))
+        await sc.publish_control(tenant, 3)
         await sc.settle()  # anything late to the expired client has had its chance to arrive
         accepted = len(client.connected_at) > connects_before
         got = [(r.event, r.data) for r in client.received[received_before:]]

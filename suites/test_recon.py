@@ -142,6 +142,11 @@ async def test_short_disconnect_misses_nothing(conformance):
         tenant = sc.tenant()
         tab = sc.tab(tenant, url=proxy.url_for("http"))
         await tab.connect()
+        # A tab that has been open a while has received events: it knows where it is (with
+        # socket.io's recovery, the offset of the last one), as the portal's tabs do.
+        seen = await sc.publish_control(tenant, 0)
+        if await received_by_all(sc, [tab], seen, sc.grace_s):
+            conformance.unknown("the tab received nothing before the disconnect (see RECON-2)")
         proxy.cut()
         await tab.wait_for_state("warning", timeout=5)
         gap = [await sc.publish_control(tenant, n) for n in range(3)]

@@ -149,9 +149,9 @@ CHANGELOG: tuple[Change, ...] = (
     Change("1", added=ids("CONN-1..3 AUTH-1..11 ORIG-1..2 DLV-1..8 TAB-1..2 ISO-1..4 STAT-1..3 MET-1..4 "
                           "REST-1..2 RECON-1..5 FAULT-1..5"),
            note="the first versioned catalogue"),
-    Change("2", added=ids("MET-5 REST-3"), retired=ids("MET-2"),
+    Change("2", added=ids("AUTH-12 MET-5 REST-3"), retired=ids("MET-2"),
            note="one defect, one verdict: MET-2's emit is tied to its call in MET-5; REST-1's restart "
-                "check is durability, REST-3"),
+                "check is durability, REST-3; connection state recovery must not resume an expired token, AUTH-12"),
 )
 CATALOGUE_VERSION: str = CHANGELOG[-1].version
 

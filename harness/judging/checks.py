@@ -19,9 +19,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from realtime_conformance import contract
 from realtime_conformance.harness.judging.failures import Violation
 
 GATEWAY_ORIGINATED = "metrics_update"
+CONTRACT_EVENTS = frozenset(contract.event_types())
 
 # The requirement each kind of finding describes on its own.
 OWNER: dict[str, str] = {
@@ -119,6 +121,7 @@ class CheckResult:
     deliveries: int = 0
     controls: dict[str, int] = field(default_factory=dict)  # tenant -> own events received (all clients)
     gateway_originated: int = 0
+    other_events: int = 0  # events of names the contract does not define
     unrecognised: dict[str, int] = field(default_factory=dict)  # client -> events matching nothing
 
     def of(self, *kinds: str) -> list[Finding]:
@@ -217,6 +220,10 @@ def check(publishes: Iterable[Publish], clients: Iterable[ClientView], *, budget
                 if event == GATEWAY_ORIGINATED:
                     # Gateways emit their own metrics_update (stats); the MET checks judge those.
                     result.gateway_originated += 1
+                    continue
+                if event not in CONTRACT_EVENTS:
+                    # An event the contract does not name (a welcome, a presence ping...): not ours to judge.
+                    result.other_events += 1
                     continue
                 result.unrecognised[c.name] = result.unrecognised.get(c.name, 0) + 1
                 near = next((q for q in publishes if q.type == event and q.tenant == c.tenant), None)
