@@ -23,6 +23,7 @@ import pytest
 SUITES = "realtime_conformance.suites"
 CONFIG_NAMES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 _PINNING = ("-c", "--config-file", "--inifile", "--rootdir")
+LOOP_SCOPE = "asyncio_default_fixture_loop_scope"
 
 
 def _holds_pytest_config(path: Path) -> bool:
@@ -38,6 +39,20 @@ def _holds_pytest_config(path: Path) -> bool:
     except (OSError, ValueError, configparser.Error):
         return False
     return parser.has_section("pytest" if path.name == "tox.ini" else "tool:pytest")
+
+
+def _sets(path: Path, key: str) -> bool:
+    """Whether the config file sets ini ``key`` (the file pytest reads it from, by its rules)."""
+    try:
+        if path.name == "pyproject.toml":
+            options = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("pytest", {})
+            return key in options.get("ini_options", {})
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(path, encoding="utf-8")
+    except (OSError, ValueError, configparser.Error):
+        return False
+    section = "tool:pytest" if path.name == "setup.cfg" else "pytest"
+    return parser.has_option(section, key)
 
 
 def find_config(start: Path) -> Path | None:
@@ -58,10 +73,13 @@ def pytest_args(argv: list[str], cwd: Path | None = None) -> list[str]:
         args = ["-m", "realtime", *args]
     pinned = any(a == p or a.startswith(p + "=") or (p == "-c" and a.startswith("-c") and len(a) > 2)
                  for a in args for p in _PINNING)
-    if not pinned:
-        config = find_config((cwd or Path.cwd()).resolve())
-        if config is not None:
-            args = ["-c", str(config), *args]
+    config = None if pinned else find_config((cwd or Path.cwd()).resolve())
+    if config is not None:
+        args = ["-c", str(config), *args]
+    # The suites have no async fixtures; this only quiets pytest-asyncio's warning about an unset
+    # default, and is left to the project when its config sets it.
+    if not (config is not None and _sets(config, LOOP_SCOPE)) and not any(LOOP_SCOPE in a for a in args):
+        args = ["-o", f"{LOOP_SCOPE}=function", *args]
     return ["--pyargs", SUITES, *args]
 
 

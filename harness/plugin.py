@@ -85,6 +85,10 @@ def _requirements_of(item: pytest.Item) -> list[str]:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = config.stash[SETTINGS_KEY]
+    if not config.pluginmanager.hasplugin("asyncio") and any(i.get_closest_marker("realtime") for i in items):
+        # Without it every async check would fail for a reason that is not the gateway's.
+        raise pytest.UsageError("the realtime suites need the pytest-asyncio plugin, which this run disabled "
+                                "(-p no:asyncio?): remove that, or deselect them with -m 'not realtime'")
     run = config.stash[RUN_KEY]
     keep, drop = [], []
     for item in items:
