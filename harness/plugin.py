@@ -32,6 +32,7 @@ SETTINGS_KEY = pytest.StashKey[Settings]()
 RUN_KEY = pytest.StashKey[Run]()
 TARGET_KEY = pytest.StashKey[Target]()
 RESULT_KEY = pytest.StashKey[dict]()
+SELECTED_KEY = pytest.StashKey[set]()  # requirement IDs of the tests this run will run
 
 # Deterministic and bounded for CI; broader locally. Selected with --hypothesis-profile.
 # CI does not shrink: every example costs a live round trip, and the failing example is
@@ -111,6 +112,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[SELECTED_KEY] = {rid for item in session.items for rid in _requirements_of(item)}
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -227,6 +232,8 @@ def conformance_target(pytestconfig: pytest.Config) -> Iterator[Target]:
     pytestconfig.stash[TARGET_KEY] = target
     try:
         target.start()
+        if "FAULT-1" in pytestconfig.stash.get(SELECTED_KEY, set()):
+            target.prepare_spare_broker()
         yield target
     finally:
         target.close()

@@ -13,7 +13,7 @@ need_broker() {
 }
 
 setup() {
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import harness, gateway, socketio, aio_pika, uvicorn" 2>/dev/null; then
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import realtime_conformance.harness, realtime_conformance.gateway, socketio, aio_pika, uvicorn" 2>/dev/null; then
     python3 -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e ".[dev]"

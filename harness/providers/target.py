@@ -122,19 +122,25 @@ async def wait_for_consumer(amqp_url: str, queue: str, timeout: float, *,
     a consumer, the gateway ignores its configured name, and that is said at once (WrongQueue)."""
     start = time.monotonic()
     deadline = start + timeout
-    looked = False
+    looking: asyncio.Task | None = None  # the listing runs beside the polling, never delays it
     async with Publisher(amqp_url, queue, declare=False) as pub:  # the gateway declares its queue, its way
-        while time.monotonic() < deadline:
-            state = await pub.queue_state()
-            if state and state[1] >= 1:
-                return
-            if lister is not None and not looked and time.monotonic() - start > WRONG_QUEUE_AFTER_S:
-                looked = True
-                listed = await asyncio.to_thread(lister) or {}
-                elsewhere = sorted(name for name, info in listed.items() if info["consumers"] and name != queue)
-                if elsewhere:
-                    raise WrongQueue(queue, vhost_of(amqp_url), elsewhere)
-            await asyncio.sleep(0.1)
+        try:
+            while time.monotonic() < deadline:
+                state = await pub.queue_state()
+                if state and state[1] >= 1:
+                    return
+                if lister is not None and looking is None and time.monotonic() - start > WRONG_QUEUE_AFTER_S:
+                    looking = asyncio.create_task(asyncio.to_thread(lister))
+                if looking is not None and looking.done():
+                    listed = looking.result() or {}
+                    elsewhere = sorted(name for name, info in listed.items() if info["consumers"] and name != queue)
+                    if elsewhere:
+                        raise WrongQueue(queue, vhost_of(amqp_url), elsewhere)
+                    looking = None if time.monotonic() - start < 3 * WRONG_QUEUE_AFTER_S else looking
+                await asyncio.sleep(0.1)
+        finally:
+            if looking is not None and not looking.done():
+                looking.cancel()
     raise TimeoutError(f"no consumer appeared on queue {queue!r} within {timeout:.0f} s: "
                        "is the gateway configured for this queue name and broker?")
 
@@ -238,6 +244,22 @@ class Target:
         self.control_types: tuple[str, ...] = ()
         self.isolation_note = ""
         self._vhost_pool: "concurrent.futures.Future[list[str]] | None" = None
+        self._spare_broker: "concurrent.futures.Future[Broker] | None" = None
+
+    def prepare_spare_broker(self) -> None:
+        """Start, in the background, the broker of its own that a broker-restart check will ask for,
+        so that check does not wait for one to boot (about 6 s)."""
+        if self._spare_broker is not None or self.settings.broker == "external":
+            return
+        broker = make_broker(self.settings)
+        self._extra_brokers.append(broker)  # closed with the rest, started or not
+
+        def boot() -> Broker:
+            broker.start()
+            return broker
+        starter = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._spare_broker = starter.submit(boot)
+        starter.shutdown(wait=False)
         # Log tails kept past close(): the report is written after the work dir is gone.
         self._closed_logs: dict[str, str] | None = None
         self._failed_logs: dict[str, str] = {}
@@ -312,9 +334,13 @@ class Target:
         assert self.broker is not None
         broker: Any = self.broker
         if own_broker:
-            broker = make_broker(self.settings)
-            self._extra_brokers.append(broker)
-            await asyncio.to_thread(broker.start)
+            spare, self._spare_broker = self._spare_broker, None
+            if spare is not None:
+                broker = await asyncio.wrap_future(spare)
+            else:
+                broker = make_broker(self.settings)
+                self._extra_brokers.append(broker)
+                await asyncio.to_thread(broker.start)
         n = next(_INSTANCES)
         vhost = None if own_broker else await self._vhost(broker, label)  # a broker of its own is isolation enough
         isolated = vhost is not None or own_broker
