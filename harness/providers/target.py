@@ -245,6 +245,9 @@ class Target:
         self.isolation_note = ""
         self._vhost_pool: "concurrent.futures.Future[list[str]] | None" = None
         self._spare_broker: "concurrent.futures.Future[Broker] | None" = None
+        # Log tails kept past close(): the report is written after the work dir is gone.
+        self._closed_logs: dict[str, str] | None = None
+        self._failed_logs: dict[str, str] = {}
 
     def prepare_spare_broker(self) -> None:
         """Start, in the background, the broker of its own that a broker-restart check will ask for,
@@ -260,9 +263,6 @@ class Target:
         starter = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self._spare_broker = starter.submit(boot)
         starter.shutdown(wait=False)
-        # Log tails kept past close(): the report is written after the work dir is gone.
-        self._closed_logs: dict[str, str] | None = None
-        self._failed_logs: dict[str, str] = {}
 
     def start(self) -> "Target":
         self.broker = make_broker(self.settings)
