@@ -55,6 +55,7 @@ FULL: dict[str, Full] = {
     "status_rebuilt_from_envelope": Full(("DLV-1", "STAT-1")),
     "queue_name_hardcoded": Full(("DLV-8",)),
     "refusal_code_in_data_only": Full(()),  # socket.io's own error shape: not a defect
+    "queue_with_arguments": Full(()),  # a queue declared with arguments: not a defect
     "intermittent_leak": Full(("ISO-1",)),
     "origin_unanchored_suffix": Full(("ORIG-2",)),
 }

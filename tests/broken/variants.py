@@ -690,3 +690,17 @@ def intermittent_leak() -> None:
             _LEAKING.reset(token)
     sockets.emit_event = emit
     consumer.EventConsumer.process_envelope = leaky
+
+
+@variant
+def queue_with_arguments() -> None:
+    """Not a defect: the gateway declares its queue with arguments (single active consumer, a
+    dead-letter route), as many do; nothing of the harness may trip over them."""
+    async def declare(self):
+        channel = await self._open_channel()
+        queue = await channel.declare_queue(self.settings.queue, durable=True, arguments={
+            "x-single-active-consumer": True, "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.settings.dlq})
+        await channel.declare_queue(self.settings.dlq, durable=True)
+        return queue
+    consumer.EventConsumer._declare = declare
