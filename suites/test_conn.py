@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from realtime_conformance.harness import latency_summary
@@ -18,10 +20,17 @@ async def test_websocket_connection_is_accepted(conformance):
         tenant = sc.tenant()
         client = sc.client(tenant)
         if not await client.connect():
+            opened = await asyncio.to_thread(conformance.main.websocket_handshake)
+            if client.connect_errors and opened is not None:
+                # The transport works (an Engine.IO handshake over websocket opens) and Socket.IO
+                # answered the CONNECT, with a refusal: refusing a valid token is AUTH-1's finding.
+                conformance.record("refused_at_connect", client.connect_errors[-1].data)
+                conformance.record("engineio_open_over_websocket", opened)
+                return
             conformance.fail([conformance.violation(
-                "Websocket connection refused", f"a valid token was not connected over websocket at "
-                f"{sc.url}{conformance.settings.socketio_path}",
-                {"connect_errors": [e.data for e in client.connect_errors]})])
+                "Websocket connection failed", f"a Socket.IO v4 connection over websocket at "
+                f"{sc.url}{conformance.settings.socketio_path} got no answer to its CONNECT",
+                {"transport_errors": client.transport_errors})])
         conformance.record("transport", client.transport)
         conformance.record("engineio_open", conformance.main.engineio_options())
         if client.transport != "websocket":
@@ -62,9 +71,12 @@ async def test_valid_client_is_connected_within_a_second(conformance):
         for n in range(CONNECTS):
             client = sc.client(tenant, name=f"connect-{n}")
             ok = await client.connect(timeout=5)
+            if not ok and client.connect_errors:
+                conformance.unknown(f"a valid token was refused ({client.connect_errors[-1].data!r}): see AUTH-1; "
+                                    "the time to be connected cannot be measured")
             if not ok:
-                conformance.fail([conformance.violation("Connect refused", f"connect {n} with a valid token failed",
-                                                        {"connect_errors": [e.data for e in client.connect_errors]})])
+                conformance.fail([conformance.violation("Connect timed out", f"connect {n} with a valid token got no "
+                                                        "answer within 5 s", {"transport_errors": client.transport_errors})])
             latencies.append(client.connect_latency * 1000)
             await client.close()
         summary = latency_summary(latencies, 1000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 
 from realtime_conformance.harness import strategies
 from realtime_conformance.harness.samples import status
@@ -97,6 +97,8 @@ def furthest(flow) -> str:
 
 @pytest.mark.requirement("STAT-2")
 @given(flow=st.lists(st.sampled_from(strategies.STATUSES), min_size=1, max_size=5))
+@example(flow=["sent", "read", "delivered"])  # a late delivered after read changes nothing
+@example(flow=["delivered", "failed", "read"])  # failed is final
 async def test_messages_endpoint_shows_the_furthest_status(conformance, flow):
     import time
 

@@ -74,7 +74,8 @@ EXPECTED: dict[str, Expect] = {
     "websocket_refused": Expect("CONN-1", sentinels=("AUTH-3",)),
     "polling_refused": Expect("CONN-2", strict=True),
     "slow_handshake": Expect("CONN-3", sentinels=("CONN-1", "AUTH-3")),
-    "room_from_subject": Expect("AUTH-1"),
+    "room_from_subject": Expect("DLV-6", also=("DLV-1",)),  # nothing is delivered to anyone
+    "requires_unlisted_claim": Expect("AUTH-1"),
     "missing_token_accepted": Expect("AUTH-2"),
     "signature_not_checked": Expect("AUTH-4"),
     "default_tenant": Expect("AUTH-6"),

@@ -42,7 +42,7 @@ def _open_packet(body: str) -> dict | None:
         return None
 
 
-def _websocket_open(url: str, path: str, timeout: float) -> dict | None:
+def websocket_open(url: str, path: str, timeout: float) -> dict | None:
     """The ``open`` packet of a websocket-only Engine.IO handshake (for gateways without polling)."""
     import aiohttp
 
@@ -71,7 +71,7 @@ def engineio_open(url: str, path: str = "/socket.io/", timeout: float = 1.0) -> 
         with urllib.request.urlopen(probe, timeout=timeout) as resp:
             return _open_packet(resp.read().decode("utf-8", errors="replace"))
     except urllib.error.HTTPError:
-        return _websocket_open(url, path, timeout)  # it answers HTTP, but maybe not polling
+        return websocket_open(url, path, timeout)  # it answers HTTP, but maybe not polling
     except (urllib.error.URLError, OSError, ValueError):
         return None
 

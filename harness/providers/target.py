@@ -28,7 +28,7 @@ import pytest
 
 from realtime_conformance.harness.providers.broker import (
     RABBITMQ_SERVER, Broker, ExternalBroker, PrivateRabbitNode, url_with_vhost, user_of, vhost_of)
-from realtime_conformance.harness.providers.gateway import CommandGateway, Gateway, UrlGateway, engineio_open
+from realtime_conformance.harness.providers.gateway import CommandGateway, Gateway, UrlGateway, engineio_open, websocket_open
 from realtime_conformance.harness.providers.ports import LOOPBACK, free_port
 from realtime_conformance.harness.wire.proxy import FaultProxy
 from realtime_conformance.harness.wire.publisher import Publisher
@@ -224,6 +224,10 @@ class Instance:
     def engineio_options(self) -> dict[str, Any]:
         return engineio_open(self.url, self.target.settings.socketio_path) or {}
 
+    def websocket_handshake(self) -> dict[str, Any] | None:
+        """The Engine.IO ``open`` packet of a handshake made directly over websocket, or None."""
+        return websocket_open(self.url, self.target.settings.socketio_path, timeout=3.0)
+
 
 class Target:
     """Broker plus the main gateway instance for a whole run."""
@@ -311,6 +315,9 @@ class Target:
         if self._closed_logs is None:
             with contextlib.suppress(Exception):
                 self._closed_logs = self._read_logs()
+        if self._spare_broker is not None:  # a broker still booting would outlive the run
+            with contextlib.suppress(Exception):
+                self._spare_broker.result(timeout=60)
         for gw in [*self._extra, *([self.main.gateway] if self.main else [])]:
             with contextlib.suppress(Exception):
                 _dispose(gw)

@@ -96,20 +96,24 @@ class Publisher:
                 await channel.close()
 
     async def queue_is_durable(self, queue: str | None = None) -> bool | None:
-        """True if the queue exists and is durable: re-declaring it durable is accepted only then."""
+        """Durability by equivalent re-declarations, for brokers that cannot be asked (no management
+        API): one with no arguments is accepted only if durability matches. None when neither form
+        is accepted (the queue has arguments of its own) or the queue does not exist."""
         if self._connection is None:
             raise RuntimeError("Publisher.connect() first")
         if await self.queue_state(queue) is None:
             return None
-        channel = await self._connection.channel()
-        try:
-            await channel.declare_queue(queue or self.queue, durable=True)
-            return True
-        except aiormq.exceptions.ChannelPreconditionFailed:
-            return False
-        finally:
-            if not channel.is_closed:
-                await channel.close()
+        for durable in (True, False):
+            channel = await self._connection.channel()
+            try:
+                await channel.declare_queue(queue or self.queue, durable=durable)
+                return durable
+            except aiormq.exceptions.ChannelPreconditionFailed:
+                continue
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+        return None
 
     async def drain(self, queue: str, timeout: float = 2.0) -> list[aio_pika.abc.AbstractIncomingMessage]:
         """Take every message currently in ``queue`` (e.g. a dead-letter queue) and ack them."""

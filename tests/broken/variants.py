@@ -377,12 +377,27 @@ def slow_handshake() -> None:
 
 @variant
 def room_from_subject() -> None:
+    """Clients join a room named from the token's subject: no event reaches anyone. From outside this
+    is a gateway that delivers nothing (DLV-1, DLV-6); which claim it read cannot be told."""
     verify = auth.verify_token
 
     def wrong_room(token, settings):
         claims = verify(token, settings)
         return auth.Claims(tenant_id=f"user:{claims.subject}", exp=claims.exp, subject=claims.subject, raw=claims.raw)
     auth.verify_token = wrong_room
+
+
+@variant
+def requires_unlisted_claim() -> None:
+    """Refuses valid tokens that lack a `role` claim, which the contract does not ask issuers for."""
+    verify = auth.verify_token
+
+    def strict(token, settings):
+        claims = verify(token, settings)
+        if not (claims.raw or {}).get("role"):
+            raise auth.AuthError("token_invalid", "token has no role claim")
+        return claims
+    auth.verify_token = strict
 
 
 @variant
