@@ -51,7 +51,9 @@ FULL: dict[str, Full] = {
     "never_emits_metrics_update": Full(("DLV-1", "DLV-6", "MET-1", "MET-4", "MET-5"), {
         "MET-3": "it watches portal tabs react to metrics_update, and none arrive"}),
     "alter_payload": Full(("DLV-1",)),  # every payload gains a field
-    "payload_loses_field": Full(("DLV-1", "STAT-1", "STAT-3")),  # status_update loses its conversationId
+    # status_update loses its conversationId; the gateway's own metrics_update loses a number, which
+    # MET-5 reads (no other requirement sees a payload the gateway makes itself)
+    "payload_loses_field": Full(("DLV-1", "STAT-1", "STAT-3", "MET-5")),
     "status_rebuilt_from_envelope": Full(("DLV-1", "STAT-1")),
     "queue_name_hardcoded": Full(("DLV-8",)),
     "refusal_code_in_data_only": Full(()),  # socket.io's own error shape: not a defect

@@ -237,7 +237,8 @@ def check(publishes: Iterable[Publish], clients: Iterable[ClientView], *, budget
                 result.findings.append(Finding(
                     "foreign", c.name,
                     f"client {c.name} of tenant {c.tenant!r} received event #{p.seq} of tenant {p.tenant!r}",
-                    {"client": c.name, "client_tenant": c.tenant, "seq": p.seq, "published": p.envelope}))
+                    {"client": c.name, "client_tenant": c.tenant, "seq": p.seq, "barrier": p.barrier,
+                     "published": p.envelope}))
                 continue
             counts[p.seq] += 1
             if counts[p.seq] > 1:

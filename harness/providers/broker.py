@@ -327,6 +327,10 @@ class PrivateRabbitNode(RabbitCtl):
         )
 
     def _ctl(self, *args: str, stdin: str | None = None) -> str | None:
+        # The CLI's own Erlang VM starts an `epmd -daemon` when it finds none on the node's epmd
+        # port, and that daemon would outlive the run: never call it once the node is gone.
+        if self._epmd is None or not self._epmd.running or self._server is None or not self._server.running:
+            return None
         ctl = RABBITMQ_SERVER.with_name("rabbitmqctl")
         try:
             return subprocess.run([str(ctl), *args], env=self.env(), capture_output=True, text=True, input=stdin,

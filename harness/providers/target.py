@@ -315,9 +315,10 @@ class Target:
         if self._closed_logs is None:
             with contextlib.suppress(Exception):
                 self._closed_logs = self._read_logs()
-        if self._spare_broker is not None:  # a broker still booting would outlive the run
-            with contextlib.suppress(Exception):
-                self._spare_broker.result(timeout=60)
+        for pending in (self._spare_broker, self._vhost_pool):  # a broker booting, a rabbitmqctl running
+            if pending is not None:
+                with contextlib.suppress(Exception):
+                    pending.result(timeout=60)
         for gw in [*self._extra, *([self.main.gateway] if self.main else [])]:
             with contextlib.suppress(Exception):
                 _dispose(gw)

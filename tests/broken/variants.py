@@ -677,7 +677,7 @@ def refusal_code_in_data_only() -> None:
     sockets.HandshakeRefused = JsShaped
 
 
-LEAK_EVERY = 25  # 4 % of the events from the queue
+LEAK_EVERY = int(os.environ.get("RTC_LEAK_EVERY", "25"))  # 4 % of the events from the queue
 
 
 _LEAKING = contextvars.ContextVar("leaking", default=False)

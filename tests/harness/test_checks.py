@@ -60,7 +60,8 @@ def test_cross_tenant_delivery_is_iso_1() -> None:
     v = r.violations[0]
     assert v.title == "Event delivered to another tenant"
     assert v.message == "client b-tab1 of tenant 'b' received event #1 of tenant 'a'"
-    assert v.example == {"client": "b-tab1", "client_tenant": "b", "seq": 1, "published": A1.envelope}
+    assert v.example == {"client": "b-tab1", "client_tenant": "b", "seq": 1, "barrier": False,
+                         "published": A1.envelope}
     assert r.for_requirement("ISO-1") == [v]
     assert r.controls == {"a": 4, "b": 1}, "a leaked event is not the victim tenant's positive control"
 
