@@ -10,11 +10,7 @@ shared private RabbitMQ node, each on its own queue.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +20,13 @@ import pytest
 from realtime_conformance.harness.providers.broker import PrivateRabbitNode
 from realtime_conformance.harness.providers.processes import processes_with_env
 
+from broken.runs import MarkedRuns, verdicts
+
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "tests" / "broken" / "launch.py"
 SENTINELS = ("CONN-1", "AUTH-3", "ISO-1", "DLV-5")
 RUN_TIMEOUT_S = 300
-LEAK_MARK = f"RTC_BROKEN_RUN={uuid.uuid4().hex}"
+RUNS = MarkedRuns("RTC_BROKEN_RUN")
 
 
 @dataclass(frozen=True)
@@ -124,14 +122,8 @@ def _command(variant: str, expect: Expect | None, amqp_url: str, report_dir: Pat
 
 
 def _run(variant: str, expect: Expect | None, amqp_url: str, report_dir: Path) -> dict:
-    env = {**os.environ, LEAK_MARK.split("=")[0]: LEAK_MARK.split("=")[1]}
-    env.pop("PYTEST_ADDOPTS", None)
-    done = subprocess.run(_command(variant, expect, amqp_url, report_dir), cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    report = report_dir / "compliance.json"
-    result = json.loads(report.read_text()) if report.exists() else None
-    return {"returncode": done.returncode, "stdout": done.stdout[-6000:], "stderr": done.stderr[-3000:],
-            "result": result}
+    return RUNS.run(_command(variant, expect, amqp_url, report_dir), cwd=ROOT, report_dir=report_dir,
+                    timeout=RUN_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
@@ -158,9 +150,7 @@ def runs(broker, tmp_path_factory, request) -> dict[str, Future]:
 
 
 def _verdicts(outcome: dict) -> dict[str, str]:
-    assert outcome["result"] is not None, (
-        f"no compliance.json was written (exit {outcome['returncode']}):\n{outcome['stdout']}\n{outcome['stderr']}")
-    return {r["id"]: r["verdict"] for r in outcome["result"]["requirements"] if r["verdict"] != "SKIPPED"}
+    return verdicts(outcome)
 
 
 @pytest.mark.parametrize("variant", ["none"])
@@ -188,6 +178,5 @@ def test_no_process_of_the_broken_runs_is_left(runs):
     """Every gateway, broker and epmd the runs started is gone once they finish."""
     for future in runs.values():
         future.exception(timeout=RUN_TIMEOUT_S + 60)
-    name, value = LEAK_MARK.split("=")
-    leftovers = processes_with_env(name, value)
+    leftovers = processes_with_env(RUNS.name, RUNS.value)
     assert not leftovers, f"processes left behind by the broken-gateway runs: {leftovers}"

@@ -9,12 +9,9 @@ FAIL its requirement and nothing else that ran.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
 import sys
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,12 +20,14 @@ import pytest
 from realtime_conformance.harness.providers.broker import PrivateRabbitNode
 from realtime_conformance.harness.providers.processes import processes_with_env
 
+from broken.runs import MarkedRuns, verdicts
+
 ROOT = Path(__file__).resolve().parents[1]
 NODE_GATEWAY = ROOT / "examples" / "node-gateway"
 PRELOADS = ROOT / "tests" / "broken" / "node"
 SENTINELS = ("CONN-1", "AUTH-3", "AUTH-8", "DLV-5", "RECON-4")
 RUN_TIMEOUT_S = 300
-LEAK_MARK = f"RTC_BROKEN_NODE_RUN={uuid.uuid4().hex}"
+RUNS = MarkedRuns("RTC_BROKEN_NODE_RUN")
 
 # variant -> the requirements it must FAIL (none for the unbroken gateway)
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -57,13 +56,8 @@ def _command(variant: str, amqp_url: str, report_dir: Path) -> list[str]:
 
 
 def _run(variant: str, amqp_url: str, report_dir: Path) -> dict:
-    env = {**os.environ, LEAK_MARK.split("=")[0]: LEAK_MARK.split("=")[1]}
-    env.pop("PYTEST_ADDOPTS", None)
-    done = subprocess.run(_command(variant, amqp_url, report_dir), cwd=NODE_GATEWAY, env=env,
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    report = report_dir / "compliance.json"
-    return {"returncode": done.returncode, "stdout": done.stdout[-6000:], "stderr": done.stderr[-3000:],
-            "result": json.loads(report.read_text()) if report.exists() else None}
+    return RUNS.run(_command(variant, amqp_url, report_dir), cwd=NODE_GATEWAY, report_dir=report_dir,
+                    timeout=RUN_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +89,7 @@ def runs(node_modules, broker, tmp_path_factory) -> dict[str, Future]:
 
 
 def _verdicts(outcome: dict) -> dict[str, str]:
-    assert outcome["result"] is not None, (
-        f"no compliance.json was written (exit {outcome['returncode']}):\n{outcome['stdout']}\n{outcome['stderr']}")
-    return {r["id"]: r["verdict"] for r in outcome["result"]["requirements"] if r["verdict"] != "SKIPPED"}
+    return verdicts(outcome)
 
 
 def test_the_node_gateway_passes(runs):
@@ -124,6 +116,5 @@ def test_no_process_of_the_node_runs_is_left(runs):
     """Every gateway the runs started is gone once they finish."""
     for future in runs.values():
         future.exception(timeout=RUN_TIMEOUT_S + 60)
-    name, value = LEAK_MARK.split("=")
-    leftovers = processes_with_env(name, value)
+    leftovers = processes_with_env(RUNS.name, RUNS.value)
     assert not leftovers, f"processes left behind by the Node gateway runs: {leftovers}"

@@ -13,11 +13,8 @@ variants of issue 8 run; ``RTC_COLLATERAL=all`` runs every variant of tests/brok
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +23,12 @@ import pytest
 
 from realtime_conformance.harness.providers.processes import processes_with_env
 
+from broken.runs import MarkedRuns, verdicts as verdicts_of
 from test_broken_gateways import EXPECTED, LAUNCH, ROOT
 
 RUN_TIMEOUT_S = 900
 PARALLEL = int(os.environ.get("RTC_COLLATERAL_PARALLEL", "3"))
-LEAK_MARK = f"RTC_COLLATERAL_RUN={uuid.uuid4().hex}"
+RUNS = MarkedRuns("RTC_COLLATERAL_RUN")
 TABLE = ROOT / "reports" / "collateral.md"
 # The reference gateway's own verdicts that are not PASS (its known gap).
 BASELINE = {"RECON-4": "NON-STRICT"}
@@ -77,14 +75,7 @@ def _command(variant: str, report_dir: Path) -> list[str]:
 
 
 def _run(variant: str, report_dir: Path) -> dict:
-    env = {**os.environ, LEAK_MARK.split("=")[0]: LEAK_MARK.split("=")[1]}
-    env.pop("PYTEST_ADDOPTS", None)
-    done = subprocess.run(_command(variant, report_dir), cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT_S)
-    report = report_dir / "compliance.json"
-    result = json.loads(report.read_text()) if report.exists() else None
-    return {"returncode": done.returncode, "stdout": done.stdout[-6000:], "stderr": done.stderr[-3000:],
-            "result": result}
+    return RUNS.run(_command(variant, report_dir), cwd=ROOT, report_dir=report_dir, timeout=RUN_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +106,7 @@ def test_one_defect_one_verdict(runs, variant):
     futures, rows = runs
     expect = FULL[variant]
     outcome = futures[variant].result(timeout=RUN_TIMEOUT_S + 60)
-    assert outcome["result"] is not None, (
-        f"no compliance.json was written (exit {outcome['returncode']}):\n{outcome['stdout']}\n{outcome['stderr']}")
-    verdicts = {r["id"]: r["verdict"] for r in outcome["result"]["requirements"]}
+    verdicts = verdicts_of(outcome, skipped=True)
     reasons = {r["id"]: r.get("reason") for r in outcome["result"]["requirements"]}
     failed = sorted(rid for rid, v in verdicts.items() if v in ("FAIL", "NON-STRICT") and rid not in BASELINE)
     extra = collateral(verdicts, expect)
@@ -134,5 +123,4 @@ def test_no_process_of_the_collateral_runs_is_left(runs):
     futures, _ = runs
     for future in futures.values():
         future.exception(timeout=RUN_TIMEOUT_S + 60)
-    name, value = LEAK_MARK.split("=")
-    assert not processes_with_env(name, value)
+    assert not processes_with_env(RUNS.name, RUNS.value)

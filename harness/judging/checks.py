@@ -209,6 +209,7 @@ def check(publishes: Iterable[Publish], clients: Iterable[ClientView], *, budget
     result = CheckResult()
     result.controls = {p.tenant: 0 for p in publishes}
     got: dict[str, Counter[int]] = {}
+    by_seq = {p.seq: p for p in publishes}
 
     for c in clients:
         counts: Counter[int] = Counter()
@@ -264,7 +265,6 @@ def check(publishes: Iterable[Publish], clients: Iterable[ClientView], *, budget
                     "late", c.name,
                     f"event #{p.seq} ({p.type}) reached {c.name} after {latency_ms:.0f} ms > {budget_ms:g} ms",
                     {"client": c.name, "latency_ms": round(latency_ms, 1), "published": p.envelope}))
-        by_seq = {p.seq: p for p in publishes}
         for seq, n in counts.items():
             if n > 1:
                 p = by_seq[seq]
