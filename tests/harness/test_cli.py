@@ -7,6 +7,7 @@ from pathlib import Path
 from realtime_conformance.harness.cli import find_config, pytest_args
 
 QUIET = ("-o", "asyncio_default_fixture_loop_scope=function")
+W = ("-W", "ignore::pytest.PytestAssertRewriteWarning")
 
 
 def test_finds_the_config_pytest_would_use(tmp_path: Path) -> None:
@@ -28,7 +29,7 @@ def test_finds_the_config_pytest_would_use(tmp_path: Path) -> None:
 def test_pins_the_config_so_a_value_is_never_taken_for_a_path(tmp_path: Path) -> None:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     args = pytest_args(["--report-dir", "/tmp/r"], cwd=tmp_path)
-    assert args == ["--pyargs", "realtime_conformance.suites", *QUIET, "-c", str(tmp_path / "pytest.ini"),
+    assert args == ["--pyargs", "realtime_conformance.suites", *W, *QUIET, "-c", str(tmp_path / "pytest.ini"),
                     "-m", "realtime", "--report-dir", "/tmp/r"]
 
 
@@ -37,14 +38,14 @@ def test_a_config_named_on_the_command_line_wins(tmp_path: Path) -> None:
     for given in (["-c", "other.ini"], ["-cother.ini"], ["--config-file=other.ini"], ["--rootdir", "x"]):
         args = pytest_args([*given, "-m", "not slow"], cwd=tmp_path)
         assert str(tmp_path / "pytest.ini") not in args
-        assert args == ["--pyargs", "realtime_conformance.suites", *QUIET, *given, "-m", "not slow"]
+        assert args == ["--pyargs", "realtime_conformance.suites", *W, *QUIET, *given, "-m", "not slow"]
 
 
 def test_no_config_anywhere_adds_nothing(tmp_path: Path) -> None:
-    assert pytest_args([], cwd=tmp_path) == ["--pyargs", "realtime_conformance.suites", *QUIET, "-m", "realtime"]
+    assert pytest_args([], cwd=tmp_path) == ["--pyargs", "realtime_conformance.suites", *W, *QUIET, "-m", "realtime"]
 
 
 def test_the_projects_own_loop_scope_is_left_alone(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\nasyncio_default_fixture_loop_scope = 'module'\n")
-    assert pytest_args([], cwd=tmp_path) == ["--pyargs", "realtime_conformance.suites", "-c",
+    assert pytest_args([], cwd=tmp_path) == ["--pyargs", "realtime_conformance.suites", *W, "-c",
                                              str(tmp_path / "pyproject.toml"), "-m", "realtime"]
