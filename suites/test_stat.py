@@ -69,6 +69,9 @@ async def test_every_status_update_names_its_conversation(conformance, batch):
         for data in batch:
             await sc.publish(tenant, "status_update", data)
         await sc.settle()
+        if not client.events_named("status_update"):
+            conformance.unknown("no status_update reached the client, so what they name cannot be judged "
+                                "(see DLV-6 and DLV-1)")
         violations = []
         for r in client.events_named("status_update"):
             got = r.data.get("conversationId") if isinstance(r.data, dict) else None
@@ -84,7 +87,6 @@ async def test_every_status_update_names_its_conversation(conformance, batch):
                         "status_update names another conversation",
                         f"published for {p.data.get('conversationId')!r}, received with {got!r}", {"received": r.data}))
         conformance.fail(violations[:5])
-        conformance.controls(sc)
 
 
 RANK = {"sent": 1, "delivered": 2, "read": 3}
