@@ -59,8 +59,31 @@ FULL: dict[str, Full] = {
     "intermittent_leak": Full(("ISO-1",)),
     "origin_unanchored_suffix": Full(("ORIG-2",)),
 }
+# The older variants, judged by the whole suite: besides the requirement each was written for,
+# some defects genuinely break others (a token check shared by handshake and REST, a delay that
+# acks before it emits), and some leave a check with nothing to observe.
+OLDER: dict[str, Full] = {
+    "accept_alg_none": Full(("AUTH-5", "REST-2")),  # one token check serves the handshake and REST
+    "accept_expired": Full(("AUTH-3", "AUTH-12", "REST-2"), {
+        "AUTH-7": "the expired token is accepted, so a refresh after its refusal cannot happen",
+        "AUTH-11": "the expired token is accepted, so there is no refusal reason to read"}),
+    "default_tenant": Full(("AUTH-6", "REST-2")),
+    "missing_token_accepted": Full(("AUTH-2", "AUTH-9"), {  # a token only in the query string is no token
+        "AUTH-11": "the missing token is accepted, so there is no refusal reason to read"}),
+    "consumer_not_reregistered": Full(("FAULT-1", "RECON-3", "FAULT-3")),  # the held broker link is a lost connection too
+    "delay_150ms": Full(("DLV-3", "FAULT-3")),  # emits scheduled after the ack: a SIGKILL loses those in flight
+    "delay_1500ms": Full(("DLV-2", "DLV-3", "MET-4", "FAULT-3"), {
+        "FAULT-4": "the load alone is over the budget, so a stalled peer's effect cannot be told apart",
+        "RECON-4": "late emits land after a short reconnect: it passes where the reference does not"}),
+    "drop_event_type": Full(("DLV-1", "DLV-6", "STAT-1"), {"STAT-3": "no status_update arrives to read"}),
+    "drops_failed_status": Full(("STAT-1", "DLV-1", "DLV-6")),
+    "drops_queue_metrics": Full(("MET-1", "DLV-1", "DLV-6"), {
+        "MET-3": "its tabs are driven by metrics_update from the queue, which never arrives"}),
+    "every_origin_refused": Full(("ORIG-1",), {"ORIG-2": "its positive control, a listed origin, is refused"}),
+    "leak_across_tenants": Full(("ISO-1", "MET-5")),  # the gateway's own stats leak too
+}
 if os.environ.get("RTC_COLLATERAL") == "all":
-    FULL.update({name: Full(e.intended) for name, e in EXPECTED.items() if name not in FULL})
+    FULL.update({name: OLDER.get(name, Full(e.intended)) for name, e in EXPECTED.items() if name not in FULL})
 
 
 def _command(variant: str, report_dir: Path) -> list[str]:
