@@ -154,12 +154,12 @@ async def test_idle_tabs_make_no_requests(conformance):
         for tab in tabs:
             await tab.connect()
         needs_metrics(conformance)
-        await sc.publish(tenant, "metrics_update", metrics(1))  # positive control: the tabs do react
-        for tab in tabs:
-            await tab.wait_for_event("metrics_update", timeout=sc.grace_s, since=0)
-        # Quiet for as long as a late delivery may take, so one still on its way (DLV-2's business)
-        # does not land in the window and pass for idle traffic.
-        quiet_for = sc.grace_s
+        control = await sc.publish(tenant, "metrics_update", metrics(1))  # positive control: the tabs do react
+        arrived = [(await tab.wait_for_event("metrics_update", timeout=sc.grace_s, since=0))[0] for tab in tabs]
+        # Quiet for half again as long as a delivery takes here, so an event still on its way (lateness is
+        # DLV-2's business) does not land in the window and pass for idle traffic.
+        quiet_for = max(1.0, 1.5 * (max(arrived) - control.sent_at))
+        conformance.record("quiet_for_s", round(quiet_for, 2))
         if not all(await asyncio.gather(*(t.wait_quiescent(quiet_for=quiet_for, timeout=5.0 + quiet_for) for t in tabs))):
             conformance.unknown("the tabs never settled after the control event (see the refetch-loop test)")
         start = [len(t.http_requests) for t in tabs]
