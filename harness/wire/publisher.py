@@ -7,10 +7,11 @@ management statistics, which lag by seconds).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, AsyncIterator
 
 import aio_pika
 import aiormq
@@ -80,58 +81,55 @@ class Publisher:
         envelope = envelope_for(event_type, tenant_id, data)
         return envelope, await self.publish_envelope(envelope)
 
-    async def queue_state(self, queue: str | None = None) -> tuple[int, int] | None:
-        """(ready messages, consumers) of a queue by passive declare; None if it does not exist."""
+    @contextlib.asynccontextmanager
+    async def _scratch_channel(self) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+        """A channel of its own for one inspection: a failed declare closes its channel, never ours."""
         if self._connection is None:
             raise RuntimeError("Publisher.connect() first")
-        channel = await self._connection.channel()  # a failed passive declare closes its channel
+        channel = await self._connection.channel()
         try:
-            declared = await channel.declare_queue(queue or self.queue, passive=True)
-            result = declared.declaration_result
-            return int(result.message_count), int(result.consumer_count)
-        except (aio_pika.exceptions.ChannelClosed, aiormq.exceptions.ChannelNotFoundEntity):
-            return None
+            yield channel
         finally:
             if not channel.is_closed:
                 await channel.close()
+
+    async def queue_state(self, queue: str | None = None) -> tuple[int, int] | None:
+        """(ready messages, consumers) of a queue by passive declare; None if it does not exist."""
+        async with self._scratch_channel() as channel:
+            try:
+                declared = await channel.declare_queue(queue or self.queue, passive=True)
+            except (aio_pika.exceptions.ChannelClosed, aiormq.exceptions.ChannelNotFoundEntity):
+                return None
+            result = declared.declaration_result
+            return int(result.message_count), int(result.consumer_count)
 
     async def queue_is_durable(self, queue: str | None = None) -> bool | None:
         """Durability by equivalent re-declarations, for brokers that cannot be asked (no management
         API): one with no arguments is accepted only if durability matches. None when neither form
         is accepted (the queue has arguments of its own) or the queue does not exist."""
-        if self._connection is None:
-            raise RuntimeError("Publisher.connect() first")
         if await self.queue_state(queue) is None:
             return None
         for durable in (True, False):
-            channel = await self._connection.channel()
-            try:
-                await channel.declare_queue(queue or self.queue, durable=durable)
-                return durable
-            except aiormq.exceptions.ChannelPreconditionFailed:
-                continue
-            finally:
-                if not channel.is_closed:
-                    await channel.close()
+            async with self._scratch_channel() as channel:
+                try:
+                    await channel.declare_queue(queue or self.queue, durable=durable)
+                    return durable
+                except aiormq.exceptions.ChannelPreconditionFailed:
+                    continue
         return None
 
     async def drain(self, queue: str, timeout: float = 2.0) -> list[aio_pika.abc.AbstractIncomingMessage]:
         """Take every message currently in ``queue`` (e.g. a dead-letter queue) and ack them."""
-        if self._connection is None:
-            raise RuntimeError("Publisher.connect() first")
-        channel = await self._connection.channel()
         taken: list[aio_pika.abc.AbstractIncomingMessage] = []
-        try:
-            q = await channel.declare_queue(queue, passive=True)
+        async with self._scratch_channel() as channel:
+            try:
+                q = await channel.declare_queue(queue, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                return taken
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 message = await q.get(fail=False, no_ack=True)
                 if message is None:
                     break
                 taken.append(message)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            pass
-        finally:
-            if not channel.is_closed:
-                await channel.close()
         return taken
