@@ -21,6 +21,7 @@ from realtime_conformance.harness.judging.failures import ConformanceFailure, Un
 from realtime_conformance.harness.providers.target import Instance, WrongQueue, wait_for_consumer
 from realtime_conformance.harness.report.render import latency_summary
 from realtime_conformance.harness.wire.clients import Received, TenantClient
+from realtime_conformance.harness.wire.idle import IdleEvidence
 from realtime_conformance.harness.wire.portal import PortalTab, ReconnectPolicy
 from realtime_conformance.harness.wire.proxy import FaultProxy
 from realtime_conformance.harness.wire.publisher import Publisher
@@ -30,7 +31,7 @@ from realtime_conformance.harness.wire.scenario import Publish, Scenario, unique
 from realtime_conformance.harness.wire.tokens import TokenFactory
 
 __all__ = [
-    "CheckResult", "Conformance", "ConformanceFailure", "FaultProxy", "Instance", "PortalTab", "Publish",
+    "CheckResult", "Conformance", "ConformanceFailure", "FaultProxy", "IdleEvidence", "Instance", "PortalTab", "Publish",
     "Publisher", "REQUIREMENTS", "ReconnectPolicy", "Received", "Requirement", "RestClient", "Scenario",
     "TenantClient", "TokenFactory", "UnknownEvidence", "Violation", "WrongQueue", "canonical", "latency_summary",
     "check", "refusal_code", "samples", "unique_tenant", "wait_for_consumer",

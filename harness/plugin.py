@@ -42,8 +42,6 @@ hypothesis_settings.register_profile(
     phases=(Phase.explicit, Phase.reuse, Phase.generate),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-# The broken-gateway runs: each defect shows in the first examples, and there are dozens of runs.
-hypothesis_settings.register_profile("ci-smoke", parent=hypothesis_settings.get_profile("ci"), max_examples=3)
 hypothesis_settings.register_profile(
     "dev", max_examples=20, deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -54,6 +52,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     _settings.add_options(parser)
 
 
+@pytest.hookimpl(trylast=True)  # after Hypothesis's plugin has loaded --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "realtime: an end-to-end conformance check against a live gateway")
     config.addinivalue_line("markers", "requirement(id): the catalogue requirement a test checks (CONFORMANCE.md)")
@@ -61,11 +60,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN_KEY] = Run(strict=settings.strict, budget_ms=settings.latency_budget_ms,
                                  selected=settings.requirements, waivers=settings.waivers,
                                  catalogue_pinned=settings.catalogue_version is not None)
-    if config.getoption("hypothesis_profile", None) is None:
-        hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
+    _load_hypothesis_profile(config, settings)
     # SIGTERM (a CI runner cancelling) must unwind like Ctrl-C so children are reaped.
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _sigterm)
+
+
+def gate_of(settings: Settings) -> dict:
+    """Which gate level ran, with the values it set: the report states it."""
+    return {"level": settings.gate_level, "idle_window_s": settings.idle_window_s, "examples": settings.examples,
+            "overridden": sorted(k for k in ("idle_window_s", "examples")
+                                 if settings.sources.get(k, "default") != "default")}
+
+
+def _load_hypothesis_profile(config: pytest.Config, settings: Settings) -> None:
+    """The chosen Hypothesis profile (ci under CI, else dev) with the gate level's example count."""
+    base = config.getoption("hypothesis_profile", None) or ("ci" if os.environ.get("CI") else "dev")
+    name = f"{base}@{settings.examples}-examples"
+    hypothesis_settings.register_profile(name, parent=hypothesis_settings.get_profile(base),
+                                         max_examples=settings.examples)
+    hypothesis_settings.load_profile(name)
 
 
 def _sigterm(signum: int, frame: object) -> None:
@@ -232,8 +246,12 @@ def conformance_target(pytestconfig: pytest.Config) -> Iterator[Target]:
     pytestconfig.stash[TARGET_KEY] = target
     try:
         target.start()
-        if "FAULT-1" in pytestconfig.stash.get(SELECTED_KEY, set()):
+        selected = pytestconfig.stash.get(SELECTED_KEY, set())
+        if "FAULT-1" in selected:
             target.prepare_spare_broker()
+        settings = target.settings
+        if "MET-3" in selected and settings.has("rest") and settings.target_kind != "url":
+            target.start_idle_watch(settings.idle_window_s)  # its window passes while the other checks run
         yield target
     finally:
         target.close()
@@ -273,6 +291,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if settings.target_kind == "process":
         target_info["command"] = settings.command
     result = run.result(settings=settings.redacted(), target=target_info, environment=environment, logs=logs)
+    result["gate"] = gate_of(settings)
     result = settings.redactor.value(result)  # the one boundary: JSON, HTML and the terminal read this
     report_dir = Path(settings.report_dir)
     if not report_dir.is_absolute():
@@ -289,6 +308,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     terminalreporter.section("realtime conformance")
     terminalreporter.write_line(_report.summary_line(done["result"]))
+    terminalreporter.write_line(_report.gate_line(done["result"]))
     for line in _report.summary_details(done["result"]):
         terminalreporter.write_line(line)
     for kind, path in done["paths"].items():

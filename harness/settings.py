@@ -35,6 +35,14 @@ BROKER_KINDS = ("auto", "process", "container", "external")
 ALGORITHMS = ("HS256", "HS384", "HS512")
 CAPABILITIES = ("rest", "restart", "polling", "broker-restart", "dead-letter-queue")
 
+# How thorough a run is. Each level fixes the evidence that costs time: MET-3's idle window and the
+# Hypothesis examples per generated check. Hypothesis's own profiles (ci, dev) keep deciding how
+# examples are drawn (derandomised or not, a database or not); the level decides how many.
+GATE_LEVELS: dict[str, dict[str, float]] = {
+    "pr": {"idle_window_s": 60.0, "examples": 8},
+    "release": {"idle_window_s": 300.0, "examples": 40},
+}
+
 SEED_ORIGINS = "http://localhost:3012,http://localhost:3014,http://localhost:3000,http://localhost:3314"
 
 # The environment a harness-started gateway gets; the seed's variable names.
@@ -113,7 +121,12 @@ OPTIONS: tuple[Option, ...] = (
            "for every allowed origin; start the list with '=' to replace the look-alikes (=https://a,https://b).", "", kind="list"),
     Option("latency_budget_ms", "Publish-to-receive budget per delivery (DLV-2).", 1000.0, kind="float"),
     Option("reconnect_policy", "The portal's reconnect policy: attempts, delay and max in ms, jitter.", "attempts=5,delay=1000,max=5000,jitter=0.5"),
-    Option("idle_window_s", "How long MET-3 watches three idle portal tabs for HTTP requests (the seed promises none).", 60.0, kind="float"),
+    Option("gate_level", "How thorough the run is: pr (every pull request: a 60 s idle window, 8 Hypothesis examples per "
+           "generated check) or release (300 s, 40). idle_window_s and examples override the level's values.",
+           "pr", choices=tuple(GATE_LEVELS)),
+    Option("idle_window_s", "How long MET-3 watches three idle portal tabs for HTTP requests (the seed promises none). "
+           "Default: the gate level's (pr 60, release 300).", kind="float"),
+    Option("examples", "Hypothesis examples per generated check. Default: the gate level's (pr 8, release 40).", kind="int"),
     Option("conformance_strict", "SHOULD failures fail the run (pytest's own --strict does the same).", False, kind="bool"),
     Option("requirements", "Only run the tests of these requirement IDs (comma list); the rest report SKIPPED.", "", kind="list"),
     Option("report_dir", "Where compliance.html and compliance.json are written.", "reports"),
@@ -148,7 +161,9 @@ class Settings:
     forbidden_origins: tuple[str, ...]
     latency_budget_ms: float
     reconnect_policy: ReconnectPolicy
+    gate_level: str
     idle_window_s: float
+    examples: int
     strict: bool
     requirements: frozenset[str]
     report_dir: str
@@ -423,6 +438,20 @@ def _parse_number(opt: Option, value: Any, cast: Callable[[Any], Any], minimum: 
     return number
 
 
+def _level_value(opt: Option, value: Any, cast: Callable[[Any], Any], level: str) -> Any:
+    """The option as given, else the gate level's value for it."""
+    default = GATE_LEVELS[level][opt.name]
+    if value in (None, ""):
+        return cast(default)
+    try:
+        number = cast(value)
+    except (TypeError, ValueError):
+        raise _fail(opt, value, f"is not a number; give e.g. {cast(default)} (the {level} level's)") from None
+    if not math.isfinite(number) or number < 1:
+        raise _fail(opt, value, f"must be a number of at least 1; the {level} level uses {cast(default)}")
+    return number
+
+
 def _parse_bool(opt: Option, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -612,6 +641,11 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
     if not queue or len(queue.encode()) > 255:
         raise _fail(o["queue"], raw["queue"], "must be a queue name of 1 to 255 bytes")
 
+    level = str(raw["gate_level"]).strip().lower()
+    if level not in GATE_LEVELS:
+        raise _fail(o["gate_level"], raw["gate_level"], f"is not a gate level; choose from: {', '.join(GATE_LEVELS)} "
+                    "(pr for every pull request, release before a release)")
+
     strict = _parse_bool(o["conformance_strict"], raw["conformance_strict"]) or bool(config.getoption("strict", False))
     requirement_ids = frozenset(_parse_list(o["requirements"], raw["requirements"]))
     from realtime_conformance.harness.judging.catalogue import BY_ID  # local: settings must not depend on the catalogue at import
@@ -644,7 +678,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         forbidden_origins=forbidden,
         latency_budget_ms=_parse_number(o["latency_budget_ms"], raw["latency_budget_ms"], float, 1),
         reconnect_policy=_parse_policy(o["reconnect_policy"], raw["reconnect_policy"]),
-        idle_window_s=_parse_number(o["idle_window_s"], raw["idle_window_s"], float, 1),
+        gate_level=level,
+        idle_window_s=_level_value(o["idle_window_s"], raw["idle_window_s"], float, level),
+        examples=int(_level_value(o["examples"], raw["examples"], int, level)),
         strict=strict,
         requirements=requirement_ids,
         report_dir=str(raw["report_dir"]),
@@ -704,6 +740,8 @@ def header_lines(settings: Settings) -> list[str]:
 
     pinned = "pinned" if settings.catalogue_version else "not pinned: set catalogue_version to pin it"
     lines.append(f"realtime-conformance: catalogue version {CATALOGUE_VERSION} ({pinned})")
+    lines.append(f"realtime-conformance: gate level {settings.gate_level} (idle window {settings.idle_window_s:g} s, "
+                 f"{settings.examples} Hypothesis examples per generated check)")
     if settings.waivers is not None:
         today = datetime.date.today()
         expired = [w.id for w in settings.waivers.entries if w.expired(today)]

@@ -109,7 +109,7 @@ def _command(variant: str, expect: Expect | None, amqp_url: str, report_dir: Pat
         "--queue", f"rtc.broken.{variant}",
         "--requirements", ",".join(ids),
         "--report-dir", str(report_dir),
-        "--hypothesis-profile", "ci-smoke",
+        "--hypothesis-profile", "ci", "--examples", "3",  # each defect shows in the first examples
         "--idle-window-s", "8",
     ]
     if expect is not None and expect.own_broker:

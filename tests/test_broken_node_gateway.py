@@ -51,7 +51,7 @@ def _command(variant: str, amqp_url: str, report_dir: Path) -> list[str]:
         "--queue", f"rtc.broken-node.{variant}",
         "--requirements", ",".join(ids),
         f"--report-dir={report_dir}",
-        "--hypothesis-profile", "ci-smoke",
+        "--hypothesis-profile", "ci", "--examples", "3",  # each defect shows in the first examples
     ]
 
 

@@ -15,6 +15,7 @@ from realtime_conformance.harness.judging import catalogue as _catalogue
 from realtime_conformance.harness.judging.checks import OWNER, CheckResult
 from realtime_conformance.harness.judging.failures import ConformanceFailure, UnknownEvidence, Violation
 from realtime_conformance.harness.wire.clients import TenantClient
+from realtime_conformance.harness.wire.idle import IdleEvidence, watch_idle_tabs
 from realtime_conformance.harness.wire.scenario import Scenario
 
 # The kinds of findings each requirement judges when its test does not say.
@@ -60,6 +61,19 @@ class Conformance:
     def scenario(self, control_types: tuple[str, ...] | None = None) -> Scenario:
         """A scenario against the main gateway instance."""
         return self.main.scenario(control_types)
+
+    async def idle_tabs(self) -> IdleEvidence:
+        """MET-3's idle window: from the watch that ran beside the other checks on a dedicated
+        instance when the harness could start one, else measured now on the main instance."""
+        window = self.settings.idle_window_s
+        watch = self.target.idle_watch
+        if watch is not None:
+            evidence = await watch.evidence()
+            if evidence.control_arrived or evidence.error is None:
+                return evidence
+            # The dedicated instance never got going (a gateway that cannot run twice?): measure here.
+            self.record("idle_watch_error", evidence.error)
+        return await watch_idle_tabs(self.main, window, where="the main instance, inside this test")
 
     # -- capabilities ---------------------------------------------------
     def require(self, capability: str, why: str = "") -> None:

@@ -31,6 +31,7 @@ from realtime_conformance.harness.providers.broker import (
 from realtime_conformance.harness.providers.gateway import CommandGateway, Gateway, UrlGateway, engineio_open, websocket_open
 from realtime_conformance.harness.providers.ports import LOOPBACK, free_port
 from realtime_conformance.harness.wire.proxy import FaultProxy
+from realtime_conformance.harness.wire.idle import IdleWatch
 from realtime_conformance.harness.wire.publisher import Publisher
 from realtime_conformance.harness.wire.scenario import Scenario
 from realtime_conformance.harness.settings import Settings
@@ -252,6 +253,7 @@ class Target:
         # Log tails kept past close(): the report is written after the work dir is gone.
         self._closed_logs: dict[str, str] | None = None
         self._failed_logs: dict[str, str] = {}
+        self.idle_watch: IdleWatch | None = None
 
     def prepare_spare_broker(self) -> None:
         """Start, in the background, the broker of its own that a broker-restart check will ask for,
@@ -267,6 +269,11 @@ class Target:
         starter = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self._spare_broker = starter.submit(boot)
         starter.shutdown(wait=False)
+
+    def start_idle_watch(self, window_s: float) -> None:
+        """MET-3's idle window, started now on a dedicated instance so it runs beside the other checks."""
+        if self.idle_watch is None:
+            self.idle_watch = IdleWatch(self, window_s).start()
 
     def start(self) -> "Target":
         self.broker = make_broker(self.settings)
@@ -312,6 +319,8 @@ class Target:
 
     def close(self) -> None:
         """Stop everything and remove the work dir; the log tails are read first and kept for ``logs()``."""
+        if self.idle_watch is not None:
+            self.idle_watch.stop()  # its tabs close while their gateway is still up
         if self._closed_logs is None:
             with contextlib.suppress(Exception):
                 self._closed_logs = self._read_logs()

@@ -184,6 +184,21 @@ def summary_line(result: Mapping[str, Any]) -> str:
     return line
 
 
+def gate_line(result: Mapping[str, Any]) -> str:
+    """The gate level the run used: how long MET-3 watched idle tabs, how many examples each generated check drew."""
+    gate = result.get("gate")
+    if not isinstance(gate, Mapping):
+        return "gate level: not recorded"
+    overridden = gate.get("overridden") or []
+    return (f"gate level: {gate.get('level')} (idle window {_fmt_number(gate.get('idle_window_s'))} s, "
+            f"{gate.get('examples')} examples per generated check"
+            + (f"; set by hand: {', '.join(overridden)}" if overridden else "") + ")")
+
+
+def _fmt_number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
 def _clip(text: str, limit: int = _MAX_DETAIL_CHARS) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -509,6 +524,7 @@ def _context(result: Mapping[str, Any]) -> dict:
         "settings": [(str(k), _fmt_value(v)) for k, v in settings.items()],
         "logs": [(str(k), str(v)) for k, v in logs.items() if v],
         "catalogue_version": result.get("catalogue_version"),
+        "gate": gate_line(result).removeprefix("gate level: ") if result.get("gate") else None,
         "catalogue_pinned": bool(result.get("catalogue_pinned")),
         "waivers_file": str(waivers.get("file") or "") if waivers else None,
         "waivers": [{"id": str(w.get("id")), "reason": w.get("reason"), "expires": w.get("expires"),

@@ -93,6 +93,8 @@ CASES: list[tuple[str, Any, dict[str, Any], Callable[[Settings], Any], Any]] = [
     ("reconnect_policy", "attempts=3,delay=500,max=2000,jitter=0", {}, lambda s: s.reconnect_policy,
      ReconnectPolicy(attempts=3, delay=0.5, delay_max=2.0, randomization=0.0)),
     ("idle_window_s", "12", {}, lambda s: s.idle_window_s, 12.0),
+    ("gate_level", "release", {}, lambda s: s.gate_level, "release"),
+    ("examples", "5", {}, lambda s: s.examples, 5),
     ("conformance_strict", True, {}, lambda s: s.strict, True),
     ("requirements", "DLV-1,ISO-1", {}, lambda s: s.requirements, frozenset({"DLV-1", "ISO-1"})),
     ("report_dir", "out", {}, lambda s: s.report_dir, "out"),
@@ -128,6 +130,18 @@ def test_every_option_three_spellings(pytester: pytest.Pytester, clean_env: pyte
              if getter(settings) != expected}
     assert wrong == {}, "option: (got, expected)"
     assert {n: settings.sources[n] for n in values} == {n: SOURCE[how] for n in values}
+
+
+@pytest.mark.parametrize("args, expected", [
+    ((), ("pr", 60.0, 8)),
+    (("--gate-level", "release"), ("release", 300.0, 40)),
+    (("--gate-level", "release", "--idle-window-s", "20"), ("release", 20.0, 40)),
+    (("--examples", "3"), ("pr", 60.0, 3)),
+])
+def test_gate_level_sets_the_window_and_the_examples(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch,
+                                                      args: tuple[str, ...], expected: tuple) -> None:
+    s = _settings_of(pytester, *args)
+    assert (s.gate_level, s.idle_window_s, s.examples) == expected
 
 
 def test_defaults(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
@@ -326,6 +340,13 @@ BAD: list[tuple[str, list[str], str]] = [
      "--allowed-origins (ini 'allowed_origins', env RTC_ALLOWED_ORIGINS): 'https://app.*.example.com' is not an origin; "
      "write scheme://host[:port] with no path, or scheme://*.domain[:port] for its subdomains, "
      "e.g. http://localhost:3012,https://*.example.com"),
+    ("gate_level", ["--gate-level=nightly"],
+     "--gate-level (ini 'gate_level', env RTC_GATE_LEVEL): 'nightly' is not a gate level; choose from: pr, release "
+     "(pr for every pull request, release before a release)"),
+    ("examples_word", ["--examples=many"],
+     "--examples (ini 'examples', env RTC_EXAMPLES): 'many' is not a number; give e.g. 8 (the pr level's)"),
+    ("idle_window_zero", ["--gate-level=release", "--idle-window-s=0"],
+     "--idle-window-s (ini 'idle_window_s', env RTC_IDLE_WINDOW_S): '0' must be a number of at least 1; the release level uses 300.0"),
     ("strict_not_bool", [],  # env only: the flag itself takes no value
      "--conformance-strict (ini 'conformance_strict', env RTC_CONFORMANCE_STRICT): 'maybe' is not a boolean; use true or false"),
 ]
@@ -683,3 +704,22 @@ def test_unknown_catalogue_version_says_upgrade_or_repin(pytester: pytest.Pytest
         f"{', '.join(c.version for c in CHANGELOG)}; "
         f"installed: {CATALOGUE_VERSION}); if your pin is newer, upgrade realtime-conformance, "
         f"else pin {CATALOGUE_VERSION}"]
+
+
+@pytest.mark.parametrize("args, expected", [(("--examples", "5"), 5), (("--gate-level", "release"), 40), ((), 8)])
+def test_the_gate_level_sets_how_many_examples_hypothesis_draws(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch,
+                                                                args: tuple[str, ...], expected: int) -> None:
+    pytester.makepyfile(f"""
+        from hypothesis import given, strategies as st
+        drawn = []
+
+        @given(st.integers())
+        def test_draws(x):
+            drawn.append(x)
+
+        def test_count():
+            assert len(drawn) == {expected}
+    """)
+    result = pytester.runpytest("--hypothesis-profile", "ci", *args)
+    result.assert_outcomes(passed=2)
+    assert "gate level " in result.stdout.str()
