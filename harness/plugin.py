@@ -56,6 +56,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "realtime: an end-to-end conformance check against a live gateway")
     config.addinivalue_line("markers", "requirement(id): the catalogue requirement a test checks (CONFORMANCE.md)")
+    config.addinivalue_line("markers", "background_evidence: the test collects evidence gathered while the other "
+                            "tests ran (MET-3's idle window); it runs last so the gathering overlaps them")
     config.stash[SETTINGS_KEY] = settings = _settings.resolve(config)
     config.stash[RUN_KEY] = Run(strict=settings.strict, budget_ms=settings.latency_budget_ms,
                                  selected=settings.requirements, waivers=settings.waivers,
@@ -126,6 +128,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    # Stable: evidence gathered in the background is collected after everything else has run.
+    items.sort(key=lambda item: item.get_closest_marker("background_evidence") is not None)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -141,6 +141,7 @@ async def test_refetching_tabs_reach_quiescence(conformance):
 
 
 @pytest.mark.requirement("MET-3")
+@pytest.mark.background_evidence
 async def test_idle_tabs_make_no_requests(conformance):
     """The seed's claim, measured: open tabs with nothing happening make 0 HTTP requests.
 
