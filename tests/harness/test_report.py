@@ -12,6 +12,7 @@ import pytest
 
 from realtime_conformance.harness.report.render import (
     DEFAULT_BOUNDS,
+    gate_line,
     histogram,
     latency_summary,
     render_html,
@@ -276,3 +277,12 @@ def test_expired_waiver_fails_even_without_a_verdict_from_the_producer() -> None
     result["waivers"]["entries"][0]["message"] = "waiver for DLV-2 expired on 2020-01-31; fix the defect or renew the waiver"
     assert summary_line(result).startswith("COMPLIANCE: FAIL  (waiver expired: DLV-2; ")
     assert "  EXPIRED waiver for DLV-2 expired on 2020-01-31; fix the defect or renew the waiver" in summary_details(result)
+
+
+def test_the_report_states_the_gate_level_that_ran() -> None:
+    result = {**copy.deepcopy(sample_result()),
+              "gate": {"level": "release", "idle_window_s": 20.0, "examples": 40, "overridden": ["idle_window_s"]}}
+    line = "gate level: release (idle window 20 s, 40 examples per generated check; set by hand: idle_window_s)"
+    assert gate_line(result) == line
+    assert "release (idle window 20 s, 40 examples per generated check; set by hand: idle_window_s)" in render_html(result)
+    assert gate_line({"verdict": "PASS"}) == "gate level: not recorded"
