@@ -312,9 +312,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     terminalreporter.section("realtime conformance")
     terminalreporter.write_line(_report.summary_line(done["result"]))
-    terminalreporter.write_line(_report.gate_line(done["result"]))
     for line in _report.summary_details(done["result"]):
         terminalreporter.write_line(line)
+    terminalreporter.write_line(_report.gate_line(done["result"]))
     for kind, path in done["paths"].items():
         terminalreporter.write_line(f"{kind}: {path}")
 

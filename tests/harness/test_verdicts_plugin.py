@@ -116,8 +116,9 @@ def test_report_json_and_html_shape(pytester: pytest.Pytester) -> None:
     assert lines[at + 1].startswith("COMPLIANCE: FAIL")
     assert "DLV-2" in lines[at + 1]
     assert lines[at + 2] == "  FAIL DLV-2: gateway said no"
-    assert lines[at + 3] == f"json: {pytester.path / 'rep' / 'compliance.json'}"
-    assert lines[at + 4] == f"html: {pytester.path / 'rep' / 'compliance.html'}"
+    assert lines[at + 3] == "gate level: pr (idle window 60 s, 8 examples per generated check)"
+    assert lines[at + 4] == f"json: {pytester.path / 'rep' / 'compliance.json'}"
+    assert lines[at + 5] == f"html: {pytester.path / 'rep' / 'compliance.html'}"
 
 
 def test_all_pass_is_a_pass(pytester: pytest.Pytester) -> None:
@@ -413,7 +414,7 @@ def test_terminal_lists_each_fail_and_unknown_with_its_reason(pytester: pytest.P
     assert detail[1].startswith("  UNKNOWN DLV-4: xxx") and detail[1].endswith("…")
     assert len(detail[1]) == 2 + 200
     assert detail[2] == "  UNKNOWN ISO-2: no test of this requirement ran"
-    assert lines[at + 4].startswith("json: ")  # NON-STRICT AUTH-9 is in the summary line, not listed
+    assert lines[at + 4].startswith("gate level: ")  # NON-STRICT AUTH-9 is in the summary line, not listed
 
 
 # --------------------------------------------------------------------------- waivers
