@@ -278,7 +278,7 @@ class Cluster:
 
     def instance_at(self, address: tuple[str, int]) -> int | None:
         """Which instance listens at ``address`` (a balancer's target)."""
-        for n, instance in enumerate(self._all_main()):
+        for n, instance in enumerate(self.instances):
             parts = urlsplit(instance.url)
             if (parts.hostname, parts.port) == address:
                 return n
@@ -510,7 +510,13 @@ class Target:
         replicas = replicas or self.settings.gateway_replicas
         n = next(_INSTANCES)
         broker: Any = self.broker
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def lap(what: str) -> None:
+            timings[what] = round(time.perf_counter() - started, 2)
         vhost = await self._vhost(broker, label)
+        lap("vhost")
         if vhost is not None:
             broker = BrokerView(broker, url_with_vhost(broker.amqp_url, vhost),
                                 url_with_vhost(getattr(broker, "gateway_amqp_url", broker.amqp_url), vhost))
@@ -525,6 +531,7 @@ class Target:
         failed = True
         try:
             await asyncio.to_thread(redis.start)
+            lap("redis")
             instances = []
             for k in range(replicas):
                 gateway = make_gateway(self.settings, broker, queue=queue, workdir=self.workdir / f"{label}-{n}-{k + 1}",
@@ -535,10 +542,14 @@ class Target:
                 instance = Instance(self, gateway, queue, broker, private_vhost=vhost is not None)
                 instance.index = k
                 instances.append(instance)
+                lap(f"instance {k + 1} answers")
                 if k == 0:
                     await instance.wait_ready()
+                    lap("instance 1 consumes")
             cluster = Cluster(self, instances, redis)
             await cluster.warm_up()
+            lap("warm")
+            cluster.warm["started_s"] = timings
             try:
                 yield cluster
             except pytest.skip.Exception:
