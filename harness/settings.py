@@ -57,7 +57,7 @@ DEFAULT_GATEWAY_ENV: dict[str, str] = {
     "PING_TIMEOUT": "2",
 }
 TEMPLATE_FIELDS = ("host", "port", "amqp_url", "jwt_secret", "jwt_algorithm", "tenant_claim",
-                   "allowed_origins", "queue", "workdir", "shared_dir", "redis_url")
+                   "allowed_origins", "queue", "workdir", "shared_dir", "redis_url", "replica")
 MAX_REPLICAS = 8
 
 
@@ -115,7 +115,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("rest_paths", "REST paths as a JSON object overriding the contract's (keys: stats, refresh, conversations, messages, health).", "{}", kind="json"),
     Option("gateway_env", "Environment for a harness-started gateway: KEY=TEMPLATE entries added to the seed's defaults; placeholders {host} {port} {amqp_url} {jwt_secret} {jwt_algorithm} {tenant_claim} {allowed_origins} {queue} {workdir} "
            "(this instance's folder) {shared_dir} (one folder all replicas of the target share) {redis_url} (empty with "
-           "one replica).", "", kind="env"),
+           "one replica) {replica} (which replica: 1, 2, ...).", "", kind="env"),
     Option("gateway_startup_timeout", "Seconds a started gateway may take to answer an Engine.IO handshake.", 30.0, kind="float"),
     Option("lacks", f"Capabilities the target declares it lacks, comma list of: {', '.join(CAPABILITIES)}. Their requirements report N/A.", "", kind="list", choices=CAPABILITIES),
     Option("allowed_origins", "Origins the gateway allows (comma list of scheme://host[:port]; scheme://*.domain[:port] allows "

@@ -65,7 +65,8 @@ def make_broker(settings: Settings) -> Broker:
 
 
 def gateway_environment(settings: Settings, broker: Broker, *, port: int, queue: str, workdir: Path,
-                        host: str = LOOPBACK, shared_dir: Path | None = None, redis_url: str = "") -> dict[str, str]:
+                        host: str = LOOPBACK, shared_dir: Path | None = None, redis_url: str = "",
+                        replica: int = 1) -> dict[str, str]:
     """The settings' env template, filled in for one gateway instance.
 
     ``shared_dir`` is the folder every replica of this target shares (the instance's own
@@ -84,6 +85,7 @@ def gateway_environment(settings: Settings, broker: Broker, *, port: int, queue:
         "workdir": str(workdir),
         "shared_dir": str(shared_dir or workdir),
         "redis_url": redis_url,
+        "replica": str(replica),
     }
     return {key: template.format(**fields) for key, template in settings.gateway_env.items()}
 
@@ -106,7 +108,7 @@ def make_gateway(settings: Settings, broker: Broker, *, queue: str, workdir: Pat
                                         startup_timeout=settings.gateway_startup_timeout, path=settings.socketio_path)
     port = free_port()
     env = {**os.environ, **gateway_environment(settings, broker, port=port, queue=queue, workdir=workdir,
-                                               shared_dir=shared_dir, redis_url=redis_url)}
+                                               shared_dir=shared_dir, redis_url=redis_url, replica=replica + 1)}
     return CommandGateway(settings.command, url=f"http://{LOOPBACK}:{port}", env=env, cwd=Path(settings.gateway_cwd),
                           log_path=workdir / f"{name}.log", path=settings.socketio_path,
                           startup_timeout=settings.gateway_startup_timeout)
@@ -535,7 +537,8 @@ class Target:
             instances = []
             for k in range(replicas):
                 gateway = make_gateway(self.settings, broker, queue=queue, workdir=self.workdir / f"{label}-{n}-{k + 1}",
-                                       name=f"gateway-{label}-{n}-{k + 1}", shared_dir=shared, redis_url=redis.url)
+                                       name=f"gateway-{label}-{n}-{k + 1}", shared_dir=shared, redis_url=redis.url,
+                                       replica=k)
                 gateways.append(gateway)
                 self._extra.append(gateway)
                 await asyncio.to_thread(gateway.start)

@@ -252,7 +252,7 @@ def _opt(name: str) -> str:
 
 
 PLACEHOLDERS = ("{host}, {port}, {amqp_url}, {jwt_secret}, {jwt_algorithm}, {tenant_claim}, {allowed_origins}, {queue}, "
-                "{workdir}, {shared_dir}, {redis_url}")
+                "{workdir}, {shared_dir}, {redis_url}, {replica}")
 
 BAD: list[tuple[str, list[str], str]] = [
     ("broker", ["--broker=nope"],
