@@ -66,15 +66,17 @@ async def test_room_like_tenant_ids_reach_every_instance(conformance, generated)
         await sc.settle()
         conformance.controls(sc)
         result = sc.check()
-        missing = result.of("missing")
+        # Two clients of a tenant may share a token (signed in the same second): a miss of one of
+        # them is then a "siblings" finding, of the other a "missing" one; both are misses here.
+        missing = result.of("missing", "siblings")
         missed_by = {f.client for f in missing}
         # An instance where ordinary tenants miss events is not a room-naming defect (CLU-1's).
         plain_ok = {n for n in range(replicas)
                     if not any(c.name in missed_by for c in sc.on_instance(n) if c.tenant in plain)}
         conformance.record("instances_where_ordinary_ids_got_everything", sorted(plain_ok))
         conformance.record("tenant_ids", shaped)
-        blamed = [f for f in missing if sc.instance_of.get(f.client) in plain_ok
-                  and next(c.tenant for c in sc.clients if c.name == f.client) in shaped]
+        tenant_of = {c.name: c.tenant for c in sc.clients}
+        blamed = [f for f in missing if sc.instance_of.get(f.client) in plain_ok and tenant_of.get(f.client) in shaped]
         conformance.fail(f.as_violation("CLU-3") for f in blamed)
 
 
@@ -133,9 +135,12 @@ async def _kill_round(conformance, cluster, victim: int, round_no: int) -> list:
             victims = [t for n, t in enumerate(tabs) if n % replicas == victim]
             survivors = [t for t in tabs if t not in victims]
             before = [await sc.publish_control(tenant, n) for n in range(3)]
-            if await sc.wait_delivered(tabs, before, sc.grace_s):
-                conformance.unknown("before the kill, not every tab received the tenant's events, so a gap "
-                                    "cannot be told from a cluster that never delivered to them (see CLU-1)")
+            short = await sc.wait_delivered(tabs, before, sc.grace_s)
+            if len(short) == len(tabs):
+                conformance.unknown("before the kill no tab received the tenant's events, so what the kill does "
+                                    "cannot be told from a cluster that never delivers (see CLU-1)")
+            # A tab that missed them now misses them because of its instance, not the kill: CLU-1's.
+            conformance.record(f"round {round_no}: tabs that missed events before the kill", sorted(short))
             t_acks = time.perf_counter()
             in_flight_done = await _acks_settled(cluster.instances[victim], sc)
             t0 = time.perf_counter()
@@ -157,7 +162,7 @@ async def _kill_round(conformance, cluster, victim: int, round_no: int) -> list:
                 for t in stuck]
             where = {t.name: [cluster.instance_at(a) for a in b.target_of_open()] for t, b in zip(tabs, balancers)}
             conformance.record(f"round {round_no}: instance of each tab after the kill (0-based)", where)
-            gap = await sc.wait_delivered(survivors, [*before, *during], 10.0 + sc.grace_s)
+            gap = await sc.wait_delivered(survivors, during, 10.0 + sc.grace_s)
             violations += [conformance.violation(
                 "Gap on a surviving instance", f"{name} (its instance was not killed) never received events {seqs} "
                 "published while another instance was dead", {"missing_seqs": seqs}) for name, seqs in gap.items()]
