@@ -111,3 +111,11 @@ def test_no_process_of_the_cluster_runs_is_left(runs):
         future.exception(timeout=RUN_TIMEOUT_S + 60)
     leftovers = processes_with_env(RUNS.name, RUNS.value)
     assert not leftovers, f"processes left behind by the cluster runs: {leftovers}"
+
+
+def test_every_cluster_requirement_has_a_broken_variant():
+    """One variant per CLU MUST; CLU-8 (a SHOULD) the reference gateway itself fails, as RECON-4."""
+    from broken.variants import VARIANTS
+
+    assert sorted(v for v in VARIANTS if v.startswith("cluster_")) == sorted(EXPECTED)
+    assert set(EXPECTED.values()) == set(CLUSTER_IDS) - {"CLU-8"}
