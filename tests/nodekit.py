@@ -106,8 +106,8 @@ class NodeGateway:
     def log(self) -> str:
         return self.proc.log_tail(20000)
 
-    def stop(self) -> None:
-        self.proc.terminate(timeout=5)
+    def stop(self) -> int | None:
+        return self.proc.terminate(timeout=5)
 
     def kill(self) -> None:
         self.proc.kill()

@@ -143,6 +143,10 @@ def test_two_node_instances_share_delivery_takeover_and_recovery(parts: tuple[Pr
 
             # 4. The tab that was on A resumes its session on B and gets what it missed, once.
             assert roaming.pid is not None and roaming.offset is not None
+            # Another tenant's valid token presenting that pid is a new connection, not the session.
+            intruder = await Tab(RecoverySession(roaming.pid, roaming.offset)).connect(b.url, blue)
+            assert not intruder.sio.recovered and intruder.ids == []
+            await intruder.close()
             resumed = await Tab(roaming).connect(b.url, red)
             assert resumed.sio.recovered, "the session created on A was not resumed on B"
             assert await resumed.wait_for(30) == after
@@ -156,6 +160,7 @@ def test_two_node_instances_share_delivery_takeover_and_recovery(parts: tuple[Pr
 
     try:
         asyncio.run(asyncio.wait_for(body(), 90))
+        assert b.stop() == 0, "SIGTERM must end a clustered instance with exit code 0"
     except BaseException:
         print("--- A\n" + a.log()[-4000:] + "\n--- B\n" + b.log()[-4000:])
         raise

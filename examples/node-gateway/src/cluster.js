@@ -106,7 +106,10 @@ function streamsAdapter(client, { maxLen, windowMs }) {
 
     adapter.restoreSession = async (pid, raw) => {
       const { tenantId, offset } = recovery.readResumeOffset(raw);
-      const stored = await client.sendCommand(['GETDEL', SESSION_PREFIX + pid]);
+      // Looked at before it is taken: another tenant's token naming this pid must not destroy it.
+      const peek = await client.sendCommand(['GET', SESSION_PREFIX + pid]);
+      if (!peek || !recovery.sameTenant(JSON.parse(peek), tenantId)) return null;
+      const stored = await client.sendCommand(['GETDEL', SESSION_PREFIX + pid]); // null: resumed elsewhere meanwhile
       if (!stored) return null;
       const session = JSON.parse(stored);
       if (!recovery.sameTenant(session, tenantId)) return null;
