@@ -19,15 +19,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 from typing import Any
 
 import socketio
 
+from .logs import log
 from .readmodel import Stats
 
 SINGLE_ACTIVE_CONSUMER = {"x-single-active-consumer": True}
 ADAPTER_CHANNEL = "agent-portal-gateway"
 LAST_STATS_TTL = 24 * 3600  # seconds; an expired entry costs at most one extra metrics_update
+LISTEN_RETRY_START = 0.2
+LISTEN_RETRY_MAX = 2.0
 
 
 class FanoutUnavailable(ConnectionError):
@@ -53,14 +57,29 @@ def queue_mismatch_message(queue: str, detail: str) -> str:
 
 
 class ClusterRedisManager(socketio.AsyncRedisManager):
-    """AsyncRedisManager whose failed publish raises instead of being logged and dropped.
+    """AsyncRedisManager that hands an emit to Redis first and raises if Redis does not take it.
 
-    python-socketio gives up on a publish after two attempts and returns, so the
-    event would reach this instance's clients only and the queue message would
-    still be acked. Raising lets the consumer keep the message for redelivery.
+    python-socketio delivers an emit to this instance's tabs, then publishes it, and a publish
+    that fails twice is logged and dropped: the other instances' tabs would miss the event
+    while the queue message is acked. Here the publish comes first and its failure raises
+    ``FanoutUnavailable`` before anyone got the event, so the consumer can leave the message
+    for redelivery without duplicating it on this instance's tabs.
     """
 
+    _PUBLISHED = "_published_first"  # marks a message of ours already on Redis; never serialised
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        if message.get("host_id") == self.host_id and not message.get(self._PUBLISHED):
+            await self._publish_or_raise(message)
+            message[self._PUBLISHED] = True  # emit() publishes it next: skipped in _publish
+        await super()._handle_emit(message)
+
     async def _publish(self, data: Any) -> Any:
+        if isinstance(data, dict) and data.pop(self._PUBLISHED, False):
+            return None
+        return await self._publish_or_raise(data)
+
+    async def _publish_or_raise(self, data: Any) -> Any:
         for attempt in (1, 2):
             try:
                 if not self.connected:
@@ -72,6 +91,25 @@ class ClusterRedisManager(socketio.AsyncRedisManager):
                     raise FanoutUnavailable(f"cannot publish to Redis: {type(exc).__name__}: {exc}") from exc
         return None
 
+    async def _redis_listen_with_retries(self) -> Any:
+        """The subscription, re-made after a Redis outage within LISTEN_RETRY_MAX seconds.
+
+        The library's own loop backs off up to 60 s, and this instance's tabs miss every other
+        instance's emits all that time.
+        """
+        delay = LISTEN_RETRY_START
+        while True:
+            try:
+                self._redis_connect()
+                await self.pubsub.subscribe(self.channel)
+                delay = LISTEN_RETRY_START
+                async for message in self.pubsub.listen():
+                    yield message
+            except Exception as exc:
+                log("Redis subscription lost; other instances' emits miss this instance's tabs until it is back",
+                    level=logging.ERROR, retry_in=delay, error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LISTEN_RETRY_MAX)
 
     async def subscribed(self, timeout: float) -> bool:
         """Start listening now (python-socketio waits for a first client) and wait, bounded, for the subscription.
