@@ -19,7 +19,7 @@ from typing import Any
 import socketio
 import uvicorn
 
-from . import config, logs
+from . import cluster, config, logs
 from .config import ConfigError, Settings
 from .consumer import EventConsumer
 from .logs import log
@@ -43,11 +43,14 @@ class Gateway:
                 "point it at a writable file path, e.g. DATABASE_PATH=./data/gateway.sqlite3",
             ) from None
         self.sio, self.timers = sockets.create_server(settings)
-        self.metrics = MetricsPublisher(self.sio, self.readmodel)
+        self.shared_stats = cluster.RedisLastStats(settings.redis_url) if settings.clustered else None
+        self.metrics = MetricsPublisher(self.sio, self.readmodel, self.shared_stats)
         self.consumer = EventConsumer(settings, self.sio, self.readmodel, self.metrics)
         self.rest = RestApp(settings, self.readmodel, self.metrics, self.health)
         self.asgi = socketio.ASGIApp(self.sio, other_asgi_app=self.rest, socketio_path="socket.io")
         self._consumer_task: asyncio.Task[None] | None = None
+        self.fatal: str | None = None  # why the gateway must stop (a queue declared the wrong way)
+        self.on_fatal: Any = None  # set by serve(): asks the HTTP server to exit
 
     def health(self) -> dict[str, Any]:
         connected = self.consumer.connected
@@ -57,6 +60,26 @@ class Gateway:
 
     def start_consumer(self) -> None:
         self._consumer_task = asyncio.create_task(self.consumer.run(), name="amqp-consumer")
+        self._consumer_task.add_done_callback(self._consumer_ended)
+
+    def _consumer_ended(self, task: "asyncio.Task[None]") -> None:
+        if task.cancelled() or not isinstance(task.exception(), cluster.QueueMismatch):
+            return
+        self.fatal = str(task.exception())
+        log("cannot consume in cluster mode", level=logging.ERROR, error=self.fatal)
+        if self.on_fatal is not None:
+            self.on_fatal()
+
+    async def join_adapter(self) -> None:
+        """Cluster mode: subscribe to the other instances' emits before serving clients."""
+        manager = self.sio.manager
+        if not isinstance(manager, cluster.ClusterRedisManager):
+            return
+        if await manager.subscribed(timeout=10):
+            log("joined the Socket.IO Redis adapter", channel=manager.channel)
+        else:
+            log("Redis adapter not subscribed yet; clients here miss other instances' emits until it is",
+                level=logging.ERROR)
 
     async def stop_consumer(self) -> None:
         await self.consumer.stop()
@@ -67,6 +90,8 @@ class Gateway:
             await asyncio.wait_for(task, timeout=10)
         except (asyncio.TimeoutError, asyncio.CancelledError):
             task.cancel()
+        except cluster.QueueMismatch:
+            pass  # reported by _consumer_ended
         except Exception:
             log("consumer ended with an error", level=logging.ERROR, exc_info=True)
 
@@ -81,7 +106,12 @@ class Gateway:
         self.sio.eio.sockets.clear()
         await self.sio.shutdown()
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        if self.shared_stats is not None:
+            try:
+                await asyncio.wait_for(self.shared_stats.close(), timeout=2)
+            except Exception:
+                pass
         self.readmodel.close()
 
 
@@ -119,13 +149,17 @@ async def serve(settings: Settings) -> None:
         proxy_headers=False,
     )
     server = _Server(config, gateway)
+    gateway.on_fatal = lambda: setattr(server, "should_exit", True)
+    await gateway.join_adapter()
     gateway.start_consumer()
     try:
         await server.serve()
     finally:
         await gateway.stop_consumer()
-        gateway.close()
+        await gateway.close()
         log("stopped")
+    if gateway.fatal is not None:
+        raise ConfigError("AGENT_PORTAL_EVENTS_QUEUE", gateway.fatal)
 
 
 def run(settings: Settings | None = None) -> int:

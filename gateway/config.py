@@ -51,6 +51,12 @@ class Settings:
     ping_timeout: float
     log_level: str
     backlog_grace: float = 5.0
+    redis_url: str = ""  # empty: one instance, nothing shared; set: cluster mode (see cluster.py)
+
+    @property
+    def clustered(self) -> bool:
+        """True when instances share a Socket.IO adapter (REDIS_URL set) and so must share the queue in turn."""
+        return bool(self.redis_url)
 
     @property
     def dlq(self) -> str:
@@ -117,6 +123,20 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix", "valkey", "valkeys")
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    raw = env.get("REDIS_URL", "").strip()
+    if raw and urlsplit(raw).scheme.lower() not in REDIS_SCHEMES:
+        raise ConfigError(
+            "REDIS_URL",
+            f"REDIS_URL must start with redis://, rediss:// or unix://, got scheme {urlsplit(raw).scheme!r}: "
+            "e.g. REDIS_URL=redis://127.0.0.1:6379/0, or leave it empty for a single instance",
+        )
+    return raw
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the environment (``os.environ`` by default)."""
     env = os.environ if env is None else env
@@ -181,4 +201,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ping_timeout=_seconds(env, "PING_TIMEOUT", 20),
         log_level=log_level,
         backlog_grace=_grace(env),
+        redis_url=_redis_url(env),
     )

@@ -7,6 +7,12 @@ with ``x-dlq-reason`` and then acked: never requeued in a loop, never dropped
 silently (FAULT-2). A supervisor loop reconnects, re-declares and re-consumes
 after any connection loss, backing off 0.5 s doubling to 5 s (FAULT-1); every
 wait in it is bounded so a dead broker cannot wedge shutdown.
+
+With several instances (REDIS_URL set) the queue is declared with single active
+consumer: every instance subscribes, the broker delivers to one at a time, so
+order still holds; when that instance dies its unacked messages go to the next.
+The record of emitted bodies then lives in the shared read model, so the next
+instance does not emit again what the dead one had already handed to Redis.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from realtime_conformance import contract
 
 from . import sockets
+from .cluster import SINGLE_ACTIVE_CONSUMER, FanoutUnavailable, QueueMismatch, queue_mismatch_message
 from .config import Settings
 from .logs import log
 from .metrics import MetricsPublisher
@@ -63,8 +70,8 @@ class EventConsumer:
                 await self._connect_and_consume()
                 backoff = BACKOFF_START
                 await self._work()
-            except asyncio.CancelledError:
-                raise
+            except (asyncio.CancelledError, QueueMismatch):
+                raise  # a queue declared the wrong way for a cluster cannot be fixed by retrying
             except Exception as exc:  # any broker or network failure: reconnect
                 log("broker connection failed", level=logging.WARNING, error=f"{type(exc).__name__}: {exc}",
                     retry_in=backoff)
@@ -97,7 +104,8 @@ class EventConsumer:
         inbox = self._inbox
         await asyncio.wait_for(queue.consume(inbox.put, no_ack=False), timeout=OP_TIMEOUT)
         self.connected = True
-        log("consuming", queue=self.settings.queue, dlq=self.settings.dlq, prefetch=self.settings.amqp_prefetch)
+        log("consuming", queue=self.settings.queue, dlq=self.settings.dlq, prefetch=self.settings.amqp_prefetch,
+            single_active_consumer=self.settings.clustered)
 
     async def _hold_backlog(self, queue: AbstractQueue) -> None:
         """At process start, let reconnecting clients rejoin their rooms before a backlog is emitted.
@@ -131,11 +139,21 @@ class EventConsumer:
         return channel
 
     async def _declare(self) -> AbstractQueue:
-        """Declare queue and DLQ durable with no arguments, matching what other tools declare (DLV-8)."""
+        """Declare queue and DLQ durable with no arguments, matching what other tools declare (DLV-8).
+
+        In cluster mode the queue gets x-single-active-consumer, and one that
+        exists without it stops the gateway with the fix (QueueMismatch).
+        """
         channel = await self._open_channel()
         try:
-            queue = await channel.declare_queue(self.settings.queue, durable=True)
+            if self.settings.clustered:
+                queue = await channel.declare_queue(self.settings.queue, durable=True,
+                                                    arguments=dict(SINGLE_ACTIVE_CONSUMER))
+            else:
+                queue = await channel.declare_queue(self.settings.queue, durable=True)
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            if self.settings.clustered:
+                raise QueueMismatch(queue_mismatch_message(self.settings.queue, str(exc))) from None
             # The queue exists with other arguments (e.g. a quorum queue): use it as it is.
             log("queue exists with other arguments; consuming it as declared", level=logging.WARNING,
                 queue=self.settings.queue, error=str(exc))
@@ -184,6 +202,8 @@ class EventConsumer:
             return
         try:
             await self.process_envelope(envelope, body, redelivered=bool(message.redelivered))
+        except FanoutUnavailable:
+            raise  # not the message's fault: leave it unacked, reconnect, and get it again
         except Exception as exc:
             log("event handling failed", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}",
                 type=envelope.get("type"), tenant=envelope.get("tenantId"), exc_info=True)
@@ -198,12 +218,14 @@ class EventConsumer:
         emitted (its ack was lost when the broker crashed) is not emitted again:
         the clients got it. A redelivery after this gateway was killed is
         emitted, because nobody knows whether the dead process's writes reached
-        the clients (at-least-once, FAULT-3).
+        the clients (at-least-once, FAULT-3). In cluster mode an emit is done
+        once Redis has it, and the mark is shared: an instance taking over from
+        a dead one skips what the dead one had emitted and re-emits the rest.
         """
         tenant, kind, data = envelope["tenantId"], envelope["type"], envelope["data"]
         fresh = self.readmodel.apply(envelope, body)
         key = body_hash(body)
-        if redelivered and key in self._emitted:
+        if redelivered and self._was_emitted(key):
             log("redelivered event already emitted by this process; not emitting again", type=kind, tenant=tenant)
             return
         await sockets.emit_event(self.sio, tenant, kind, data)
@@ -212,7 +234,14 @@ class EventConsumer:
         if kind == "new_message" and data.get("isNewConversation") is True:
             await self.metrics.current(tenant, force=True)
 
+    def _was_emitted(self, key: str) -> bool:
+        if key in self._emitted:
+            return True
+        return self.settings.clustered and self.readmodel.was_emitted(key)
+
     def _remember_emitted(self, key: str) -> None:
+        if self.settings.clustered:
+            self.readmodel.mark_emitted(key)
         self._emitted[key] = None
         self._emitted.move_to_end(key)
         while len(self._emitted) > EMITTED_MEMORY:

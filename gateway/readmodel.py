@@ -5,6 +5,12 @@ so the REST endpoints can answer while a client's socket is down (REST-1). WAL
 mode and one transaction per queue message make it survive SIGKILL; the body
 hash recorded in the same transaction makes a redelivered message a no-op
 (at-least-once delivery without double counting).
+
+Several gateway instances may open the same file (cluster mode): only the
+instance holding the queue's single active consumer writes, all of them read.
+So nothing a write depends on lives in process memory: the ordering counter is
+a row read and written inside each write transaction, and the record of which
+bodies were emitted (to skip a broker redelivery of one) is a table.
 """
 
 from __future__ import annotations
@@ -52,6 +58,14 @@ CREATE TABLE IF NOT EXISTS messages (
     recorded_day TEXT NOT NULL,
     seq INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, message_id)
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS emitted (
+    body_hash TEXT PRIMARY KEY,
+    emitted_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (tenant_id, conversation_id, seq);
 CREATE INDEX IF NOT EXISTS messages_by_day ON messages (tenant_id, recorded_day);
@@ -125,6 +139,9 @@ def utc_now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+EMITTED_KEEP_SECONDS = 24 * 3600  # a redelivery comes within minutes; older emitted marks are pruned
+
+
 class ReadModel:
     """SQLite-backed conversations/messages store. Used from the event loop thread only."""
 
@@ -138,10 +155,13 @@ class ReadModel:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
-        row = self._db.execute(
-            "SELECT MAX(s) FROM (SELECT MAX(seq) AS s FROM conversations UNION ALL SELECT MAX(seq) FROM messages)"
-        ).fetchone()
-        self._seq = int(row[0] or 0)
+        # A file written before the counter row existed starts from its highest seq.
+        self._db.execute(
+            "INSERT OR IGNORE INTO counters (name, value) SELECT 'seq', COALESCE(MAX(s), 0) FROM "
+            "(SELECT MAX(seq) AS s FROM conversations UNION ALL SELECT MAX(seq) FROM messages)"
+        )
+        self._seq = 0  # valid only inside a write transaction (loaded by apply)
+        self._marks = 0
 
     def close(self) -> None:
         self._db.close()
@@ -165,6 +185,8 @@ class ReadModel:
             if cur.rowcount == 0:
                 db.execute("ROLLBACK")
                 return False
+            # Read under the write lock: another instance may have written since we last did.
+            self._seq = int(db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()[0])
             kind = envelope["type"]
             tenant = envelope["tenantId"]
             data = envelope["data"]
@@ -174,11 +196,23 @@ class ReadModel:
                 self._conversation_update(tenant, data, envelope.get("timestamp"))
             elif kind == "status_update":
                 self._status_update(tenant, data)
+            db.execute("UPDATE counters SET value = ? WHERE name = 'seq'", (self._seq,))
             db.execute("COMMIT")
             return True
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def mark_emitted(self, key: str) -> None:
+        """Record that the body with hash ``key`` reached the Socket.IO adapter (any instance can see it)."""
+        now = time.time()
+        self._db.execute("INSERT OR REPLACE INTO emitted (body_hash, emitted_at) VALUES (?, ?)", (key, now))
+        self._marks += 1
+        if self._marks % 1000 == 0:
+            self._db.execute("DELETE FROM emitted WHERE emitted_at < ?", (now - EMITTED_KEEP_SECONDS,))
+
+    def was_emitted(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM emitted WHERE body_hash = ?", (key,)).fetchone() is not None
 
     def _ensure_conversation(self, tenant: str, conversation_id: str) -> None:
         self._db.execute(
@@ -260,7 +294,15 @@ class ReadModel:
     # -- reads ----------------------------------------------------------------------------
 
     def stats(self, tenant: str) -> Stats:
-        """The dashboard numbers for ``tenant`` as of now."""
+        """The dashboard numbers for ``tenant`` as of now (one snapshot, even while another instance writes)."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            return self._stats(tenant)
+        finally:
+            db.execute("COMMIT")
+
+    def _stats(self, tenant: str) -> Stats:
         db = self._db
         active = db.execute("SELECT COUNT(*) FROM conversations WHERE tenant_id = ?", (tenant,)).fetchone()[0]
         waiting = db.execute(

@@ -27,7 +27,7 @@ import socketio
 
 from realtime_conformance import contract
 
-from . import auth, origins
+from . import auth, cluster, origins
 from .config import Settings
 from .logs import adopt, log
 
@@ -143,6 +143,8 @@ def create_server(settings: Settings) -> tuple[socketio.AsyncServer, ExpiryTimer
     """Build the AsyncServer with its connect/disconnect handlers (and nothing else)."""
     sio = socketio.AsyncServer(
         async_mode="asgi",
+        # Cluster mode: emits to a room reach that room's clients on every instance.
+        client_manager=cluster.client_manager(settings.redis_url) if settings.clustered else None,
         cors_allowed_origins=origins.engineio_policy(settings.allowed_origins),
         cors_credentials=True,
         ping_interval=settings.ping_interval,
@@ -177,5 +179,6 @@ def create_server(settings: Settings) -> tuple[socketio.AsyncServer, ExpiryTimer
         log("client disconnected", level=logging.DEBUG, sid=sid, reason=str(reason))
 
     log("Socket.io initialized", origins=list(settings.allowed_origins),
+        adapter="redis" if settings.clustered else "in-process",
         ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout)
     return sio, timers

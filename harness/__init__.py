@@ -18,7 +18,7 @@ from realtime_conformance.harness.judging.catalogue import REQUIREMENTS, Require
 from realtime_conformance.harness.judging.checks import CheckResult, canonical, check
 from realtime_conformance.harness.judging.conformance import Conformance
 from realtime_conformance.harness.judging.failures import ConformanceFailure, UnknownEvidence, Violation
-from realtime_conformance.harness.providers.target import Instance, WrongQueue, wait_for_consumer
+from realtime_conformance.harness.providers.target import Cluster, Instance, WrongQueue, wait_for_consumer
 from realtime_conformance.harness.report.render import latency_summary
 from realtime_conformance.harness.wire.clients import Received, TenantClient
 from realtime_conformance.harness.wire.idle import IdleEvidence
@@ -31,7 +31,8 @@ from realtime_conformance.harness.wire.scenario import Publish, Scenario, unique
 from realtime_conformance.harness.wire.tokens import TokenFactory
 
 __all__ = [
-    "CheckResult", "Conformance", "ConformanceFailure", "FaultProxy", "IdleEvidence", "Instance", "PortalTab", "Publish",
+    "CheckResult", "Cluster", "Conformance", "ConformanceFailure", "FaultProxy", "IdleEvidence", "Instance",
+    "PortalTab", "Publish",
     "Publisher", "REQUIREMENTS", "ReconnectPolicy", "Received", "Requirement", "RestClient", "Scenario",
     "TenantClient", "TokenFactory", "UnknownEvidence", "Violation", "WrongQueue", "canonical", "latency_summary",
     "check", "refusal_code", "samples", "unique_tenant", "wait_for_consumer",

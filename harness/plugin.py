@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, settings as hypothesis_settings
 from realtime_conformance.harness.judging import catalogue as _catalogue
 from realtime_conformance.harness.report import render as _report
 from realtime_conformance.harness import settings as _settings
-from realtime_conformance.harness.judging.conformance import Conformance
+from realtime_conformance.harness.judging.conformance import NEEDS_REPLICAS, Conformance
 from realtime_conformance.harness.judging.failures import ConformanceFailure, UnknownEvidence
 from realtime_conformance.harness.providers.processes import reap_all
 from realtime_conformance.harness.settings import Settings
@@ -58,6 +58,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(id): the catalogue requirement a test checks (CONFORMANCE.md)")
     config.addinivalue_line("markers", "background_evidence: the test collects evidence gathered while the other "
                             "tests ran (MET-3's idle window); it runs last so the gathering overlaps them")
+    config.addinivalue_line("markers", "cluster: a check that needs the gateway running as several instances "
+                            "(--gateway-replicas 2 or more); SKIPPED otherwise")
     config.stash[SETTINGS_KEY] = settings = _settings.resolve(config)
     config.stash[RUN_KEY] = Run(strict=settings.strict, budget_ms=settings.latency_budget_ms,
                                  selected=settings.requirements, waivers=settings.waivers,
@@ -121,6 +123,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 run.deselected.setdefault(rid, "not selected by --requirements")
             continue
         keep.append(item)
+        if item.get_closest_marker("cluster") and not settings.cluster:
+            # Judged only where there are instances to compare: SKIPPED, and nothing is started for it.
+            item.add_marker(pytest.mark.skip(reason=NEEDS_REPLICAS))
         if ids:
             run.record(item.nodeid, ids)
             for rid in ids:

@@ -57,12 +57,16 @@ DEFAULT_GATEWAY_ENV: dict[str, str] = {
     "JWT_TENANT_CLAIM": "{tenant_claim}",
     "ALLOWED_ORIGINS": "{allowed_origins}",
     "AGENT_PORTAL_EVENTS_QUEUE": "{queue}",
-    "DATABASE_PATH": "{workdir}/gateway.sqlite3",
+    # One file for every replica of a target: a cluster shares its read model.
+    "DATABASE_PATH": "{shared_dir}/gateway.sqlite3",
+    # Empty in single-instance runs: the gateway stays single-instance.
+    "REDIS_URL": "{redis_url}",
     "PING_INTERVAL": "1",
     "PING_TIMEOUT": "2",
 }
 TEMPLATE_FIELDS = ("host", "port", "amqp_url", "jwt_secret", "jwt_algorithm", "tenant_claim",
-                   "allowed_origins", "queue", "workdir")
+                   "allowed_origins", "queue", "workdir", "shared_dir", "redis_url", "replica")
+MAX_REPLICAS = 8
 
 
 @dataclass(frozen=True)
@@ -90,12 +94,18 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("gateway_url", "URL of a gateway that is already running (http://host:port). Default: start the reference gateway."),
+    Option("gateway_url", "URL of a gateway that is already running (http://host:port); a comma list names the "
+           "instances of one gateway cluster, each reached directly. Default: start the reference gateway."),
     Option("gateway_cmd", "Command that starts the gateway; the harness runs, restarts and kills it. Default: the reference gateway."),
     Option("gateway_cwd", "Working directory of a harness-started gateway command; a relative path is from the ini file's "
            "folder when set in the ini, else from the current directory. Default: the folder of the ini file that set "
            "gateway_cmd, or the current directory when gateway_cmd came from the command line or environment."),
     Option("gateway_image", "Container image of the gateway (needs a Docker engine; implies --broker container)."),
+    Option("gateway_replicas", "How many instances of the gateway the harness starts (command targets), all on one "
+           "queue, one Redis and one shared folder; clients are spread over them. 2 or more runs the cluster area "
+           "(-m cluster); for a URL target it is the number of URLs listed.", 1, kind="int"),
+    Option("redis_url", "Redis the gateway replicas share (redis://host:port[/db]). Default: with 2 or more replicas, "
+           "a private redis-server on a free loopback port; with one, none (the {redis_url} placeholder is empty)."),
     Option("broker", "Where RabbitMQ comes from.", "auto", choices=BROKER_KINDS),
     Option("amqp_url", "AMQP URL of an external broker (with --broker external)."),
     Option("rabbitmq_image", "RabbitMQ image for --broker container.", "rabbitmq:3-management"),
@@ -111,7 +121,9 @@ OPTIONS: tuple[Option, ...] = (
            "{}", kind="json"),
     Option("socketio_path", "Socket.IO path on the gateway.", "/socket.io/"),
     Option("rest_paths", "REST paths as a JSON object overriding the contract's (keys: stats, refresh, conversations, messages, health).", "{}", kind="json"),
-    Option("gateway_env", "Environment for a harness-started gateway: KEY=TEMPLATE entries added to the seed's defaults; placeholders {host} {port} {amqp_url} {jwt_secret} {jwt_algorithm} {tenant_claim} {allowed_origins} {queue} {workdir}.", "", kind="env"),
+    Option("gateway_env", "Environment for a harness-started gateway: KEY=TEMPLATE entries added to the seed's defaults; placeholders {host} {port} {amqp_url} {jwt_secret} {jwt_algorithm} {tenant_claim} {allowed_origins} {queue} {workdir} "
+           "(this instance's folder) {shared_dir} (one folder all replicas of the target share) {redis_url} (empty with "
+           "one replica) {replica} (which replica: 1, 2, ...).", "", kind="env"),
     Option("gateway_startup_timeout", "Seconds a started gateway may take to answer an Engine.IO handshake.", 30.0, kind="float"),
     Option("lacks", f"Capabilities the target declares it lacks, comma list of: {', '.join(CAPABILITIES)}. Their requirements report N/A.", "", kind="list", choices=CAPABILITIES),
     Option("allowed_origins", "Origins the gateway allows (comma list of scheme://host[:port]; scheme://*.domain[:port] allows "
@@ -140,7 +152,7 @@ BY_NAME = {o.name: o for o in OPTIONS}
 class Settings:
     """Validated harness settings; build with ``resolve``."""
 
-    gateway_url: str | None
+    gateway_url: str | None  # the first instance's URL
     gateway_cmd: str | None
     gateway_image: str | None
     broker: str
@@ -170,6 +182,14 @@ class Settings:
     waivers: Waivers | None = None
     catalogue_version: str | None = None  # the pin; None when unpinned
     sources: Mapping[str, str] = field(default_factory=dict)
+    gateway_replicas: int = 1
+    redis_url: str | None = None
+    gateway_urls: tuple[str, ...] = ()  # every instance of a URL target
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the target runs as several instances (the cluster area needs it)."""
+        return self.gateway_replicas >= 2
 
     @property
     def target_kind(self) -> str:
@@ -208,7 +228,7 @@ class Settings:
                 if is_secret_name(key) and "{" not in value:
                     literals.append(value)
                 literals += url_passwords(value)
-        for url in (self.amqp_url, self.gateway_url, self.gateway_cmd):
+        for url in (self.amqp_url, self.redis_url, *self.gateway_urls, self.gateway_cmd):
             literals += url_passwords(url or "")
         return Redactor(literals)
 
@@ -216,10 +236,12 @@ class Settings:
         """Settings for the header and the report: secrets shown by length only, the rest redacted."""
         out: dict[str, Any] = {}
         for opt in OPTIONS:
-            value = getattr(self, "strict" if opt.name == "conformance_strict" else opt.name)
+            value = getattr(self, {"conformance_strict": "strict", "gateway_url": "gateway_urls"}.get(opt.name, opt.name))
+            if opt.name == "gateway_url" and not value:
+                value = None
             if opt.secret and value:
                 value = f"*** ({len(value.encode())} bytes, {self.sources.get(opt.name, 'default')})"
-            elif opt.name == "amqp_url" and value:
+            elif opt.name in ("amqp_url", "redis_url") and value:
                 value = redact_url(value)
             elif isinstance(value, (frozenset, tuple)):
                 value = ",".join(sorted(value)) if isinstance(value, frozenset) else ",".join(value)
@@ -568,10 +590,10 @@ def _gateway_cwd(config: pytest.Config, opt: Option, raw: Mapping[str, Any], sou
     return str(folder.resolve())
 
 
-def _check_url(opt: Option, value: str, schemes: tuple[str, ...]) -> str:
+def _check_url(opt: Option, value: str, schemes: tuple[str, ...], port: int = 3015) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.hostname:
-        raise _fail(opt, value, f"is not a URL with scheme {' or '.join(schemes)}; e.g. {schemes[0]}://127.0.0.1:3015")
+        raise _fail(opt, value, f"is not a URL with scheme {' or '.join(schemes)}; e.g. {schemes[0]}://127.0.0.1:{port}")
     return value
 
 
@@ -594,7 +616,12 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
             "give at most one target: " + " and ".join(o[n].flag for n in targets) + " were both set "
             f"(from {', '.join(sources[n] for n in targets)})"
         )
-    gateway_url = _check_url(o["gateway_url"], raw["gateway_url"], ("http", "https")) if raw["gateway_url"] else None
+    gateway_urls = tuple(_check_url(o["gateway_url"], url, ("http", "https"))
+                         for url in _parse_list(o["gateway_url"], raw["gateway_url"] or ""))
+    gateway_url = gateway_urls[0] if gateway_urls else None
+    replicas = _replicas(o["gateway_replicas"], raw["gateway_replicas"], sources["gateway_replicas"], gateway_urls,
+                         bool(raw["gateway_image"]))
+    redis_url = _check_url(o["redis_url"], str(raw["redis_url"]).strip(), ("redis", "rediss"), 6379) if raw["redis_url"] else None
     amqp_url = _check_url(o["amqp_url"], raw["amqp_url"], ("amqp", "amqps")) if raw["amqp_url"] else None
     if broker == "external" and not amqp_url:
         raise pytest.UsageError(f"--broker external needs {o['amqp_url'].spellings}, e.g. amqp://guest:guest@127.0.0.1:5672/")
@@ -687,7 +714,27 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         waivers=waivers,
         catalogue_version=pin,
         sources=sources,
+        gateway_replicas=replicas,
+        redis_url=redis_url,
+        gateway_urls=gateway_urls,
     )
+
+
+def _replicas(opt: Option, value: Any, source: str, urls: tuple[str, ...], image: bool) -> int:
+    """How many instances the target has: as asked, or as many as the URLs listed."""
+    count = _parse_number(opt, value, int, 1)
+    if count > MAX_REPLICAS:
+        raise _fail(opt, value, f"is more than this harness starts ({MAX_REPLICAS}); 2 or 3 show every cluster defect")
+    if urls and source == "default":
+        return len(urls)
+    if urls and count != len(urls):
+        raise _fail(opt, value, f"does not match the {len(urls)} URL(s) --gateway-url lists; a URL target's "
+                    "instances are its URLs: list one per instance, or drop --gateway-replicas")
+    if image and count > 1:
+        raise _fail(opt, value, "is not supported with --gateway-image yet (the harness runs one gateway container "
+                    "per target): give the gateway's start command with --gateway-cmd, or start the instances "
+                    "yourself and list them with --gateway-url URL1,URL2")
+    return count
 
 
 def _check_catalogue_version(opt: Option, value: Any, source: str) -> str | None:
@@ -736,6 +783,10 @@ def header_lines(settings: Settings) -> list[str]:
         f"realtime-conformance: broker={settings.broker} queue={settings.queue} budget={settings.latency_budget_ms:g} ms "
         f"strict={settings.strict} report_dir={settings.report_dir}",
     ]
+    if settings.cluster:
+        redis = redact_url(settings.redis_url) if settings.redis_url else (
+            "none (URL target)" if settings.target_kind == "url" else "private redis-server")
+        lines.append(f"realtime-conformance: {settings.gateway_replicas} gateway replicas, redis={redis}")
     from realtime_conformance.harness.judging.catalogue import CATALOGUE_VERSION
 
     pinned = "pinned" if settings.catalogue_version else "not pinned: set catalogue_version to pin it"

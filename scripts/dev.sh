@@ -2,6 +2,7 @@
 # One entry point for a fresh machine: sets up .venv once, then runs what you ask for.
 #   bash scripts/dev.sh conformance [pytest args]   the conformance suites against the reference gateway
 #   bash scripts/dev.sh test [pytest args]          every test of the project (suites included)
+#   bash scripts/dev.sh cluster [pytest args]       the cluster area: the reference gateway as 2 instances (reports/cluster/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,13 @@ need_broker() {
   if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
     echo "installing rabbitmq-server (the harness starts private nodes of it; the system service is not used)" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
+  fi
+}
+
+need_redis() {
+  if ! command -v redis-server >/dev/null; then
+    echo "installing redis-server (cluster runs start a private one; the system service is not used)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
   fi
 }
 
@@ -23,7 +31,9 @@ setup() {
 what="${1:-}"; shift || true
 case "$what" in
   conformance) need_broker; setup; exec .venv/bin/python -m pytest -m realtime "$@" ;;
-  test)        need_broker; setup; exec .venv/bin/python -m pytest "$@" ;;
+  test)        need_broker; need_redis; setup; exec .venv/bin/python -m pytest "$@" ;;
+  cluster)     need_broker; need_redis; setup
+               exec .venv/bin/python -m pytest suites -m cluster --gateway-replicas 2 --report-dir reports/cluster "$@" ;;
   setup)       need_broker; setup ;;
-  *) echo "usage: bash scripts/dev.sh {conformance|test|setup} [pytest args]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/dev.sh {conformance|test|cluster|setup} [pytest args]" >&2; exit 2 ;;
 esac

@@ -16,15 +16,20 @@ def usable(plan, sc: Scenario) -> list:
 
 
 @contextlib.asynccontextmanager
-async def planned(conformance: Conformance, plan, *, all_types: bool = False) -> AsyncIterator[Scenario]:
+async def planned(conformance: Conformance, plan, *, all_types: bool = False,
+                  across_instances: bool = False) -> AsyncIterator[Scenario]:
     """A generated plan carried out: its tabs connected, its interleaving published and delivered.
 
     Types the target does not deliver recognisably are replaced by its control type, unless
-    ``all_types`` (DLV-1, which judges payloads, wants every type); the evidence says which."""
-    async with conformance.scenario() as sc:
+    ``all_types`` (DLV-1, which judges payloads, wants every type); the evidence says which.
+    ``across_instances`` spreads the tabs over the target's instances, each tenant with at
+    least one tab on every instance."""
+    scenario = conformance.cluster_scenario() if across_instances else conformance.scenario()
+    async with scenario as sc:
         tenants = [sc.tenant() for _ in plan.tabs]
+        least = len(sc.urls) if across_instances else 1
         for tenant, tabs in zip(tenants, plan.tabs):
-            await sc.connect(tenant, tabs=tabs)
+            await sc.connect(tenant, tabs=max(tabs, least))
         events = plan.events if all_types else usable(plan, sc)
         replaced = sorted({t for _, t, _ in plan.events} - set(sc.control_types)) if not all_types else []
         if replaced:

@@ -10,7 +10,6 @@ FAIL its requirement and nothing else that ran.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +20,7 @@ from realtime_conformance.harness.providers.broker import PrivateRabbitNode
 from realtime_conformance.harness.providers.processes import processes_with_env
 
 from broken.runs import MarkedRuns, verdicts
+from nodekit import ensure_node_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_GATEWAY = ROOT / "examples" / "node-gateway"
@@ -62,12 +62,8 @@ def _run(variant: str, amqp_url: str, report_dir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def node_modules() -> None:
-    """The gateway's dependencies, installed from its lock file if they are not there yet."""
-    if (NODE_GATEWAY / "node_modules").is_dir():
-        return
-    done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_GATEWAY,
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, f"`npm ci` in {NODE_GATEWAY} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    """The gateway's dependencies, installed from its lock file if any is missing."""
+    ensure_node_modules()
 
 
 @pytest.fixture(scope="module")

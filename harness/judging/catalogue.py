@@ -42,6 +42,7 @@ AREAS: dict[str, str] = {
     "REST": "The manual refresh path",
     "RECON": "Reconnection",
     "FAULT": "Broker and input faults",
+    "CLU": "Several instances (run with --gateway-replicas 2 or more; SKIPPED with one)",
 }
 
 _R = Requirement
@@ -99,6 +100,14 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("FAULT-3", "MUST", "A gateway killed with SIGKILL while events are in flight loses none of them: each reaches its tenant's clients after the restart (at-least-once)."),
     _R("FAULT-4", "MUST", "A stalled client (connected, not reading) does not push other clients' deliveries over the budget."),
     _R("FAULT-5", "SHOULD", "The gateway refuses to start with a missing or weak (under 32 bytes) JWT secret."),
+    _R("CLU-1", "MUST", "With the gateway running as several instances, each event reaches every client of its tenant, whichever instance the client is connected to and whichever instance consumed the event: tabs of one tenant spread over the instances all receive it."),
+    _R("CLU-2", "MUST", "With several instances, no client receives an event twice: the instances deliver each event once between them (no instance emits its own copy of what another already delivered)."),
+    _R("CLU-3", "MUST", "Tenant ids of every shape (room-like, unicode, very long) reach their clients on every instance as ordinary ids do: all instances name a tenant's room the same way."),
+    _R("CLU-4", "MUST", "Isolation holds across instances: no client receives another tenant's event, whichever instances the tenants' clients are on and whichever instance consumed the event (the ISO-1 generators, run over the instances)."),
+    _R("CLU-5", "MUST", "Killing one instance (SIGKILL): its clients reconnect to another instance within the portal's policy; the other instances' clients see no gap: every event published meanwhile reaches them (at-least-once), and none published before the kill or after its clients are back arrives twice."),
+    _R("CLU-6", "MUST", "The REST endpoints answer the same data whichever instance serves them: what any instance consumed, every instance's REST shows."),
+    _R("CLU-7", "MUST", "Per-tenant order holds across instances: a tenant's events reach each client in publish order (DLV-5), and a message's status updates in publish order (STAT-1), whichever instance consumed each."),
+    _R("CLU-8", "SHOULD", "A client that reconnects to another instance within 2 minutes misses no event published meanwhile (RECON-4 across instances: the recovery state is shared, or events are replayed)."),
 )
 
 BY_ID: dict[str, Requirement] = {r.id: r for r in REQUIREMENTS}
@@ -152,6 +161,9 @@ CHANGELOG: tuple[Change, ...] = (
     Change("2", added=ids("AUTH-12 MET-5 REST-3"), retired=ids("MET-2"),
            note="one defect, one verdict: MET-2's emit is tied to its call in MET-5; REST-1's restart "
                 "check is durability, REST-3; connection state recovery must not resume an expired token, AUTH-12"),
+    Change("3", added=ids("CLU-1..8"),
+           note="gateways with several instances: the cluster area, judged with --gateway-replicas 2 or more "
+                "(SKIPPED with one instance)"),
 )
 CATALOGUE_VERSION: str = CHANGELOG[-1].version
 

@@ -30,7 +30,9 @@ DEFAULT_KINDS: dict[str, tuple[str, ...]] = {
 # Findings an unrecognisable event could explain away (it may be the "missing" one).
 UNCERTAIN = frozenset({"missing", "siblings"})
 from realtime_conformance.harness.settings import Settings
-from realtime_conformance.harness.providers.target import Instance, Target
+from realtime_conformance.harness.providers.target import Cluster, Instance, Target
+
+NEEDS_REPLICAS = "needs --gateway-replicas 2 or more"
 from realtime_conformance.harness.judging.verdicts import NA_PREFIX, TestRecord
 
 
@@ -53,6 +55,22 @@ class Conformance:
     def main(self) -> Instance:
         assert self.target.main is not None
         return self.target.main
+
+    @property
+    def instances(self) -> list[Instance]:
+        """Every instance of the target, the main one first (one, unless it runs as a cluster)."""
+        return list(self.target.instances)
+
+    @property
+    def cluster(self) -> Cluster:
+        """The target's instances as a cluster; SKIPPED when the run has only one."""
+        if self.target.cluster is None:
+            pytest.skip(NEEDS_REPLICAS)
+        return self.target.cluster
+
+    def cluster_scenario(self, control_types: tuple[str, ...] | None = None) -> Scenario:
+        """A scenario whose clients are spread over every instance, each reached directly."""
+        return self.cluster.scenario(control_types)
 
     @property
     def requirement(self) -> str:

@@ -30,6 +30,7 @@ from realtime_conformance.harness.providers.broker import (
     RABBITMQ_SERVER, Broker, ExternalBroker, PrivateRabbitNode, url_with_vhost, user_of, vhost_of)
 from realtime_conformance.harness.providers.gateway import CommandGateway, Gateway, UrlGateway, engineio_open, websocket_open
 from realtime_conformance.harness.providers.ports import LOOPBACK, free_port
+from realtime_conformance.harness.providers.redis_server import Redis, make_redis
 from realtime_conformance.harness.wire.proxy import FaultProxy
 from realtime_conformance.harness.wire.idle import IdleWatch
 from realtime_conformance.harness.wire.publisher import Publisher
@@ -65,8 +66,12 @@ def make_broker(settings: Settings) -> Broker:
 
 
 def gateway_environment(settings: Settings, broker: Broker, *, port: int, queue: str, workdir: Path,
-                        host: str = LOOPBACK) -> dict[str, str]:
-    """The settings' env template, filled in for one gateway instance."""
+                        host: str = LOOPBACK, shared_dir: Path | None = None, redis_url: str = "",
+                        replica: int = 1) -> dict[str, str]:
+    """The settings' env template, filled in for one gateway instance.
+
+    ``shared_dir`` is the folder every replica of this target shares (the instance's own
+    folder when it runs alone); ``redis_url`` is empty unless the target runs as several."""
     fields = {
         "host": host,
         "port": str(port),
@@ -79,23 +84,32 @@ def gateway_environment(settings: Settings, broker: Broker, *, port: int, queue:
         "allowed_origins": ",".join(settings.allowed_origins),
         "queue": queue,
         "workdir": str(workdir),
+        "shared_dir": str(shared_dir or workdir),
+        "redis_url": redis_url,
+        "replica": str(replica),
     }
     return {key: template.format(**fields) for key, template in settings.gateway_env.items()}
 
 
-def make_gateway(settings: Settings, broker: Broker, *, queue: str, workdir: Path, name: str) -> Gateway:
-    """A gateway instance of the configured target kind, consuming ``queue``."""
+def make_gateway(settings: Settings, broker: Broker, *, queue: str, workdir: Path, name: str,
+                 shared_dir: Path | None = None, redis_url: str = "", replica: int = 0) -> Gateway:
+    """A gateway instance of the configured target kind, consuming ``queue``; ``replica`` picks
+    which of a URL target's URLs it is."""
     if settings.target_kind == "url":
         assert settings.gateway_url
-        return UrlGateway(settings.gateway_url, path=settings.socketio_path)
+        urls = settings.gateway_urls or (settings.gateway_url,)
+        return UrlGateway(urls[replica % len(urls)], path=settings.socketio_path)
     workdir.mkdir(parents=True, exist_ok=True)
+    if shared_dir is not None:
+        shared_dir.mkdir(parents=True, exist_ok=True)
     if settings.target_kind == "image":
         from realtime_conformance.harness.providers import containers as _containers
         env = gateway_environment(settings, broker, port=3015, queue=queue, workdir=Path("/tmp"), host="0.0.0.0")
         return _containers.ImageGateway(settings.gateway_image, env=env, network=getattr(broker, "network", None),
                                         startup_timeout=settings.gateway_startup_timeout, path=settings.socketio_path)
     port = free_port()
-    env = {**os.environ, **gateway_environment(settings, broker, port=port, queue=queue, workdir=workdir)}
+    env = {**os.environ, **gateway_environment(settings, broker, port=port, queue=queue, workdir=workdir,
+                                               shared_dir=shared_dir, redis_url=redis_url, replica=replica + 1)}
     return CommandGateway(settings.command, url=f"http://{LOOPBACK}:{port}", env=env, cwd=Path(settings.gateway_cwd),
                           log_path=workdir / f"{name}.log", path=settings.socketio_path,
                           startup_timeout=settings.gateway_startup_timeout)
@@ -163,6 +177,7 @@ class Instance:
     """One running gateway consuming one queue; what scenarios connect to."""
 
     broker_link: "FaultProxy | None" = None
+    index = 0  # which replica of its target (0: the first)
 
     def __init__(self, target: "Target", gateway: Gateway, queue: str, broker: Broker, *,
                  private_vhost: bool = False) -> None:
@@ -230,8 +245,75 @@ class Instance:
         return websocket_open(self.url, self.target.settings.socketio_path, timeout=3.0)
 
 
+class Cluster:
+    """Several instances of one gateway: one queue, one Redis, one shared folder.
+
+    Scenarios from ``scenario()`` spread their clients over the instances, each reached
+    directly (as a load balancer with sticky sessions would keep each client on one).
+    ``balancer(home)`` is the way back in when an instance dies: a proxy that sends a client
+    to its home instance while it lives and to the next live one otherwise.
+    """
+
+    WARM_UP_TRIES, WARM_UP_WAIT_S = 3, 1.5
+
+    def __init__(self, target: "Target", instances: "list[Instance]", redis: Redis | None) -> None:
+        self.target = target
+        self.instances = instances
+        self.redis = redis
+        self.warm: dict[str, Any] = {}
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(i.url for i in self.instances)
+
+    def scenario(self, control_types: tuple[str, ...] | None = None) -> Scenario:
+        first = self.instances[0]
+        return Scenario(settings=self.target.settings, url=first.url, amqp_url=first.amqp_url, queue=first.queue,
+                        tokens=self.target.tokens, urls=self.urls, spread=True,
+                        control_types=self.target.control_types if control_types is None else control_types,
+                        control_note=self.target.profile_note)
+
+    async def balancer(self, home: int) -> FaultProxy:
+        """A started proxy whose connections go to instance ``home`` while it accepts, else the next."""
+        order = self.instances[home:] + self.instances[:home]
+        targets = [(urlsplit(i.url).hostname or LOOPBACK, urlsplit(i.url).port or 80) for i in order]
+        return await FaultProxy.balancing(targets, policy="failover").start()
+
+    def instance_at(self, address: tuple[str, int]) -> int | None:
+        """Which instance listens at ``address`` (a balancer's target)."""
+        for n, instance in enumerate(self.instances):
+            parts = urlsplit(instance.url)
+            if (parts.hostname, parts.port) == address:
+                return n
+        return None
+
+    async def warm_up(self) -> bool:
+        """Wait (bounded) until an event reaches a client on every instance.
+
+        An instance answers handshakes before its adapter has subscribed; this keeps that start-up
+        moment out of the checks. A gateway that never delivers across instances only costs the
+        bound here: the cluster checks judge it."""
+        if not self.target.control_types or len(self.instances) < 2:
+            return True
+        async with self.scenario() as sc:
+            tenant = sc.tenant("warm")
+            try:
+                clients = [c for n in range(len(self.instances)) for c in await sc.connect(tenant, instance=n)]
+            except Exception as exc:  # judged by the checks, not here
+                self.warm = {"reached_every_instance": False, "error": str(exc)[:200]}
+                return False
+            for attempt in range(1, self.WARM_UP_TRIES + 1):
+                published = await sc.publish_control(tenant, attempt)
+                missing = await sc.wait_delivered(clients, [published], self.WARM_UP_WAIT_S)
+                if not missing:
+                    self.warm = {"reached_every_instance": True, "events_needed": attempt}
+                    return True
+            self.warm = {"reached_every_instance": False, "events_tried": self.WARM_UP_TRIES}
+            return False
+
+
 class Target:
-    """Broker plus the main gateway instance for a whole run."""
+    """Broker plus the main gateway instances for a whole run (one, or a cluster)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -240,6 +322,10 @@ class Target:
         self.workdir = Path(tempfile.mkdtemp(prefix="rtc-run-"))
         self.broker: Broker | None = None
         self.main: Instance | None = None
+        self.instances: list[Instance] = []  # the main instance first
+        self.cluster: Cluster | None = None  # when the target runs as several instances
+        self.redis: Redis | None = None
+        self._extra_redis: list[Redis] = []
         self._extra: list[Gateway] = []
         self._extra_brokers: list[Broker] = []
         self.engineio: dict[str, Any] = {}
@@ -254,6 +340,9 @@ class Target:
         self._closed_logs: dict[str, str] | None = None
         self._failed_logs: dict[str, str] = {}
         self.idle_watch: IdleWatch | None = None
+
+    def _all_main(self) -> "list[Instance]":
+        return self.instances or ([self.main] if self.main is not None else [])
 
     def prepare_spare_broker(self) -> None:
         """Start, in the background, the broker of its own that a broker-restart check will ask for,
@@ -282,15 +371,31 @@ class Target:
         maker = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self._vhost_pool = maker.submit(self._make_vhosts)
         maker.shutdown(wait=False)
-        gateway = make_gateway(self.settings, self.broker, queue=self.settings.queue,
-                               workdir=self.workdir / "main", name="gateway")
-        gateway.start()
-        # A broker the harness started is this run's alone: a consumer on another queue is this gateway's.
-        self.main = Instance(self, gateway, self.settings.queue, self.broker,
-                             private_vhost=self.settings.broker != "external")
-        asyncio.run(self.main.wait_ready())
+        replicas = self.settings.gateway_replicas
+        if self.settings.cluster and self.settings.target_kind != "url":
+            self.redis = make_redis(self.settings.redis_url)
+            self.redis.start()
+        shared = self.workdir / "shared" if self.settings.cluster else None
+        for n in range(replicas):
+            workdir = self.workdir / ("main" if n == 0 else f"main-{n + 1}")
+            gateway = make_gateway(self.settings, self.broker, queue=self.settings.queue, workdir=workdir,
+                                   name="gateway" if n == 0 else f"gateway-{n + 1}", shared_dir=shared or workdir,
+                                   redis_url=self.redis.url if self.redis else "", replica=n)
+            # A broker the harness started is this run's alone: a consumer on another queue is this gateway's.
+            instance = Instance(self, gateway, self.settings.queue, self.broker,
+                                private_vhost=self.settings.broker != "external")
+            instance.index = n
+            self.instances.append(instance)  # before start: close() stops it whatever happens
+            self.main = self.instances[0]
+            gateway.start()
+            if n == 0:
+                # The first declares the queue its way before any other instance, or the harness, could.
+                asyncio.run(self.main.wait_ready())
         self.engineio = self.main.engineio_options()  # read now: the report is written after the gateway stops
         self.learn_delivery_profile()
+        if self.settings.cluster:
+            self.cluster = Cluster(self, self.instances, self.redis)
+            asyncio.run(self.cluster.warm_up())
         return self
 
     def _make_vhosts(self) -> list[str]:
@@ -328,9 +433,12 @@ class Target:
             if pending is not None:
                 with contextlib.suppress(Exception):
                     pending.result(timeout=60)
-        for gw in [*self._extra, *([self.main.gateway] if self.main else [])]:
+        for gw in [*self._extra, *(i.gateway for i in self._all_main())]:
             with contextlib.suppress(Exception):
                 _dispose(gw)
+        for redis in [*self._extra_redis, *([self.redis] if self.redis else [])]:
+            with contextlib.suppress(Exception):
+                getattr(redis, "close", redis.stop)()
         for broker in [*self._extra_brokers, *([self.broker] if self.broker else [])]:
             with contextlib.suppress(Exception):
                 close = getattr(broker, "close", broker.stop)
@@ -405,6 +513,71 @@ class Target:
                 await asyncio.to_thread(getattr(real, "close", real.stop))
                 self._extra_brokers.remove(real)
 
+    @contextlib.asynccontextmanager
+    async def dedicated_cluster(self, label: str, replicas: int | None = None) -> AsyncIterator[Cluster]:
+        """A fresh cluster of the configured size for checks that kill an instance: a vhost, a
+        Redis (a private one, unless --redis-url names one) and a shared folder of its own."""
+        assert self.broker is not None
+        replicas = replicas or self.settings.gateway_replicas
+        n = next(_INSTANCES)
+        broker: Any = self.broker
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def lap(what: str) -> None:
+            timings[what] = round(time.perf_counter() - started, 2)
+        vhost = await self._vhost(broker, label)
+        lap("vhost")
+        if vhost is not None:
+            broker = BrokerView(broker, url_with_vhost(broker.amqp_url, vhost),
+                                url_with_vhost(getattr(broker, "gateway_amqp_url", broker.amqp_url), vhost))
+            queue = self.settings.queue
+        else:
+            queue = f"{self.settings.queue}.{label}-{n}"
+            self.isolation_note = "dedicated gateways isolated by queue name (no vhost could be made on this broker)"
+        redis = make_redis(self.settings.redis_url)
+        self._extra_redis.append(redis)
+        shared = self.workdir / f"{label}-{n}-shared"
+        gateways: list[Gateway] = []
+        failed = True
+        try:
+            await asyncio.to_thread(redis.start)
+            lap("redis")
+            instances = []
+            for k in range(replicas):
+                gateway = make_gateway(self.settings, broker, queue=queue, workdir=self.workdir / f"{label}-{n}-{k + 1}",
+                                       name=f"gateway-{label}-{n}-{k + 1}", shared_dir=shared, redis_url=redis.url,
+                                       replica=k)
+                gateways.append(gateway)
+                self._extra.append(gateway)
+                await asyncio.to_thread(gateway.start)
+                instance = Instance(self, gateway, queue, broker, private_vhost=vhost is not None)
+                instance.index = k
+                instances.append(instance)
+                lap(f"instance {k + 1} answers")
+                if k == 0:
+                    await instance.wait_ready()
+                    lap("instance 1 consumes")
+            cluster = Cluster(self, instances, redis)
+            await cluster.warm_up()
+            lap("warm")
+            cluster.warm["started_s"] = timings
+            try:
+                yield cluster
+            except pytest.skip.Exception:
+                failed = False
+                raise
+            failed = False
+        finally:
+            for k, gateway in enumerate(gateways):
+                if failed:
+                    with contextlib.suppress(Exception):
+                        self._failed_logs[f"gateway {label}-{n}-{k + 1}"] = gateway.logs()[-8000:]
+                await asyncio.to_thread(_dispose, gateway)
+                self._extra.remove(gateway)
+            await asyncio.to_thread(getattr(redis, "close", redis.stop))
+            self._extra_redis.remove(redis)
+
     async def try_start(self, overrides: dict[str, str | None], *, timeout: float) -> dict[str, Any]:
         """Start one more gateway with some template values replaced (None removes the variable).
 
@@ -453,8 +626,8 @@ class Target:
 
     def _read_logs(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        if self.main is not None:
-            out["gateway"] = self.main.gateway.logs()[-20000:]
+        for n, instance in enumerate(self._all_main()):
+            out["gateway" if n == 0 else f"gateway-{n + 1}"] = instance.gateway.logs()[-20000 if n == 0 else -8000:]
         log_path = getattr(self.broker, "log_path", None)
         if log_path is not None and Path(log_path).exists():
             out["broker"] = Path(log_path).read_text(errors="replace")[-8000:]
@@ -481,6 +654,9 @@ class Target:
             "packages": packages,
             "gateway": gateway,
             "broker": self.broker.describe() if self.broker else {},
+            **({"replicas": len(self.instances), "instances": [i.url for i in self.instances],
+                "redis": self.redis.describe() if self.redis else None,
+                "cluster_warm_up": self.cluster.warm if self.cluster else None} if len(self.instances) > 1 else {}),
             "delivery_profile": self.delivery_profile,
             "control_types": list(self.control_types),
             **({"delivery_profile_note": self.profile_note} if self.profile_note else {}),

@@ -22,6 +22,12 @@ Modes, switchable at any time:
   (FAULT-4's stalled client). Leaving the mode resumes the flow.
 * ``reset()``: abort every open connection with RST (SO_LINGER 0) once, then
   pass through.
+
+With several targets (``FaultProxy.balancing``) it is also the load balancer in front of a
+gateway's instances: each new connection goes to one target, the next in turn
+(``round-robin``) or the first that accepts (``failover``: sticky, a client stays on its
+instance while it lives); a target that refuses is skipped, so clients of a dead instance
+reach another one.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class _Conn:
         self.up_reader: asyncio.StreamReader | None = None
         self.up_writer: asyncio.StreamWriter | None = None
         self.damaged = False  # lost bytes or a side: cannot be resumed
+        self.target: tuple[str, int] | None = None  # which target it reached
         self.closed = asyncio.Event()
 
     def writers(self) -> list[asyncio.StreamWriter]:
@@ -82,6 +89,10 @@ class FaultProxy:
     ) -> None:
         self.target_host = target_host
         self.target_port = target_port
+        self.targets: list[tuple[str, int]] = [(target_host, target_port)]
+        self.policy = "failover"
+        self._rotation = 0
+        self.connections_by_target: dict[tuple[str, int], int] = {}
         self._requested_port = port
         self._connect_timeout = connect_timeout
         self._clock = clock
@@ -103,13 +114,37 @@ class FaultProxy:
         self.bytes_dropped = 0
         self.events: list[tuple[float, str]] = []
 
+    @classmethod
+    def balancing(cls, targets: "list[tuple[str, int]]", *, policy: str = "round-robin", **kwargs: object) -> "FaultProxy":
+        """A proxy in front of several targets: ``round-robin`` spreads new connections over them,
+        ``failover`` sends each to the first that accepts (in the order given)."""
+        if not targets or policy not in ("round-robin", "failover"):
+            raise ValueError("balancing needs at least one target and policy 'round-robin' or 'failover'")
+        proxy = cls(targets[0][0], targets[0][1], **kwargs)  # type: ignore[arg-type]
+        proxy.targets = list(targets)
+        proxy.policy = policy
+        return proxy
+
+    def target_of_open(self) -> list[tuple[str, int]]:
+        """The target of each open connection (where the proxy's clients are right now)."""
+        return [c.target for c in self._conns.values() if c.target is not None]
+
+    def _candidates(self) -> list[tuple[str, int]]:
+        """The targets to try for a new connection, in order."""
+        if self.policy == "failover" or len(self.targets) == 1:
+            return list(self.targets)
+        start = self._rotation % len(self.targets)
+        self._rotation += 1
+        return self.targets[start:] + self.targets[:start]
+
     # lifecycle -----------------------------------------------------------
 
     async def start(self) -> "FaultProxy":
         """Listen on loopback; bind to port 0 unless a port was asked for."""
         self._server = await asyncio.start_server(self._on_accept, LOOPBACK, self._requested_port)
         self._port = int(self._server.sockets[0].getsockname()[1])
-        self._log(f"start -> {self.target_host}:{self.target_port}")
+        self._log("start -> " + ", ".join(f"{h}:{p}" for h, p in self.targets)
+                  + (f" ({self.policy})" if len(self.targets) > 1 else ""))
         return self
 
     async def close(self) -> None:
@@ -258,12 +293,18 @@ class FaultProxy:
         if self._mode == _BLACKHOLE:
             conn.damaged = True  # never reached the target: cannot resume
         else:
-            try:
-                conn.up_reader, conn.up_writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.target_host, self.target_port), self._connect_timeout
-                )
-            except (OSError, asyncio.TimeoutError):
-                self.upstream_failures += 1
+            for target in self._candidates():  # bounded: each target once
+                try:
+                    conn.up_reader, conn.up_writer = await asyncio.wait_for(
+                        asyncio.open_connection(*target), self._connect_timeout
+                    )
+                except (OSError, asyncio.TimeoutError):
+                    self.upstream_failures += 1
+                    continue
+                conn.target = target
+                self.connections_by_target[target] = self.connections_by_target.get(target, 0) + 1
+                break
+            if conn.up_writer is None:
                 writer.transport.abort()
                 return
         self.connections_total += 1

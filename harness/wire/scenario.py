@@ -61,9 +61,16 @@ class Scenario:
     """Clients and publishes of one check; use as ``async with target.scenario() as sc``."""
 
     def __init__(self, *, settings: Settings, url: str, amqp_url: str, queue: str, tokens: TokenFactory,
-                 control_types: Sequence[str] = CONTROL_PREFERENCE, control_note: str = "") -> None:
+                 control_types: Sequence[str] = CONTROL_PREFERENCE, control_note: str = "",
+                 urls: Sequence[str] = (), spread: bool = False) -> None:
         self.settings = settings
         self.url = url
+        # Every instance of the target, each reached directly; with ``spread`` each new client or
+        # tab goes to the next one in turn, so a scenario's clients sit on every instance.
+        self.urls = tuple(urls) or (url,)
+        self.spread = spread
+        self._turn = itertools.count()
+        self.instance_of: dict[str, int] = {}  # client or tab name -> index of the instance it was sent to
         self.tokens = tokens
         self.publisher = Publisher(amqp_url, queue)
         self.clients: list[TenantClient] = []
@@ -96,14 +103,17 @@ class Scenario:
     def client(self, tenant: str, *, name: str | None = None, token: str | Callable[[], str] | None = "valid",
                transports: Sequence[str] = ("websocket",), headers: Mapping[str, str] | None = None,
                auth: Mapping[str, Any] | None = None, query: str = "", expects_events: bool = True,
-               url: str | None = None) -> TenantClient:
+               url: str | None = None, instance: int | None = None) -> TenantClient:
         """A recording client, not yet connected. ``token='valid'`` signs a fresh valid token;
-        ``url`` reaches the gateway another way (through a fault proxy, say)."""
+        ``url`` reaches the gateway another way (through a fault proxy, say); ``instance`` picks
+        which of the target's instances it connects to."""
         if token == "valid":
             token = self.tokens.valid(tenant)
+        name = name or f"{tenant}/tab{sum(1 for x in self.clients if x.tenant == tenant) + 1}"
+        url = url or self._next_url(name, instance)
         c = TenantClient(
-            name=name or f"{tenant}/tab{sum(1 for x in self.clients if x.tenant == tenant) + 1}",
-            tenant=tenant, url=url or self.url, token=token, transports=tuple(transports),
+            name=name,
+            tenant=tenant, url=url, token=token, transports=tuple(transports),
             socketio_path=self.settings.socketio_path, headers=dict(headers or {}), auth=auth, query=query,
         )
         c.expects_events = expects_events  # type: ignore[attr-defined]
@@ -112,11 +122,25 @@ class Scenario:
         self.clients.append(c)
         return c
 
+    def _next_url(self, name: str, instance: int | None = None) -> str:
+        """The URL a new client without one of its own goes to: the next instance in turn when
+        spreading (or ``instance``), else the first; remembered under ``name``."""
+        if instance is None:
+            instance = next(self._turn) % len(self.urls) if self.spread else 0
+        self.instance_of[name] = instance % len(self.urls)
+        return self.urls[instance % len(self.urls)]
+
+    def on_instance(self, index: int) -> list[TenantClient]:
+        """The clients this scenario sent to instance ``index``."""
+        return [c for c in self.clients if self.instance_of.get(c.name) == index]
+
     async def connect(self, tenant: str, *, tabs: int = 1, token: str | None = "valid",
-                      transports: Sequence[str] = ("websocket",), timeout: float = 5.0) -> list[TenantClient]:
-        """Connect ``tabs`` clients of a tenant (same token, as tabs of one user share it)."""
+                      transports: Sequence[str] = ("websocket",), timeout: float = 5.0,
+                      instance: int | None = None) -> list[TenantClient]:
+        """Connect ``tabs`` clients of a tenant (same token, as tabs of one user share it);
+        all to ``instance`` if given, else spread when the scenario spreads."""
         token = self.tokens.valid(tenant) if token == "valid" else token
-        new = [self.client(tenant, token=token, transports=transports) for _ in range(tabs)]
+        new = [self.client(tenant, token=token, transports=transports, instance=instance) for _ in range(tabs)]
         ok = await asyncio.gather(*(c.connect(timeout) for c in new))
         if not all(ok):
             bad = [c for c, good in zip(new, ok) if not good]
@@ -132,9 +156,10 @@ class Scenario:
         """A portal tab (the seed's frontend behaviour) following the settings' reconnect policy."""
         import random
 
+        name = name or f"{tenant}/portal{len(self.tabs) + 1}"
         tab = PortalTab(
-            name=name or f"{tenant}/portal{len(self.tabs) + 1}",
-            base_url=url or self.url,
+            name=name,
+            base_url=url or self._next_url(name),
             token_provider=token_provider or (lambda: self.tokens.valid(tenant)),
             policy=self.settings.reconnect_policy,
             socketio_path=self.settings.socketio_path,

@@ -719,3 +719,127 @@ def queue_with_arguments() -> None:
         await channel.declare_queue(self.settings.dlq, durable=True)
         return queue
     consumer.EventConsumer._declare = declare
+
+
+# -- several instances (REDIS_URL set; the harness passes GATEWAY_REPLICA={replica}) -------------
+# Each is inert when the gateway runs alone, and breaks one thing the cluster area judges.
+
+def _replica() -> str:
+    return os.environ.get("GATEWAY_REPLICA", "1")
+
+
+def _clustered() -> bool:
+    return bool(os.environ.get("REDIS_URL", "").strip())
+
+
+@variant
+def cluster_no_adapter() -> None:
+    """The instances run without the Socket.IO adapter: each emits to its own clients only."""
+    from realtime_conformance.gateway import cluster
+
+    cluster.client_manager = lambda redis_url: socketio.AsyncManager()
+
+
+@variant
+def cluster_copy_per_instance() -> None:
+    """The adapter, and every instance emitting its own copy of each event, as if each consumed a copy of
+    the queue: the instance that consumed an event hands it (over Redis) to the others, which emit it too."""
+    import json
+    import uuid
+
+    me = uuid.uuid4().hex.encode()
+    run, process = consumer.EventConsumer.run, consumer.EventConsumer.process_envelope
+
+    def channel(self) -> str:
+        return f"rtc-broken-copies:{self.settings.queue}"
+
+    async def copies_in(self) -> None:
+        from redis import asyncio as aioredis
+
+        pubsub = aioredis.Redis.from_url(self.settings.redis_url).pubsub()
+        await pubsub.subscribe(channel(self))
+        async for message in pubsub.listen():
+            if message.get("type") != "message":
+                continue
+            origin, _, body = message["data"].partition(b" ")
+            if origin != me:
+                envelope = json.loads(body)
+                await sockets.emit_event(self.sio, envelope["tenantId"], envelope["type"], envelope["data"])
+
+    async def running(self) -> None:
+        task = asyncio.create_task(copies_in(self)) if self.settings.clustered else None
+        try:
+            await run(self)
+        finally:
+            if task is not None:
+                task.cancel()
+
+    async def processed(self, envelope, body, redelivered=False):
+        await process(self, envelope, body, redelivered)
+        if self.settings.clustered:
+            from redis import asyncio as aioredis
+
+            if not hasattr(self, "_copies_out"):
+                self._copies_out = aioredis.Redis.from_url(self.settings.redis_url)
+            await self._copies_out.publish(channel(self), me + b" " + body)
+    consumer.EventConsumer.run = running
+    consumer.EventConsumer.process_envelope = processed
+
+
+@variant
+def cluster_rooms_keyed_differently() -> None:
+    """Replica 2 names tenant rooms from the percent-encoded tenant id (another release, say): ordinary
+    ids come out the same, room-like and unicode ones do not, so its clients of those tenants miss
+    what the other instances emit, and the others' clients miss what it emits."""
+    from urllib.parse import quote
+
+    if _clustered() and _replica() == "2":
+        room_for = contract.room_for
+        contract.room_for = lambda tenant: room_for(quote(str(tenant), safe=""))
+
+
+@variant
+def cluster_adapter_drops_room() -> None:
+    """Emits that arrive from another instance over the adapter go to every client of the receiving
+    instance: the room is lost on the way (a hand-made adapter, say)."""
+    handle = socketio.AsyncRedisManager._handle_emit
+
+    async def handle_emit(self, message):
+        if message.get("host_id") != self.host_id:
+            message = {**message, "room": None}
+        await handle(self, message)
+    socketio.AsyncRedisManager._handle_emit = handle_emit
+
+
+@variant
+def cluster_local_read_model() -> None:
+    """Each instance keeps its read model in a file of its own: its REST shows what it consumed only."""
+    path = os.environ.get("DATABASE_PATH", "").strip()
+    if _clustered() and path:
+        os.environ["DATABASE_PATH"] = f"{path}.replica{_replica()}"
+
+
+@variant
+def cluster_competing_consumers() -> None:
+    """The instances share the queue as competing consumers (no single active consumer), replica 2 a
+    little slower: a tenant's events are handled side by side and overtake each other."""
+    consumer.SINGLE_ACTIVE_CONSUMER = {}
+    if _clustered() and _replica() == "2":
+        async def emit(sio, tenant_id, event_type, data):
+            await asyncio.sleep(0.02)
+            await _emit(sio, tenant_id, event_type, data)
+        sockets.emit_event = emit
+
+
+@variant
+def cluster_static_leader() -> None:
+    """Only replica 1 ever consumes; the others wait for a leader that never hands over, so when it dies
+    nobody consumes until it is back."""
+    run = consumer.EventConsumer.run
+
+    async def running(self) -> None:
+        if self.settings.clustered and _replica() != "1":
+            await self._stopping.wait()
+            return
+        await run(self)
+    consumer.EventConsumer.run = running

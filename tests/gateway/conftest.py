@@ -12,7 +12,7 @@ import pytest
 
 from realtime_conformance.harness.providers.broker import PrivateRabbitNode
 
-from gwkit import GatewayProcess
+from gwkit import GatewayProcess, PrivateRedis
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +49,14 @@ def gateway_factory(rabbit: PrivateRabbitNode) -> Iterator[Any]:
 def gateway(gateway_factory: Any) -> GatewayProcess:
     """The gateway most tests share; each test uses its own tenant ids."""
     return gateway_factory()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[PrivateRedis]:
+    """A private redis-server for the cluster tests (started only when one asks for it)."""
+    server = PrivateRedis(Path(tempfile.mkdtemp(prefix="gwredis-")))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

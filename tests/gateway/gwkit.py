@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 import sys
 import time
 import urllib.error
@@ -89,16 +90,17 @@ def conversation_update(tenant: str, conv: str, text: str, direction: str, at: s
 class Publisher:
     """Publishes persistent, confirmed messages to one queue (declared the gateway's way)."""
 
-    def __init__(self, url: str, queue: str) -> None:
-        self.url, self.queue = url, queue
+    def __init__(self, url: str, queue: str, *, declare: bool = True) -> None:
+        self.url, self.queue, self.declare = url, queue, declare
         self.connection: Any = None
         self.channel: Any = None
 
     async def __aenter__(self) -> "Publisher":
         self.connection = await aio_pika.connect(self.url, timeout=5)
         self.channel = await self.connection.channel(publisher_confirms=True)
-        await self.channel.declare_queue(self.queue, durable=True)
-        await self.channel.declare_queue(f"{self.queue}.dlq", durable=True)
+        if self.declare:  # off for a queue the gateways declared with arguments of their own
+            await self.channel.declare_queue(self.queue, durable=True)
+            await self.channel.declare_queue(f"{self.queue}.dlq", durable=True)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -133,6 +135,42 @@ class Publisher:
                 await asyncio.sleep(0.05)
         finally:
             await ch.close()
+
+
+# -- a private Redis (the Socket.IO adapter of clustered gateways) ----------------------------------------
+
+
+class PrivateRedis:
+    """A redis-server on a free loopback port, in memory only, reaped like every child."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.proc = ManagedProcess(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            name="redis", log_path=workdir / "redis.log", cwd=workdir)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> "PrivateRedis":
+        self.proc.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.proc.running:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}:\n{self.proc.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"redis-server not answering within {timeout} s:\n{self.proc.log_tail()}")
+
+    def stop(self) -> None:
+        self.proc.terminate(timeout=5)
 
 
 # -- gateway processes -------------------------------------------------------------------------------

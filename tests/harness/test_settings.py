@@ -71,6 +71,8 @@ CASES: list[tuple[str, Any, dict[str, Any], Callable[[Settings], Any], Any]] = [
     ("gateway_cmd", "my-gateway --port 1", {}, lambda s: (s.gateway_cmd, s.command, s.target_kind), ("my-gateway --port 1", "my-gateway --port 1", "process")),
     ("gateway_image", "example/gw:1", {}, lambda s: (s.gateway_image, s.target_kind, s.broker), ("example/gw:1", "image", "container")),
     ("broker", "process", {}, lambda s: s.broker, "process"),
+    ("gateway_replicas", "2", {}, lambda s: (s.gateway_replicas, s.cluster), (2, True)),
+    ("redis_url", "redis://:pw@127.0.0.1:6390/1", {}, lambda s: s.redis_url, "redis://:pw@127.0.0.1:6390/1"),
     ("gateway_cwd", HERE, {}, lambda s: s.gateway_cwd, HERE),
     ("amqp_url", "amqp://u:p@127.0.0.1:5673/", {}, lambda s: (s.amqp_url, s.broker), ("amqp://u:p@127.0.0.1:5673/", "external")),
     ("rabbitmq_image", "rabbitmq:3.13", {}, lambda s: s.rabbitmq_image, "rabbitmq:3.13"),
@@ -107,8 +109,9 @@ SOURCE = {"cli": "command line", "env": "environment", "ini": "ini"}
 
 # Options that can be given together; three groups because a run has one target.
 GROUPS = {
-    "url-target": [c for c in CASES if c[0] not in ("gateway_cmd", "gateway_image", "broker", "gateway_cwd")],
-    "cmd-target": [c for c in CASES if c[0] in ("gateway_cmd", "broker", "gateway_cwd")],
+    "url-target": [c for c in CASES if c[0] not in ("gateway_cmd", "gateway_image", "broker", "gateway_cwd",
+                                                    "gateway_replicas", "redis_url")],
+    "cmd-target": [c for c in CASES if c[0] in ("gateway_cmd", "broker", "gateway_cwd", "gateway_replicas", "redis_url")],
     "image-target": [c for c in CASES if c[0] == "gateway_image"],
 }
 
@@ -262,7 +265,8 @@ def _opt(name: str) -> str:
     return BY_NAME[name].spellings
 
 
-PLACEHOLDERS = "{host}, {port}, {amqp_url}, {jwt_secret}, {jwt_algorithm}, {tenant_claim}, {allowed_origins}, {queue}, {workdir}"
+PLACEHOLDERS = ("{host}, {port}, {amqp_url}, {jwt_secret}, {jwt_algorithm}, {tenant_claim}, {allowed_origins}, {queue}, "
+                "{workdir}, {shared_dir}, {redis_url}, {replica}")
 
 BAD: list[tuple[str, list[str], str]] = [
     ("broker", ["--broker=nope"],
@@ -290,6 +294,22 @@ BAD: list[tuple[str, list[str], str]] = [
      "give at most one target: --gateway-url and --gateway-cmd were both set (from command line, command line)"),
     ("bad_url", ["--gateway-url=127.0.0.1:3015", f"--jwt-secret={SECRET}"],
      "--gateway-url (ini 'gateway_url', env RTC_GATEWAY_URL): '127.0.0.1:3015' is not a URL with scheme http or https; e.g. http://127.0.0.1:3015"),
+    ("replicas_zero", ["--gateway-replicas=0"],
+     "--gateway-replicas (ini 'gateway_replicas', env RTC_GATEWAY_REPLICAS): '0' must be at least 1"),
+    ("replicas_many", ["--gateway-replicas=40"],
+     "--gateway-replicas (ini 'gateway_replicas', env RTC_GATEWAY_REPLICAS): '40' is more than this harness starts (8); "
+     "2 or 3 show every cluster defect"),
+    ("replicas_vs_urls", ["--gateway-url=http://127.0.0.1:3015,http://127.0.0.1:3016", "--gateway-replicas=3",
+                          f"--jwt-secret={SECRET}"],
+     "--gateway-replicas (ini 'gateway_replicas', env RTC_GATEWAY_REPLICAS): '3' does not match the 2 URL(s) "
+     "--gateway-url lists; a URL target's instances are its URLs: list one per instance, or drop --gateway-replicas"),
+    ("replicas_image", ["--gateway-image=example/gw:1", "--gateway-replicas=2"],
+     "--gateway-replicas (ini 'gateway_replicas', env RTC_GATEWAY_REPLICAS): '2' is not supported with --gateway-image "
+     "yet (the harness runs one gateway container per target): give the gateway's start command with --gateway-cmd, "
+     "or start the instances yourself and list them with --gateway-url URL1,URL2"),
+    ("redis_scheme", ["--redis-url=http://127.0.0.1:6379"],
+     "--redis-url (ini 'redis_url', env RTC_REDIS_URL): 'http://127.0.0.1:6379' is not a URL with scheme redis or "
+     "rediss; e.g. redis://127.0.0.1:6379"),
     ("rest_key", ['--rest-paths={"stats": "/s", "bogus": "/b"}'],
      "--rest-paths (ini 'rest_paths', env RTC_REST_PATHS): 'bogus' is not a REST path key; known: stats, refresh, conversations, messages, health"),
     ("rest_json", ["--rest-paths={nope"],
@@ -723,3 +743,16 @@ def test_the_gate_level_sets_how_many_examples_hypothesis_draws(pytester: pytest
     result = pytester.runpytest("--hypothesis-profile", "ci", *args)
     result.assert_outcomes(passed=2)
     assert "gate level " in result.stdout.str()
+
+
+def test_a_url_target_lists_its_instances(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    s = _settings_of(pytester, "--gateway-url=http://127.0.0.1:3015, http://127.0.0.1:3016", f"--jwt-secret={SECRET}")
+    assert (s.gateway_url, s.gateway_urls, s.gateway_replicas, s.cluster) == (
+        "http://127.0.0.1:3015", ("http://127.0.0.1:3015", "http://127.0.0.1:3016"), 2, True)
+
+
+def test_one_replica_by_default_and_no_redis(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    s = _settings_of(pytester)
+    assert (s.gateway_replicas, s.cluster, s.redis_url) == (1, False, None)
+    assert s.gateway_env["REDIS_URL"] == "{redis_url}"
+    assert s.gateway_env["DATABASE_PATH"] == "{shared_dir}/gateway.sqlite3"

@@ -36,6 +36,10 @@ function load(env = process.env) {
     throw new ConfigError(`JWT_SECRET_KEY is ${Buffer.byteLength(secret, 'utf8')} bytes; ${algorithm} needs at least ${need} (RFC 7518 3.2)`);
   }
   const queue = env.EVENTS_QUEUE || 'waba.agent-portal.events';
+  const redisUrl = (env.REDIS_URL || '').trim(); // empty: one instance, nothing shared
+  if (redisUrl && !/^(redis|rediss):\/\//i.test(redisUrl)) {
+    throw new ConfigError(`REDIS_URL must start with redis:// or rediss:// (e.g. redis://127.0.0.1:6379/0), or be empty for a single instance`);
+  }
   return {
     host: env.SOCKET_HOST || '0.0.0.0',
     port: intFrom(env, 'SOCKET_PORT', 3015, 0),
@@ -54,6 +58,9 @@ function load(env = process.env) {
     pingIntervalMs: intFrom(env, 'ENGINE_PING_INTERVAL_MS', 25000, 100),
     pingTimeoutMs: intFrom(env, 'ENGINE_PING_TIMEOUT_MS', 20000, 100),
     recoveryWindowMs: intFrom(env, 'RECOVERY_WINDOW_MS', 2 * 60 * 1000, 0),
+    redisUrl,
+    // Emits kept in the Redis stream for recovery: enough for the recovery window at peak rate.
+    redisStreamMaxLen: intFrom(env, 'REDIS_STREAM_MAXLEN', 100000, 1000),
   };
 }
 

@@ -4,16 +4,23 @@
 // not validate goes to <queue>.dlq with its reason and is acked, never requeued (FAULT-2).
 // A lost connection, or a broker restart, is followed by a new connection and a new
 // consumer, with backoff, for as long as the process runs (FAULT-1).
+// With several instances (singleActiveConsumer) the queue is declared with RabbitMQ's single
+// active consumer: all instances subscribe, one receives at a time, in order; when it dies its
+// unacked messages go to the next one. An emit that Redis did not take leaves the message
+// unacked: the session is dropped and the broker delivers it again.
 
 const amqp = require('amqplib');
 const contract = require('./contract');
 const log = require('./log');
+const { FanoutUnavailable } = require('./cluster');
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 5000;
 
 class Consumer {
-  constructor({ url, queue, deadLetterQueue, prefetch, onEnvelope }) {
+  constructor({ url, queue, deadLetterQueue, prefetch, onEnvelope, singleActiveConsumer = false, onFatal = () => {} }) {
+    this.singleActiveConsumer = singleActiveConsumer;
+    this.onFatal = onFatal;
     this.url = withHeartbeat(url);
     this.queue = queue;
     this.dlq = deadLetterQueue;
@@ -39,6 +46,11 @@ class Consumer {
       try {
         await this._session(() => { delay = FIRST_DELAY_MS; });
       } catch (err) {
+        if (err instanceof QueueMismatch) {
+          this.stopping = true;
+          this.onFatal(err);
+          break;
+        }
         log.warn('amqp session failed', { error: err.message });
       }
       if (this.stopping) break;
@@ -63,7 +75,16 @@ class Consumer {
         ch.gone = true;
         if (!this.stopping) conn.close().catch(() => {});
       });
-      await ch.assertQueue(this.queue, { durable: true });
+      if (this.singleActiveConsumer) {
+        try {
+          await ch.assertQueue(this.queue, { durable: true, arguments: { 'x-single-active-consumer': true } });
+        } catch (err) {
+          if (err.code === 406) throw new QueueMismatch(this.queue, err.message);
+          throw err;
+        }
+      } else {
+        await ch.assertQueue(this.queue, { durable: true });
+      }
       await ch.assertQueue(this.dlq, { durable: true });
       await ch.prefetch(this.prefetch);
       const { consumerTag } = await ch.consume(this.queue, (msg) => {
@@ -78,7 +99,7 @@ class Consumer {
       this.consumerTag = consumerTag;
       this.state = 'consuming';
       onConsuming();
-      log.info('consuming', { queue: this.queue });
+      log.info('consuming', { queue: this.queue, singleActiveConsumer: this.singleActiveConsumer });
     } catch (err) {
       conn.close().catch(() => {});
       throw err;
@@ -98,8 +119,15 @@ class Consumer {
       return;
     }
     try {
-      this.onEnvelope(envelope);
+      await this.onEnvelope(envelope);
     } catch (err) {
+      if (err instanceof FanoutUnavailable) {
+        // Not the message's fault: keep it. Closing the connection gives it back to the broker.
+        log.warn('emit not handed to Redis; the message will be delivered again', { error: err.message });
+        ch.gone = true;
+        ch.close().catch(() => {});
+        return;
+      }
       // Valid by the contract but not recordable here: keep it for a person, do not loop on it.
       await this._deadLetter(ch, msg, `processing failed: ${err.message}`);
     }
@@ -140,10 +168,21 @@ class Consumer {
   }
 }
 
+/** The queue exists without x-single-active-consumer: instances would compete and break order. */
+class QueueMismatch extends Error {
+  constructor(queue, detail) {
+    super(`queue ${JSON.stringify(queue)} already exists with arguments other than x-single-active-consumer=true `
+      + `(${detail}). With REDIS_URL set, several instances consume it; without single active consumer they would `
+      + 'take messages in parallel and break per-tenant order. Fix: stop the gateways, delete the queue once it is '
+      + `drained (e.g. rabbitmqctl delete_queue ${queue} --if-empty) and let the gateway declare it, or declare it `
+      + 'yourself as durable with x-single-active-consumer=true; or leave REDIS_URL empty to run one instance.');
+  }
+}
+
 function withHeartbeat(url) {
   const parsed = new URL(url);
   if (!parsed.searchParams.has('heartbeat')) parsed.searchParams.set('heartbeat', '10');
   return parsed.toString();
 }
 
-module.exports = { Consumer };
+module.exports = { Consumer, QueueMismatch };

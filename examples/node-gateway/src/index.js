@@ -10,10 +10,11 @@ const { createSocketServer } = require('./sockets');
 const { Metrics } = require('./metrics');
 const { Consumer } = require('./consumer');
 const { createApp } = require('./rest');
+const cluster = require('./cluster');
 
 const SHUTDOWN_GRACE_MS = 8000;
 
-function main() {
+async function main() {
   let settings;
   try {
     settings = config.load();
@@ -25,32 +26,50 @@ function main() {
     throw err;
   }
 
+  // Cluster mode (REDIS_URL): the Socket.IO adapter, recovery sessions and last stats live in Redis.
+  let redis = null;
+  if (settings.redisUrl) {
+    try {
+      redis = await cluster.connectRedis(settings.redisUrl);
+    } catch (err) {
+      log.error(`configuration refused: ${err.message}`);
+      process.exit(78);
+    }
+  }
+
   const readModel = new ReadModel(settings.dbFile);
   // The Socket.IO server is attached after the HTTP app (it must see the app's handler to pass
   // it every non-/socket.io/ request), but the app's metrics emit through it: bind late.
   let emitToTenant = () => {};
   const emit = (tenantId, type, data) => emitToTenant(tenantId, type, data);
-  const metrics = new Metrics(readModel, emit);
+  const metrics = new Metrics(readModel, emit, redis && new cluster.SharedLastStats(redis));
 
   const consumer = new Consumer({
     url: settings.amqpUrl,
     queue: settings.queue,
     deadLetterQueue: settings.deadLetterQueue,
     prefetch: settings.prefetch,
-    onEnvelope: ({ type, tenantId, data }) => {
+    singleActiveConsumer: Boolean(redis),
+    onFatal: (err) => {
+      log.error(`configuration refused: ${err.message}`);
+      process.exit(78);
+    },
+    onEnvelope: async ({ type, tenantId, data }) => {
       readModel.apply(tenantId, type, data);
-      emit(tenantId, type, data);
-      if (type === 'new_message' && data.isNewConversation === true) metrics.push(tenantId); // MET-4
+      await emit(tenantId, type, data);
+      if (type === 'new_message' && data.isNewConversation === true) await metrics.push(tenantId); // MET-4
     },
   });
 
   const server = http.createServer(createApp({ config: settings, readModel, metrics, consumer }));
-  const sockets = createSocketServer(server, settings);
+  const sockets = createSocketServer(server, settings, redis);
   const { io } = sockets;
   emitToTenant = sockets.emitToTenant;
   server.listen(settings.port, settings.host, () => {
     const { port } = server.address();
-    log.info('listening', { host: settings.host, port, queue: settings.queue, origins: settings.corsOrigins });
+    log.info('listening', {
+      host: settings.host, port, queue: settings.queue, origins: settings.corsOrigins, cluster: Boolean(redis),
+    });
   });
   consumer.start();
 
@@ -68,6 +87,8 @@ function main() {
     const closing = io.close(); // ends every socket as a transport close: portals reconnect
     setTimeout(() => server.closeAllConnections(), 1000).unref();
     await closing;
+    // Sessions socket.io stored on the way out must reach Redis before the process ends.
+    if (redis) await redis.close().catch(() => {});
     readModel.close();
     log.info('stopped');
     process.exit(0);
@@ -76,4 +97,7 @@ function main() {
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
-main();
+main().catch((err) => {
+  log.error('start-up failed', { error: err.message });
+  process.exit(1);
+});

@@ -6,8 +6,11 @@
 // token in a middleware (skipMiddlewares: false) or in the connection handler comes too late:
 // the missed events have already been sent. So the check sits in the packet decoder: a
 // CONNECT that asks to resume (auth.pid) keeps its pid and offset only if its token verifies
-// now and names the tenant the session belonged to. Otherwise they are dropped and the
-// CONNECT is an ordinary one, judged by the middleware like any other.
+// now; otherwise they are dropped and the CONNECT is an ordinary one, judged by the
+// middleware like any other. The token's tenant travels on inside the offset string (the only
+// thing socket.io hands the adapter), and the adapter restores a session only if it belonged
+// to that tenant. So the check holds wherever the session is kept: in this process, or in
+// Redis when another instance created it (cluster.js).
 //
 // socket.io-client learns its offset from the events it receives, so a tab that has received
 // nothing yet reconnects with a pid and no offset, and plain socket.io then does not recover
@@ -22,6 +25,28 @@ const parser = require('socket.io-parser');
 const { SessionAwareAdapter } = require('socket.io-adapter');
 
 const SINCE_CONNECT = '@since-connect';
+const RESUME_PREFIX = '@resume:';
+
+/** The offset handed to the adapter: the client's offset (or SINCE_CONNECT) and the tenant its token names now. */
+function resumeOffset(tenantId, offset) {
+  return RESUME_PREFIX + JSON.stringify({ tenantId, offset });
+}
+
+/** {tenantId, offset} from resumeOffset's string; tenantId is undefined when nothing vetted the resume. */
+function readResumeOffset(raw) {
+  if (typeof raw !== 'string' || !raw.startsWith(RESUME_PREFIX)) return { tenantId: undefined, offset: raw };
+  try {
+    const { tenantId, offset } = JSON.parse(raw.slice(RESUME_PREFIX.length));
+    return { tenantId: typeof tenantId === 'string' ? tenantId : undefined, offset };
+  } catch {
+    return { tenantId: undefined, offset: undefined };
+  }
+}
+
+/** False when the resume was vetted for a tenant and the session belonged to another one. */
+function sameTenant(session, tenantId) {
+  return tenantId === undefined || (session && session.data && session.data.tenantId === tenantId);
+}
 
 /** socket.io's connectionStateRecovery option. Middlewares run on recovered connections too. */
 function recoveryOptions(config) {
@@ -30,7 +55,9 @@ function recoveryOptions(config) {
 
 /** socket.io's in-memory session store, which can also resume a session that never got an offset. */
 class ResumableAdapter extends SessionAwareAdapter {
-  restoreSession(pid, offset) {
+  restoreSession(pid, raw) {
+    const { tenantId, offset } = readResumeOffset(raw);
+    if (!sameTenant(this.sessions.get(pid), tenantId)) return null;
     if (offset !== SINCE_CONNECT) return super.restoreSession(pid, offset);
     const session = this.sessions.get(pid);
     if (!session) return null;
@@ -53,37 +80,11 @@ function includes(rooms, opts) {
   return included && rooms.every((room) => !opts.except.has(room));
 }
 
-/** Which tenant each recovery session (pid) belongs to, kept as long as the session may be resumed. */
-class SessionOwners {
-  constructor(windowMs) {
-    this.windowMs = windowMs;
-    this.owners = new Map(); // pid -> {tenantId, timer}
-  }
-
-  connected(pid, tenantId) {
-    if (!pid) return;
-    const known = this.owners.get(pid);
-    if (known && known.timer) clearTimeout(known.timer);
-    this.owners.set(pid, { tenantId, timer: null });
-  }
-
-  disconnected(pid) {
-    const known = pid && this.owners.get(pid);
-    if (!known) return;
-    known.timer = setTimeout(() => this.owners.delete(pid), this.windowMs + 1000);
-    known.timer.unref();
-  }
-
-  tenantOf(pid) {
-    const known = this.owners.get(pid);
-    return known ? known.tenantId : undefined;
-  }
-}
-
 /**
- * A socket.io parser whose decoder vets every CONNECT that asks to resume a session: without
- * `mayResume(auth)` its pid and offset are dropped; with it, a missing offset becomes
- * SINCE_CONNECT. Encoding is socket.io-parser's own.
+ * A socket.io parser whose decoder vets every CONNECT that asks to resume a session: when
+ * `mayResume(auth)` is false its pid and offset are dropped; otherwise the offset (SINCE_CONNECT
+ * when missing) is wrapped with the tenant `mayResume` returned (see resumeOffset).
+ * Encoding is socket.io-parser's own.
  */
 function guardedParser(mayResume) {
   class Decoder extends EventEmitter {
@@ -107,11 +108,15 @@ function guardedParser(mayResume) {
     if (packet.type !== parser.PacketType.CONNECT || !auth || typeof auth !== 'object') return packet;
     if (!('pid' in auth) && !('offset' in auth)) return packet;
     const { pid, offset, ...rest } = auth;
-    if (typeof pid !== 'string' || !mayResume(auth)) return { ...packet, data: rest };
-    return { ...packet, data: { ...rest, pid, offset: typeof offset === 'string' ? offset : SINCE_CONNECT } };
+    const tenantId = typeof pid === 'string' ? mayResume(auth) : false;
+    if (!tenantId) return { ...packet, data: rest };
+    const from = typeof offset === 'string' ? offset : SINCE_CONNECT;
+    return { ...packet, data: { ...rest, pid, offset: resumeOffset(typeof tenantId === 'string' ? tenantId : undefined, from) } };
   }
 
   return { Encoder: parser.Encoder, Decoder, protocol: parser.protocol, PacketType: parser.PacketType };
 }
 
-module.exports = { recoveryOptions, guardedParser, ResumableAdapter, SessionOwners, SINCE_CONNECT };
+module.exports = {
+  recoveryOptions, guardedParser, ResumableAdapter, SINCE_CONNECT, readResumeOffset, sameTenant,
+};

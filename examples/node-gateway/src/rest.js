@@ -37,8 +37,9 @@ function createApp({ config, readModel, metrics, consumer }) {
       res.status(401).json({ error: e.code || 'token_invalid' });
     }
   });
-  api.get('/dashboard/stats', (req, res) => res.json(metrics.read(req.tenantId)));
-  api.post('/dashboard/refresh', (req, res) => res.json(metrics.push(req.tenantId)));
+  // Express 4 does not catch a rejected handler: pass the error on to the 500 handler.
+  api.get('/dashboard/stats', (req, res, next) => metrics.read(req.tenantId).then((s) => res.json(s), next));
+  api.post('/dashboard/refresh', (req, res, next) => metrics.push(req.tenantId).then((s) => res.json(s), next));
   api.get('/conversations', (req, res) => res.json({ conversations: readModel.conversations(req.tenantId) }));
   api.get('/conversations/:conversationId/messages', (req, res) => {
     const { conversationId } = req.params;

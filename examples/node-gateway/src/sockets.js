@@ -4,26 +4,34 @@
 const { Server } = require('socket.io');
 const { verifyToken } = require('./auth');
 const recovery = require('./recovery');
+const cluster = require('./cluster');
 const log = require('./log');
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const roomOf = (tenantId) => `tenant:${tenantId}`;
 
-function createSocketServer(httpServer, config) {
+/**
+ * The Socket.IO server. `redis` (a connected client) puts it in cluster mode: the Redis Streams
+ * adapter carries emits and recovery sessions between instances (cluster.js).
+ */
+function createSocketServer(httpServer, config, redis = null) {
   const allowed = new Set(config.corsOrigins);
   // Browsers always send Origin; other clients (services, tests, curl) send none and are let in.
   const originAllowed = (origin) => origin === undefined || allowed.has(origin);
-  const owners = new recovery.SessionOwners(config.recoveryWindowMs);
 
+  // A resume is considered only with a token valid now; the adapter then restores the session
+  // only if it belonged to this token's tenant (recovery.js).
   const mayResume = (auth) => {
     try {
-      const { tenantId } = verifyToken(auth.token, config.jwt);
-      return typeof auth.pid === 'string' && owners.tenantOf(auth.pid) === tenantId;
+      return typeof auth.pid === 'string' && verifyToken(auth.token, config.jwt).tenantId;
     } catch {
       return false;
     }
   };
+  const adapter = redis
+    ? cluster.streamsAdapter(redis, { maxLen: config.redisStreamMaxLen, windowMs: config.recoveryWindowMs })
+    : recovery.ResumableAdapter;
 
   const io = new Server(httpServer, {
     path: '/socket.io/',
@@ -40,7 +48,7 @@ function createSocketServer(httpServer, config) {
       return callback('origin not allowed', false);
     },
     connectionStateRecovery: recovery.recoveryOptions(config),
-    adapter: recovery.ResumableAdapter,
+    adapter,
     parser: recovery.guardedParser(mayResume),
   });
 
@@ -78,21 +86,25 @@ function createSocketServer(httpServer, config) {
     // When this socket first joined its rooms: a resume without an offset replays from here.
     if (!socket.recovered) socket.data.connectedAt = Date.now();
     socket.join(roomOf(tenantId));
-    owners.connected(socket.pid, tenantId);
+    const forget = redis ? cluster.keepSessionStored(socket) : () => {};
     // AUTH-8: the connection ends with its token.
     const timer = setTimeout(() => socket.disconnect(true), Math.min(untilExpiry, MAX_TIMER_MS));
     socket.on('disconnect', (reason) => {
       clearTimeout(timer);
-      owners.disconnected(socket.pid);
+      forget(); // socket.io stores the session itself on a recoverable disconnect
       log.info('socket disconnected', { sid: socket.id, reason });
     });
     // No client event is handled: a client cannot join rooms or name another tenant (ISO-2).
     log.info('socket connected', { sid: socket.id, recovered: socket.recovered, transport: socket.conn.transport.name });
   });
 
-  /** Emit `data` as event `type` to every client of the tenant. */
+  /**
+   * Emit `data` as event `type` to every client of the tenant. Resolves once the emit is
+   * handed over (in cluster mode: once Redis has it; rejects with FanoutUnavailable if not).
+   */
   const emitToTenant = (tenantId, type, data) => {
     io.to(roomOf(tenantId)).emit(type, data);
+    return redis ? io.of('/').adapter.lastBroadcast : Promise.resolve();
   };
 
   return { io, emitToTenant };

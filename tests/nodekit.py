@@ -1,0 +1,113 @@
+"""Helpers for tests that start the Node example gateway directly: its dependencies, a private
+Redis, and one `node src/index.js` process with its own environment names."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from realtime_conformance.harness.providers.ports import free_port
+from realtime_conformance.harness.providers.processes import ManagedProcess
+
+NODE_GATEWAY = Path(__file__).resolve().parents[1] / "examples" / "node-gateway"
+
+
+def ensure_node_modules() -> None:
+    """`npm ci` unless every dependency of package.json is already installed (a checkout's
+    node_modules may predate a dependency added since)."""
+    deps = json.loads((NODE_GATEWAY / "package.json").read_text())["dependencies"]
+    if all((NODE_GATEWAY / "node_modules" / name / "package.json").is_file() for name in deps):
+        return
+    done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_GATEWAY,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"`npm ci` in {NODE_GATEWAY} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+class PrivateRedis:
+    """A redis-server on a free loopback port, in memory only, reaped like every child."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.proc = ManagedProcess(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            name="redis", log_path=workdir / "redis.log", cwd=workdir)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> "PrivateRedis":
+        self.proc.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.proc.running:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}:\n{self.proc.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"redis-server not answering within {timeout} s:\n{self.proc.log_tail()}")
+
+    def stop(self) -> None:
+        self.proc.terminate(timeout=5)
+
+
+class NodeGateway:
+    """One Node gateway process (its own variable names: see examples/node-gateway/README.md)."""
+
+    def __init__(self, workdir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        self.env.update(SOCKET_HOST="127.0.0.1", SOCKET_PORT=str(self.port), JWT_AUDIENCE="agent-portal",
+                        ENGINE_PING_INTERVAL_MS="1000", ENGINE_PING_TIMEOUT_MS="2000")
+        self.env.update(env)
+        self.proc = ManagedProcess(["node", "src/index.js"], name="node-gateway",
+                                   log_path=workdir / f"node-gateway-{self.port}.log", env=self.env, cwd=NODE_GATEWAY)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str, token: str | None = None) -> tuple[int, Any]:
+        req = urllib.request.Request(f"{self.url}{path}")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def start(self, timeout: float = 20.0) -> "NodeGateway":
+        """Start and wait until its consumer is subscribed (active or standby)."""
+        self.proc.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.proc.running:
+                raise RuntimeError(f"node gateway exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if self.get("/health")[1].get("consumer") == "consuming":
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"node gateway not consuming within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.proc.log_tail(20000)
+
+    def stop(self) -> int | None:
+        return self.proc.terminate(timeout=5)
+
+    def kill(self) -> None:
+        self.proc.kill()
