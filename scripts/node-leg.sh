@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Node.js gateway judged as its users' CI would judge it: the harness installed from a wheel
 # built from this checkout into a fresh venv, an empty folder holding only the gateway and its
-# config, and one command run there. Reports go to reports/node-gateway/ of this repository.
+# config, and one command run there. Reports go to reports/node-gateway/ of this repository;
+# the cluster area, with the gateway as two instances on a private Redis, to reports/node-gateway/cluster/.
 #   bash scripts/node-leg.sh [extra arguments for realtime-conformance]
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -25,3 +26,6 @@ mkdir -p "$WORK/project"
 say "realtime-conformance"
 cd "$WORK/project"
 "$WORK/venv/bin/realtime-conformance" -p no:cacheprovider --report-dir "$ROOT/reports/node-gateway" "$@"
+say "realtime-conformance --gateway-replicas 2 -m cluster"
+"$WORK/venv/bin/realtime-conformance" -p no:cacheprovider --gateway-replicas 2 -m cluster \
+    --report-dir "$ROOT/reports/node-gateway/cluster" "$@"
