@@ -18,12 +18,18 @@ def test_bench(pytestconfig: pytest.Config, conformance_settings) -> None:
     """Run the bench as configured; it records numbers and fails only when it could not run."""
     config = pytestconfig.stash.get(plugin.BENCH_KEY, None) or options.resolve(pytestconfig)
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
 
     def say(line: str) -> None:
-        if reporter is not None:
-            reporter.write_line(line)
-        else:  # pragma: no cover - no terminal (e.g. -p no:terminal)
+        """Progress as it happens, past pytest's output capture (a run takes minutes)."""
+        if reporter is None:  # pragma: no cover - no terminal (e.g. -p no:terminal)
             print(line)
+            return
+        if capture is None:
+            reporter.write_line(line)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
 
     result = runner.run(conformance_settings, config, say)
     assert result["steps"], "the bench ran no step"
