@@ -14,7 +14,7 @@ import logging
 import signal
 import sqlite3
 import sys
-from typing import Any
+from typing import Any, Callable, Coroutine
 
 import socketio
 import uvicorn
@@ -128,6 +128,20 @@ async def serve(settings: Settings) -> None:
         log("stopped")
 
 
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """uvloop's runner where it is installed (the ``gateway`` extra brings it), else asyncio's.
+
+    Under load the gateway spends most of its time in the event loop's own machinery (one
+    websocket write per client per event, timers, task switches); the bench measured uvloop's
+    loop doing that for markedly less CPU (docs/bench.md). Nothing in the gateway depends on it.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
 def run(settings: Settings | None = None) -> int:
     """Load settings (unless given), serve, and return the process exit code.
 
@@ -146,7 +160,7 @@ def run(settings: Settings | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     try:
-        asyncio.run(serve(settings))
+        _event_loop_runner()(serve(settings))
     except ConfigError as exc:
         print(f"agent-portal-gateway: configuration error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -1,9 +1,10 @@
 """One bench step against one gateway: connect the clients, publish at the rate, drain, judge.
 
-Everything is timed in this process on one clock (``time.perf_counter``): the publish stamp is
-taken just before the message is written to the broker, the receive stamp when python-socketio
-hands the event over. The same loop also runs a lag probe, because a harness too busy to read
-its sockets would add its own delay to every latency: ``harness.loop_lag_p99_ms`` says how much.
+Everything is timed on one clock, ``time.perf_counter`` (CLOCK_MONOTONIC, shared by every process
+of the machine): the publish stamp is taken by the publisher process (``publishing``) just before
+the message is written to the broker, the receive stamp in this process when python-socketio hands
+the event over. This loop also runs a lag probe, because a harness too busy to read its sockets
+adds its own delay to every latency: ``harness.loop_lag_p99_ms`` says how much.
 Correctness comes from the conformance checker (``judging.checks.check``) over the whole history.
 """
 
@@ -23,7 +24,8 @@ from realtime_conformance.harness.bench.options import BenchConfig
 from realtime_conformance.harness.bench.profiles import Step
 from realtime_conformance.harness.bench.resources import ProcessMeter, rss_bytes
 from realtime_conformance.harness.judging.checks import ClientView, Publish, check
-from realtime_conformance.harness.wire.clients import Received, TenantClient
+from realtime_conformance.harness.bench.clients import BenchClient
+from realtime_conformance.harness.bench.publishing import publish_in_child
 from realtime_conformance.harness.wire.publisher import Publisher, envelope_for
 from realtime_conformance.harness.wire.scenario import stamp, unique_tenant
 from realtime_conformance.harness.wire.tokens import TokenFactory
@@ -44,6 +46,7 @@ class LoadTarget(Protocol):
     socketio_path: str
     tokens: TokenFactory
     pid: int | None
+    broker_pid: int | None
 
 
 def mix_cycle(mix: Sequence[tuple[str, int]]) -> list[str]:
@@ -68,7 +71,7 @@ class Counter:
         self.target = math.inf
         self.reached = asyncio.Event()
 
-    def add(self, _client: TenantClient, _item: Received) -> None:
+    def add(self) -> None:
         self.value += 1
         if self.value >= self.target:
             self.reached.set()
@@ -111,63 +114,39 @@ class LagProbe:
         return {"loop_lag_p99_ms": summary["p99_ms"], "loop_lag_max_ms": summary["max_ms"]}
 
 
-async def connect_all(clients: Sequence[TenantClient], concurrency: int) -> dict[str, Any]:
+async def connect_all(clients: Sequence[BenchClient], target: LoadTarget, concurrency: int) -> dict[str, Any]:
     """Connect every client, ``concurrency`` at a time; connect times, failures and the rate."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(c: TenantClient) -> bool:
+    async def one(c: BenchClient) -> bool:
         async with gate:
-            return await c.connect(CONNECT_TIMEOUT_S)
+            return await c.connect(target.url, target.socketio_path, c.group, CONNECT_TIMEOUT_S)
 
     started = time.perf_counter()
     ok = await asyncio.gather(*(one(c) for c in clients))
     wall = time.perf_counter() - started
-    times = [c.connect_latency * 1000 for c in clients if c.connect_latency is not None]
-    summary = stats.latency(times)
+    summary = stats.latency(t for c in clients if (t := c.connect_ms) is not None)
     failed = [c for c, good in zip(clients, ok) if not good]
-    first_error = None
-    if failed:
-        bad = failed[0]
-        first_error = (str(bad.connect_errors[-1].data) if bad.connect_errors
-                       else (bad.transport_errors[-1] if bad.transport_errors else "timeout"))
     return {"p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"], "max_ms": summary["max_ms"],
             "wall_s": round(wall, 3), "per_s": round(len(clients) / wall, 1) if wall > 0 else None,
-            "failed": len(failed), "first_error": first_error}
+            "failed": len(failed), "first_error": failed[0].error if failed else None}
 
 
-async def publish_paced(publisher: Publisher, tenants: Sequence[str], mix: Sequence[tuple[str, int]],
-                        rate: float, duration_s: float, publishes: list[Publish]) -> dict[str, Any]:
-    """Publish ``rate`` events a second for ``duration_s``, tenants in turn, in seq order.
-
-    Paced against a schedule (the i-th event is due at i / rate): a late loop catches up instead
-    of drifting, so the rate asked is the rate offered. One task publishes, so seq order is
-    publish order, which is what the checker's order test needs.
-    """
+def plan(tenants: Sequence[str], mix: Sequence[tuple[str, int]], count: int, first_seq: int = 1,
+         barrier: bool = False) -> list[Publish]:
+    """``count`` events, tenants in turn, types by the mix, each marked so it is recognised anywhere."""
     kinds = mix_cycle(mix)
-    total = max(1, round(rate * duration_s))
-    errors = 0
-    started = time.perf_counter()
-    for i in range(total):
-        wait = started + i / rate - time.perf_counter()
-        await asyncio.sleep(wait if wait > 0 else 0)  # pacing is the load itself, not a synchronisation
+    out = []
+    for i in range(count):
         tenant, kind = tenants[i % len(tenants)], kinds[i % len(kinds)]
-        data, marker = stamp(kind, samples.sample(kind, i))
-        envelope = envelope_for(kind, tenant, data)
-        p = Publish(i + 1, tenant, kind, data, envelope, time.perf_counter(), marker=marker)
-        publishes.append(p)
-        try:
-            p.sent_at = await publisher.publish_body(json.dumps(envelope).encode())
-        except Exception:  # a failed publish is counted; the event it carried is not expected
-            publishes.pop()
-            errors += 1
-    wall = time.perf_counter() - started
-    return {"published": len(publishes), "publish_errors": errors, "publish_wall_s": round(wall, 3),
-            "published_per_s": round(len(publishes) / wall, 1) if wall > 0 else None}
+        data, marker = stamp(kind, samples.sample(kind, first_seq + i))
+        out.append(Publish(first_seq + i, tenant, kind, data, envelope_for(kind, tenant, data), math.nan,
+                           barrier, marker))
+    return out
 
 
-def _view(c: TenantClient) -> ClientView:
-    return ClientView(c.name, c.tenant, c.connected_at[0] if c.connected_at else None, c.closed_at,
-                      [(r.event, r.data, r.at) for r in c.received], True, c.group)  # type: ignore[attr-defined]
+def _view(c: BenchClient) -> ClientView:
+    return ClientView(c.name, c.tenant, c.connected_at, c.closed_at, c.received, True, c.group)
 
 
 async def run_step(target: LoadTarget, step: Step, config: BenchConfig, index: int) -> dict[str, Any]:
@@ -175,56 +154,57 @@ async def run_step(target: LoadTarget, step: Step, config: BenchConfig, index: i
     me = os.getpid()
     counter = Counter()
     tenants = [unique_tenant("bench") for _ in range(step.tenants)]
-    clients: list[TenantClient] = []
+    clients: list[BenchClient] = []
     for tenant in tenants:
         token = target.tokens.valid(tenant)  # tabs of one agent share a token, as in a browser
-        for tab in range(step.tabs):
-            c = TenantClient(name=f"{tenant}/tab{tab + 1}", tenant=tenant, url=target.url, token=token,
-                             socketio_path=target.socketio_path, on_event=counter.add)
-            c.group = token  # type: ignore[attr-defined]
-            clients.append(c)
+        clients += [BenchClient(f"{tenant}/tab{tab + 1}", tenant, token, counter.add) for tab in range(step.tabs)]
+    publishes = plan(tenants, config.mix, max(1, round(step.events_per_s * config.step_s)))
+    bodies = [json.dumps(p.envelope).encode() for p in publishes]
     gc.collect()
     rss_before = rss_bytes(me)
-    publishes: list[Publish] = []
     entry: dict[str, Any] = {"target": target.name, "step": index, "label": step.label, "clients": step.clients,
                              "tenants": step.tenants, "tabs": step.tabs, "events_per_s": step.events_per_s,
                              "offered_deliveries_per_s": step.deliveries_per_s, "step_s": config.step_s,
                              "mix": dict(config.mix), "load_avg_1m": round(os.getloadavg()[0], 2)}
-    publisher = Publisher(target.amqp_url, target.queue, confirms=False)
     try:
-        entry["connect"] = await connect_all(clients, config.connect_concurrency)
+        entry["connect"] = await connect_all(clients, target, config.connect_concurrency)
         gc.collect()
         connected = [c for c in clients if c.connected]
         per_client = (rss_bytes(me) - rss_before) / len(connected) if connected else None
-        await publisher.connect()
-        harness, gateway, probe = ProcessMeter(me).start(), ProcessMeter(target.pid).start(), LagProbe().start()
-        sampler = asyncio.create_task(_sample_every_second(harness, gateway))
+        harness = ProcessMeter(me, children=False).start()  # the publisher process is not the clients' cost
+        gateway, probe = ProcessMeter(target.pid).start(), LagProbe().start()
+        broker = ProcessMeter(target.broker_pid).start()
+        sampler = asyncio.create_task(_sample_every_second(harness, gateway, broker))
         started = time.perf_counter()
-        entry.update(await publish_paced(publisher, tenants, config.mix, step.events_per_s, config.step_s, publishes))
-        expected = len(publishes) * step.tabs
-        drained = await counter.wait_for(expected, config.drain_s)
+        sent, errors = await publish_in_child(target.amqp_url, target.queue, bodies, step.events_per_s,
+                                              config.step_s * 3 + 30)
+        for p, at in zip(publishes, sent):
+            p.sent_at = at
+        publishes = [p for p in publishes if not math.isnan(p.sent_at)]  # a failed publish is not expected
+        wall = (max(p.sent_at for p in publishes) - min(p.sent_at for p in publishes)) if publishes else 0
+        entry.update({"published": len(publishes), "publish_errors": errors, "publish_wall_s": round(wall, 3),
+                      "published_per_s": round((len(publishes) - 1) / wall, 1) if wall > 0 else None})
+        drained = await counter.wait_for(len(publishes) * step.tabs, config.drain_s)
         window = time.perf_counter() - started
         sampler.cancel()
         entry["harness"] = {**(harness.stop() or {}), **(await probe.stop())}
         entry["gateway"] = gateway.stop()
+        entry["broker"] = broker.stop()
         entry["drained"] = drained
         entry["window_s"] = round(window, 3)
         # One barrier per tenant: a late duplicate or leak has its chance to show before the check.
-        kind = config.mix[0][0]
-        for n, tenant in enumerate(tenants):
-            data, marker = stamp(kind, samples.sample(kind, n))
-            envelope = envelope_for(kind, tenant, data)
-            p = Publish(len(publishes) + 1, tenant, kind, data, envelope, time.perf_counter(), True, marker)
-            publishes.append(p)
-            p.sent_at = await publisher.publish_body(json.dumps(envelope).encode())
-        await counter.wait_for(expected + step.clients, config.drain_s if drained else 2.0)
+        barriers = plan(tenants, config.mix[:1], len(tenants), first_seq=len(bodies) + 1, barrier=True)
+        async with Publisher(target.amqp_url, target.queue, confirms=False) as publisher:
+            for p in barriers:
+                p.sent_at = await publisher.publish_body(json.dumps(p.envelope).encode())
+        publishes += barriers
+        await counter.wait_for(counter.target + step.clients, config.drain_s if drained else 2.0)
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-        await publisher.close()
     result = check(publishes, [_view(c) for c in clients if c.connected_at], budget_ms=math.inf)
     by_type = stats.latency_by_type(result)
     timed = [p for p in publishes if not p.barrier]
-    last_receive = max((r.at for c in clients for r in c.received), default=None)
+    last_receive = max((r[2] for c in clients for r in c.received), default=None)
     first_sent = timed[0].sent_at if timed else None
     span = (last_receive - first_sent) if last_receive and first_sent else None
     entry.update({

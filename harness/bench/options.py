@@ -16,7 +16,7 @@ import pytest
 
 from realtime_conformance import contract
 from realtime_conformance.harness.bench.profiles import PROFILES, Step, StepError, parse_steps
-from realtime_conformance.harness.settings import ENV_PREFIX, Option, _fail, _parse_number
+from realtime_conformance.harness.settings import ENV_PREFIX, Option, _fail, _parse_env, _parse_number
 
 BENCH_OPTIONS: tuple[Option, ...] = (
     Option("bench_profile", "Named bench profile: its steps, step length and drain window (docs/bench.md).",
@@ -32,6 +32,8 @@ BENCH_OPTIONS: tuple[Option, ...] = (
            100.0, kind="float"),
     Option("bench_compare", "A second target, judged beside the first step by step: the path of its pytest.ini "
            "(or of the folder holding it), e.g. examples/node-gateway."),
+    Option("bench_compare_env", "Environment entries (KEY=TEMPLATE, comma list) added to the second target's own, "
+           "e.g. ENGINE_PING_INTERVAL_MS=25000,ENGINE_PING_TIMEOUT_MS=20000 to match --gateway-env on the first.", ""),
     Option("bench_name", "Name of the first target in the report (default: 'reference' for the reference "
            "gateway, else the command's program)."),
     Option("bench_report_dir", "Where bench.json and bench.html are written.", "reports/bench"),
@@ -51,6 +53,7 @@ class BenchConfig:
     mix: tuple[tuple[str, int], ...]
     budget_ms: float
     compare: Path | None
+    compare_env: tuple[str, ...]
     name: str | None
     report_dir: Path
     connect_concurrency: int
@@ -60,7 +63,7 @@ class BenchConfig:
         """The configuration as the report shows it."""
         return {"profile": self.profile, "steps": [s.label for s in self.steps], "step_s": self.step_s,
                 "drain_s": self.drain_s, "mix": dict(self.mix), "budget_ms": self.budget_ms,
-                "compare": str(self.compare) if self.compare else None,
+                "compare": str(self.compare) if self.compare else None, "compare_env": list(self.compare_env),
                 "connect_concurrency": self.connect_concurrency}
 
 
@@ -129,6 +132,16 @@ def _compare_path(config: pytest.Config, opt: Option, value: Any, source: str) -
     return path
 
 
+def _compare_env(opt: Option, value: Any) -> tuple[str, ...]:
+    """KEY=TEMPLATE entries, checked as --gateway-env checks its own."""
+    entries = tuple(e.strip() for e in str(value or "").split(",") if e.strip())
+    try:
+        _parse_env(opt, list(entries))
+    except pytest.UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return entries
+
+
 def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> BenchConfig:
     """Validate the bench options (profile defaults filled in), or raise pytest.UsageError."""
     environ = os.environ if environ is None else environ
@@ -161,6 +174,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         profile=profile_name, steps=steps, step_s=step_s, drain_s=drain_s,
         mix=parse_mix(o["bench_mix"], raw["bench_mix"]), budget_ms=budget,
         compare=_compare_path(config, o["bench_compare"], raw["bench_compare"], sources["bench_compare"]),
+        compare_env=_compare_env(o["bench_compare_env"], raw["bench_compare_env"]),
         name=name, report_dir=report_dir, connect_concurrency=concurrency, sources=sources)
 
 

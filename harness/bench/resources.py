@@ -22,19 +22,19 @@ def psutil_module() -> Any:
     return psutil
 
 
-def _tree(pid: int) -> list[Any]:
+def _tree(pid: int, children: bool = True) -> list[Any]:
     psutil = psutil_module()
     try:
         root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)] if children else [root]
     except psutil.Error:
         return []
 
 
-def _cpu_and_rss(pid: int) -> tuple[float, float] | None:
-    """CPU seconds (user + system) and RSS bytes of a process and its descendants."""
+def _cpu_and_rss(pid: int, children: bool = True) -> tuple[float, float] | None:
+    """CPU seconds (user + system) and RSS bytes of a process and (unless told not to) its descendants."""
     psutil = psutil_module()
-    procs = _tree(pid)
+    procs = _tree(pid, children)
     if not procs:
         return None
     cpu = rss = 0.0
@@ -53,6 +53,7 @@ class ProcessMeter:
     """CPU and peak memory of one process tree over a window (``start`` .. ``stop``)."""
 
     pid: int | None
+    children: bool = True
     _cpu0: float = 0.0
     _t0: float = 0.0
     _rss_peak: float = 0.0
@@ -61,7 +62,7 @@ class ProcessMeter:
     samples: int = field(default=0)
 
     def start(self) -> "ProcessMeter":
-        first = _cpu_and_rss(self.pid) if self.pid else None
+        first = _cpu_and_rss(self.pid, self.children) if self.pid else None
         self._ok = first is not None
         self._t0 = time.perf_counter()
         if first:
@@ -73,7 +74,7 @@ class ProcessMeter:
         """Note the memory now (call it every second or so while the step runs)."""
         if not self._ok or self.pid is None:
             return
-        now = _cpu_and_rss(self.pid)
+        now = _cpu_and_rss(self.pid, self.children)
         if now:
             self._rss_last = now[1]
             self._rss_peak = max(self._rss_peak, now[1])
@@ -83,7 +84,7 @@ class ProcessMeter:
         """cpu_pct (100 = one core), rss_mb at the end and rss_mb_max over the window; None if unmeasurable."""
         if not self._ok or self.pid is None:
             return None
-        end = _cpu_and_rss(self.pid)
+        end = _cpu_and_rss(self.pid, self.children)
         if end is None:
             return None
         cpu, rss = end

@@ -7,6 +7,7 @@ minute on this shared machine lands on both columns rather than on one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 from typing import Any, Callable
 
@@ -14,7 +15,14 @@ from realtime_conformance.harness.bench import report
 from realtime_conformance.harness.bench.load import run_step
 from realtime_conformance.harness.bench.options import BenchConfig
 from realtime_conformance.harness.bench.targets import default_name, settings_from_ini, started
+from realtime_conformance.harness import settings as _settings
 from realtime_conformance.harness.settings import Settings
+
+
+def _env_entries(env: dict[str, str] | Any) -> list[str]:
+    """A resolved gateway env back as KEY=TEMPLATE entries (the defaults a removal must also remove)."""
+    removed = [f"{k}=" for k in _settings.DEFAULT_GATEWAY_ENV if k not in env]
+    return [*(f"{k}={v}" for k, v in env.items()), *removed]
 
 
 def _now() -> str:
@@ -38,6 +46,9 @@ def run(settings: Settings, config: BenchConfig, say: Callable[[str], None] = pr
     named = [(config.name or default_name(settings), settings)]
     if config.compare is not None:
         other = settings_from_ini(config.compare)
+        if config.compare_env:
+            other = dataclasses.replace(other, gateway_env=_settings._parse_env(
+                _settings.BY_NAME["gateway_env"], [*_env_entries(other.gateway_env), *config.compare_env]))
         name = config.compare.parent.name or default_name(other)
         named.append((name if name != named[0][0] else f"{name}-2", other))
     started_at = _now()

@@ -93,6 +93,7 @@ class BenchTarget:
     tokens: TokenFactory
     pid: int | None
     gateway: Any
+    broker_pid: int | None = None  # the broker's process, when the harness started it (shared by the targets)
 
     @property
     def socketio_path(self) -> str:
@@ -133,8 +134,9 @@ def started(named: list[tuple[str, Settings]]) -> Iterator[list[BenchTarget]]:
             asyncio.run(wait_for_consumer(view.amqp_url, queue, settings.gateway_startup_timeout))
             tokens = TokenFactory(settings.jwt_secret, settings.jwt_algorithm, settings.tenant_claim,
                                   dict(settings.extra_claims))
+            server = getattr(broker, "_server", None)  # a private node's rabbitmq-server (beam runs under it)
             targets.append(BenchTarget(name, settings, gateway.url, view.amqp_url, queue, tokens,
-                                       getattr(gateway, "pid", None), gateway))
+                                       getattr(gateway, "pid", None), gateway, getattr(server, "pid", None)))
         yield targets
     finally:
         for gateway in gateways:
