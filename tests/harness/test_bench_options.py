@@ -77,6 +77,9 @@ def test_not_validated_outside_the_bench(pytester, clean_env):
     (["--bench-step-s", "0.1"], "must be at least 0.5"),
     (["--bench-connect-concurrency", "0"], "must be at least 1"),
     (["--bench-compare", "no/such/folder"], "is not an ini file nor a folder holding pytest.ini"),
+    (["--bench-compare-env", "PING 25"], "--bench-compare-env (ini 'bench_compare_env', env RTC_BENCH_COMPARE_ENV): "
+     "'PING 25' is not KEY=TEMPLATE"),
+    (["--bench-compare-env", "X={nope}"], "uses the unknown placeholder {nope}"),
 ])
 def test_bad_values_name_the_option_and_the_fix(pytester, clean_env, args, expected):
     assert expected in _usage_error(pytester, *args)
