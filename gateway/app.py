@@ -117,6 +117,9 @@ async def serve(settings: Settings) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
         proxy_headers=False,
+        # uvicorn's websockets protocol when the package is there (the gateway extra brings it):
+        # under fan-out the bench measured it far ahead of wsproto (docs/bench.md).
+        ws="auto",
     )
     server = _Server(config, gateway)
     gateway.start_consumer()
