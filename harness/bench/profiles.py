@@ -87,6 +87,6 @@ PROFILES: Mapping[str, Profile] = {
                     "the documented full bench: fan-out and rate up to 10,000 deliveries/s and 2,000 clients"),
     "goal": Profile("500/50@1000", 20.0, 20.0,
                     "the reference gateway's goal: 1,000 events/s to 500 clients (50 tenants x 10 tabs)"),
-    "scale": Profile("500/50@20,1000/100@20,2000/200@20,3000/300@20", 5.0, 10.0,
+    "scale": Profile("500/50@100,1000/100@100,2000/200@100,3000/300@100", 5.0, 10.0,
                      "clients at scale: what one harness process can hold connected and fed"),
 }
