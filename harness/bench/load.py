@@ -18,13 +18,15 @@ import os
 import time
 from typing import Any, Protocol, Sequence
 
+import aiohttp
+
 from realtime_conformance.harness import samples
 from realtime_conformance.harness.bench import stats
 from realtime_conformance.harness.bench.options import BenchConfig
 from realtime_conformance.harness.bench.profiles import Step
 from realtime_conformance.harness.bench.resources import ProcessMeter, rss_bytes
 from realtime_conformance.harness.judging.checks import ClientView, Publish, check
-from realtime_conformance.harness.bench.clients import BenchClient
+from realtime_conformance.harness.bench.clients import BenchClient, WireClient
 from realtime_conformance.harness.bench.publishing import publish_in_child
 from realtime_conformance.harness.wire.publisher import Publisher, envelope_for
 from realtime_conformance.harness.wire.scenario import stamp, unique_tenant
@@ -114,11 +116,11 @@ class LagProbe:
         return {"loop_lag_p99_ms": summary["p99_ms"], "loop_lag_max_ms": summary["max_ms"]}
 
 
-async def connect_all(clients: Sequence[BenchClient], target: LoadTarget, concurrency: int) -> dict[str, Any]:
+async def connect_all(clients: Sequence[Any], target: LoadTarget, concurrency: int) -> dict[str, Any]:
     """Connect every client, ``concurrency`` at a time; connect times, failures and the rate."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(c: BenchClient) -> bool:
+    async def one(c: Any) -> bool:
         async with gate:
             return await c.connect(target.url, target.socketio_path, c.group, CONNECT_TIMEOUT_S)
 
@@ -145,7 +147,7 @@ def plan(tenants: Sequence[str], mix: Sequence[tuple[str, int]], count: int, fir
     return out
 
 
-def _view(c: BenchClient) -> ClientView:
+def _view(c: Any) -> ClientView:
     return ClientView(c.name, c.tenant, c.connected_at, c.closed_at, c.received, True, c.group)
 
 
@@ -154,10 +156,15 @@ async def run_step(target: LoadTarget, step: Step, config: BenchConfig, index: i
     me = os.getpid()
     counter = Counter()
     tenants = [unique_tenant("bench") for _ in range(step.tenants)]
-    clients: list[BenchClient] = []
+    clients: list[Any] = []
+    # One session for every wire client, without aiohttp's default cap of 100 open connections.
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) if config.client == "wire" else None
     for tenant in tenants:
         token = target.tokens.valid(tenant)  # tabs of one agent share a token, as in a browser
-        clients += [BenchClient(f"{tenant}/tab{tab + 1}", tenant, token, counter.add) for tab in range(step.tabs)]
+        for tab in range(step.tabs):
+            name = f"{tenant}/tab{tab + 1}"
+            clients.append(WireClient(name, tenant, token, counter.add, session) if session is not None
+                           else BenchClient(name, tenant, token, counter.add))
     publishes = plan(tenants, config.mix, max(1, round(step.events_per_s * config.step_s)))
     bodies = [json.dumps(p.envelope).encode() for p in publishes]
     gc.collect()
@@ -167,6 +174,7 @@ async def run_step(target: LoadTarget, step: Step, config: BenchConfig, index: i
                              "offered_deliveries_per_s": step.deliveries_per_s, "step_s": config.step_s,
                              "mix": dict(config.mix), "load_avg_1m": round(os.getloadavg()[0], 2)}
     try:
+        entry["client"] = config.client
         entry["connect"] = await connect_all(clients, target, config.connect_concurrency)
         gc.collect()
         connected = [c for c in clients if c.connected]
@@ -201,6 +209,8 @@ async def run_step(target: LoadTarget, step: Step, config: BenchConfig, index: i
         await counter.wait_for(counter.target + step.clients, config.drain_s if drained else 2.0)
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        if session is not None:
+            await session.close()
     result = check(publishes, [_view(c) for c in clients if c.connected_at], budget_ms=math.inf)
     by_type = stats.latency_by_type(result)
     timed = [p for p in publishes if not p.barrier]

@@ -37,6 +37,9 @@ BENCH_OPTIONS: tuple[Option, ...] = (
     Option("bench_name", "Name of the first target in the report (default: 'reference' for the reference "
            "gateway, else the command's program)."),
     Option("bench_report_dir", "Where bench.json and bench.html are written.", "reports/bench"),
+    Option("bench_client", "The bench's Socket.IO client: 'wire' (Engine.IO/Socket.IO frames read directly, one shared "
+           "aiohttp session: the cheapest per delivery) or 'socketio' (python-socketio's AsyncClient, one per tab).",
+           "wire", choices=("wire", "socketio")),
     Option("bench_connect_concurrency", "Client connects in flight at once.", 100, kind="int"),
 )
 BY_NAME = {o.name: o for o in BENCH_OPTIONS}
@@ -57,6 +60,7 @@ class BenchConfig:
     name: str | None
     report_dir: Path
     connect_concurrency: int
+    client: str = "wire"
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
@@ -64,7 +68,7 @@ class BenchConfig:
         return {"profile": self.profile, "steps": [s.label for s in self.steps], "step_s": self.step_s,
                 "drain_s": self.drain_s, "mix": dict(self.mix), "budget_ms": self.budget_ms,
                 "compare": str(self.compare) if self.compare else None, "compare_env": list(self.compare_env),
-                "connect_concurrency": self.connect_concurrency}
+                "connect_concurrency": self.connect_concurrency, "client": self.client}
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -132,6 +136,13 @@ def _compare_path(config: pytest.Config, opt: Option, value: Any, source: str) -
     return path
 
 
+def _choice(opt: Option, value: Any) -> str:
+    text = str(value).strip()
+    if opt.choices and text not in opt.choices:
+        raise _fail(opt, text, f"is not a valid choice; choose from: {', '.join(opt.choices)}")
+    return text
+
+
 def _compare_env(opt: Option, value: Any) -> tuple[str, ...]:
     """KEY=TEMPLATE entries, checked as --gateway-env checks its own."""
     entries = tuple(e.strip() for e in str(value or "").split(",") if e.strip())
@@ -175,7 +186,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         mix=parse_mix(o["bench_mix"], raw["bench_mix"]), budget_ms=budget,
         compare=_compare_path(config, o["bench_compare"], raw["bench_compare"], sources["bench_compare"]),
         compare_env=_compare_env(o["bench_compare_env"], raw["bench_compare_env"]),
-        name=name, report_dir=report_dir, connect_concurrency=concurrency, sources=sources)
+        name=name, report_dir=report_dir, connect_concurrency=concurrency, client=_choice(o["bench_client"],
+                                                                                          raw["bench_client"]),
+        sources=sources)
 
 
 __all__ = ["BENCH_OPTIONS", "BenchConfig", "ENV_PREFIX", "add_options", "parse_mix", "resolve"]
