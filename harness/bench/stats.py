@@ -75,10 +75,11 @@ def meets_budget(step: Mapping[str, Any], budget_ms: float) -> bool:
 
 
 def ratio(value: float | None, baseline: float | None) -> float | None:
-    """``value / baseline`` rounded, or None when either is missing or the baseline is 0."""
+    """``value / baseline`` to 4 significant digits (a 1,000x gap stays visible), or None when
+    either is missing or the baseline is 0."""
     if value is None or baseline in (None, 0):
         return None
-    return round(value / baseline, 3)
+    return float(f"{value / baseline:.4g}")
 
 
 def cpu_percent(cpu_seconds: float, wall_seconds: float) -> float | None:

@@ -106,3 +106,10 @@ def test_bench_command_runs_the_bench_module_only(tmp_path):
     assert cli.BENCH_MODULE in args and cli.SUITES not in args
     assert args[args.index("-m") + 1] == "bench" and args[-2:] == ["--bench-profile", "ci"]
     assert cli.BENCH_MODULE not in cli.pytest_args([], cwd=tmp_path)  # never part of the conformance run
+
+
+def test_client_choice(pytester, clean_env):
+    assert _bench(pytester).client == "wire"
+    assert _bench(pytester, "--bench-client", "socketio").client == "socketio"
+    assert "'aiohttp' is not a valid choice; choose from: wire, socketio" in _usage_error(
+        pytester, "--bench-client", "aiohttp")
