@@ -14,7 +14,7 @@ import logging
 import signal
 import sqlite3
 import sys
-from typing import Any
+from typing import Any, Callable, Coroutine
 
 import socketio
 import uvicorn
@@ -147,6 +147,9 @@ async def serve(settings: Settings) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
         proxy_headers=False,
+        # uvicorn's websockets protocol when the package is there (the gateway extra brings it):
+        # under fan-out the bench measured it far ahead of wsproto (docs/bench.md).
+        ws="auto",
     )
     server = _Server(config, gateway)
     gateway.on_fatal = lambda: setattr(server, "should_exit", True)
@@ -160,6 +163,20 @@ async def serve(settings: Settings) -> None:
         log("stopped")
     if gateway.fatal is not None:
         raise ConfigError("AGENT_PORTAL_EVENTS_QUEUE", gateway.fatal)
+
+
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """uvloop's runner where it is installed (the ``gateway`` extra brings it), else asyncio's.
+
+    Under load the gateway spends most of its time in the event loop's own machinery (one
+    websocket write per client per event, timers, task switches); the bench measured uvloop's
+    loop doing that for markedly less CPU (docs/bench.md). Nothing in the gateway depends on it.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
 
 
 def run(settings: Settings | None = None) -> int:
@@ -180,7 +197,7 @@ def run(settings: Settings | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     try:
-        asyncio.run(serve(settings))
+        _event_loop_runner()(serve(settings))
     except ConfigError as exc:
         print(f"agent-portal-gateway: configuration error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -174,11 +174,15 @@ class EventConsumer:
         """Handle deliveries one at a time until the connection dies or we are stopping."""
         while not self._stopping.is_set():
             try:
-                message = await asyncio.wait_for(self._inbox.get(), timeout=0.5)
-            except asyncio.TimeoutError:
-                if not self._alive():
-                    raise ConnectionError("AMQP connection or channel closed")
-                continue
+                # A delivery already waiting is taken without a timer: under load there always is one.
+                message = self._inbox.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    message = await asyncio.wait_for(self._inbox.get(), timeout=0.5)
+                except asyncio.TimeoutError:
+                    if not self._alive():
+                        raise ConnectionError("AMQP connection or channel closed")
+                    continue
             await self.handle_message(message)
 
     async def _close_connection(self) -> None:

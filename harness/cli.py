@@ -85,9 +85,22 @@ def pytest_args(argv: list[str], cwd: Path | None = None) -> list[str]:
     return ["--pyargs", SUITES, "-W", "ignore::pytest.PytestAssertRewriteWarning", *args]
 
 
+BENCH_MODULE = "realtime_conformance.harness.bench.session"
+
+
+def bench_args(argv: list[str], cwd: Path | None = None) -> list[str]:
+    """``realtime-conformance bench ARGS``: the bench module instead of the suites, ``-m bench``,
+    and the same config pinning; ARGS are pytest's and the bench's options (docs/bench.md)."""
+    args = pytest_args(["-m", "bench", "-p", "no:cacheprovider", *argv], cwd)
+    return [BENCH_MODULE if a == SUITES else a for a in args]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns pytest's exit code."""
-    return int(pytest.main(pytest_args(sys.argv[1:] if argv is None else argv)))
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        return int(pytest.main(bench_args(argv[1:])))
+    return int(pytest.main(pytest_args(argv)))
 
 
 if __name__ == "__main__":

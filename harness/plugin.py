@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, Phase, settings as hypothesis_settings
 from realtime_conformance.harness.judging import catalogue as _catalogue
 from realtime_conformance.harness.report import render as _report
 from realtime_conformance.harness import settings as _settings
+from realtime_conformance.harness.bench import options as _bench_options
 from realtime_conformance.harness.judging.conformance import NEEDS_REPLICAS, Conformance
 from realtime_conformance.harness.judging.failures import ConformanceFailure, UnknownEvidence
 from realtime_conformance.harness.providers.processes import reap_all
@@ -33,6 +34,7 @@ RUN_KEY = pytest.StashKey[Run]()
 TARGET_KEY = pytest.StashKey[Target]()
 RESULT_KEY = pytest.StashKey[dict]()
 SELECTED_KEY = pytest.StashKey[set]()  # requirement IDs of the tests this run will run
+BENCH_KEY = pytest.StashKey[object]()  # the validated bench options, when the bench runs
 
 # Deterministic and bounded for CI; broader locally. Selected with --hypothesis-profile.
 # CI does not shrink: every example costs a live round trip, and the failing example is
@@ -50,6 +52,7 @@ hypothesis_settings.register_profile(
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     _settings.add_options(parser)
+    _bench_options.add_options(parser)
 
 
 @pytest.hookimpl(trylast=True)  # after Hypothesis's plugin has loaded --hypothesis-profile
@@ -60,7 +63,10 @@ def pytest_configure(config: pytest.Config) -> None:
                             "tests ran (MET-3's idle window); it runs last so the gathering overlaps them")
     config.addinivalue_line("markers", "cluster: a check that needs the gateway running as several instances "
                             "(--gateway-replicas 2 or more); SKIPPED otherwise")
+    config.addinivalue_line("markers", "bench: the load bench (realtime-conformance bench); records numbers, never in -m realtime")
     config.stash[SETTINGS_KEY] = settings = _settings.resolve(config)
+    if "bench" in (config.option.markexpr or ""):  # the bench's own options fail at start too, not mid-run
+        config.stash[BENCH_KEY] = _bench_options.resolve(config)
     config.stash[RUN_KEY] = Run(strict=settings.strict, budget_ms=settings.latency_budget_ms,
                                  selected=settings.requirements, waivers=settings.waivers,
                                  catalogue_pinned=settings.catalogue_version is not None)

@@ -277,11 +277,22 @@ def check(publishes: Iterable[Publish], clients: Iterable[ClientView], *, budget
                     "order", c.name,
                     f"client {c.name} received event #{first.seq} before #{second.seq}, but #{second.seq} was published first",
                     {"client": c.name, "received_order": [p.seq for p in own_order][:50],
-                     "first": second.envelope, "second": first.envelope}))
+                     "first": second.envelope, "second": first.envelope, "inversions": _inversions(own_order)}))
                 break
         got[c.name] = counts
     result.findings += _missing_findings(publishes, clients, got)
     return result
+
+
+def _inversions(order: Sequence[Publish]) -> int:
+    """Deliveries that came after one published later than them (the bench counts these)."""
+    count, highest = 0, 0
+    for p in order:
+        if p.seq < highest:
+            count += 1
+        else:
+            highest = p.seq
+    return count
 
 
 def _missing_findings(publishes: list[Publish], clients: list[ClientView],
@@ -293,11 +304,14 @@ def _missing_findings(publishes: list[Publish], clients: list[ClientView],
     for c in clients:
         if c.group is not None:
             groups[c.group].append(c)
+    by_tenant: dict[str, list[Publish]] = defaultdict(list)  # only a client's own tenant's events are expected
+    for p in publishes:
+        by_tenant[p.tenant].append(p)
     findings = []
     for c in clients:
         siblings = [s for s in groups.get(c.group, []) if s is not c] if c.group is not None else []
         missing, short = [], []
-        for p in publishes:
+        for p in by_tenant.get(c.tenant, ()):
             if not _expected(p, c):
                 continue
             mine = got[c.name].get(p.seq, 0)

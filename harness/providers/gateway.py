@@ -151,6 +151,11 @@ class CommandGateway:
         return self._process.running
 
     @property
+    def pid(self) -> int | None:
+        """The started command's process id (the bench meters it and its children)."""
+        return self._process.pid
+
+    @property
     def returncode(self) -> int | None:
         return self._process.returncode
 

@@ -52,6 +52,17 @@ def unique_tenant(label: str = "t") -> str:
     return f"{label}-{_RUN}-{next(_TENANTS)}"
 
 
+def stamp(event_type: str, data: Any, field: str | None = None) -> tuple[Any, str | None]:
+    """``data`` with a marker unique in this run in its time field (``field``, else the type's), and
+    the marker; data that is not an object, or a type without a known field, is left as is."""
+    field = field or STAMP_FIELD.get(event_type)
+    if not isinstance(data, dict) or field is None:
+        return data, None
+    when = _BASE_TIME + timedelta(microseconds=next(_MARKERS))
+    marker = when.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return {**data, field: marker}, marker
+
+
 def recognise(data: Any) -> Publish | None:
     """The publish of this run that ``data`` came from, if any."""
     return _KNOWN(data)
@@ -183,12 +194,7 @@ class Scenario:
         return self.control_types[0]
 
     def _stamp(self, event_type: str, data: Any, field: str | None) -> tuple[Any, str | None]:
-        field = field or STAMP_FIELD.get(event_type)
-        if not isinstance(data, dict) or field is None:
-            return data, None
-        when = _BASE_TIME + timedelta(microseconds=next(_MARKERS))
-        marker = when.isoformat(timespec="microseconds").replace("+00:00", "Z")
-        return {**data, field: marker}, marker
+        return stamp(event_type, data, field)
 
     async def publish(self, tenant: str, event_type: str, data: Any, *, stamp: bool = True,
                       barrier: bool = False, marker_field: str | None = None) -> Publish:

@@ -1,0 +1,148 @@
+"""The gateways a bench run compares, each started on one shared broker, each in a vhost of its own.
+
+The first target is the run's own configuration (command line, environment, ini); a second one
+(``--bench-compare``) is read from its own ini file alone, as if ``realtime-conformance`` ran in
+its folder, so each gateway gets the environment its config names. Same broker, same machine:
+only the gateway differs between the two columns of the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import contextlib
+import shlex
+import shutil
+import tempfile
+import tomllib
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Iterator
+from urllib.parse import urlsplit
+
+from realtime_conformance.harness import settings as _settings
+from realtime_conformance.harness.providers.broker import Broker, url_with_vhost, user_of
+from realtime_conformance.harness.providers.target import BrokerView, _dispose, make_broker, make_gateway, \
+    wait_for_consumer
+from realtime_conformance.harness.settings import Settings
+from realtime_conformance.harness.wire.tokens import TokenFactory
+
+
+class IniOnlyConfig:
+    """Enough of ``pytest.Config`` for ``settings.resolve`` to read one ini file and nothing else."""
+
+    def __init__(self, path: Path) -> None:
+        self.inipath = path
+        self.rootpath = path.parent
+        self.invocation_params = SimpleNamespace(dir=path.parent)
+        self._values = read_ini(path)
+
+    def getoption(self, name: str, default: Any = None) -> Any:
+        return default  # the first target's flags are not the second's
+
+    def getini(self, name: str) -> Any:
+        value = self._values.get(name)
+        opt = _settings.BY_NAME.get(name)
+        if value is None or opt is None:
+            return None
+        if opt.kind == "env":
+            return [line.strip() for line in str(value).splitlines() if line.strip()]
+        return value
+
+
+def read_ini(path: Path) -> dict[str, Any]:
+    """The pytest section of an ini-style file (pytest.ini, tox.ini, setup.cfg) or pyproject.toml."""
+    if path.name == "pyproject.toml":
+        options = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("pytest", {})
+        return {k: ("\n".join(v) if isinstance(v, list) else v) for k, v in options.get("ini_options", {}).items()}
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(path, encoding="utf-8")
+    for section in ("pytest", "tool:pytest"):
+        if parser.has_section(section):
+            return dict(parser.items(section))
+    raise ValueError(f"{path} has no [pytest] section: is it the target's pytest.ini?")
+
+
+def settings_from_ini(path: Path) -> Settings:
+    """The harness settings a ``realtime-conformance`` run in the ini's folder would use (no RTC_ env)."""
+    return _settings.resolve(IniOnlyConfig(path), environ={})  # type: ignore[arg-type]
+
+
+def default_name(settings: Settings) -> str:
+    """'reference' for the reference gateway, else the program of its command, or its URL's host."""
+    if settings.reference_target:
+        return "reference"
+    if settings.gateway_cmd:
+        return Path(shlex.split(settings.gateway_cmd)[0]).name
+    if settings.gateway_url:
+        return urlsplit(settings.gateway_url).netloc
+    return str(settings.gateway_image)
+
+
+@dataclass
+class BenchTarget:
+    """One started gateway as a step sees it."""
+
+    name: str
+    settings: Settings
+    url: str
+    amqp_url: str
+    queue: str
+    tokens: TokenFactory
+    pid: int | None
+    gateway: Any
+    broker_pid: int | None = None  # the broker's process, when the harness started it (shared by the targets)
+
+    @property
+    def socketio_path(self) -> str:
+        return self.settings.socketio_path
+
+    def describe(self) -> dict[str, Any]:
+        out = {"name": self.name, "kind": self.settings.target_kind, "url": self.url, "queue": self.queue}
+        out.update({k: v for k, v in self.gateway.describe().items() if k in ("command",)})
+        if self.settings.target_kind == "process":
+            out["cwd"] = self.settings.gateway_cwd
+        return self.settings.redactor.value(out)
+
+
+@contextlib.contextmanager
+def started(named: list[tuple[str, Settings]]) -> Iterator[list[BenchTarget]]:
+    """Start one broker (the first target's kind) and every target on it; stop all of it after."""
+    workdir = Path(tempfile.mkdtemp(prefix="rtc-bench-"))
+    broker: Broker | None = None
+    gateways: list[Any] = []
+    try:
+        broker = make_broker(named[0][1])
+        broker.start()
+        targets = []
+        for i, (name, settings) in enumerate(named):
+            view: Any = broker
+            queue = settings.queue
+            if i > 0:  # its own vhost (its queue keeps its configured name), else its own queue name
+                vhost = f"rtc-bench-{uuid.uuid4().hex[:6]}"
+                add = getattr(broker, "add_vhost", None)
+                if add is not None and add(vhost, user_of(broker.amqp_url)):
+                    view = BrokerView(broker, url_with_vhost(broker.amqp_url, vhost),
+                                      url_with_vhost(getattr(broker, "gateway_amqp_url", broker.amqp_url), vhost))
+                else:
+                    queue = f"{settings.queue}.bench-{i}"
+            gateway = make_gateway(settings, view, queue=queue, workdir=workdir / f"target-{i}", name=f"gateway-{i}")
+            gateways.append(gateway)
+            gateway.start()
+            asyncio.run(wait_for_consumer(view.amqp_url, queue, settings.gateway_startup_timeout))
+            tokens = TokenFactory(settings.jwt_secret, settings.jwt_algorithm, settings.tenant_claim,
+                                  dict(settings.extra_claims))
+            server = getattr(broker, "_server", None)  # a private node's rabbitmq-server (beam runs under it)
+            targets.append(BenchTarget(name, settings, gateway.url, view.amqp_url, queue, tokens,
+                                       getattr(gateway, "pid", None), gateway, getattr(server, "pid", None)))
+        yield targets
+    finally:
+        for gateway in gateways:
+            with contextlib.suppress(Exception):
+                _dispose(gateway)
+        if broker is not None:
+            with contextlib.suppress(Exception):
+                getattr(broker, "close", broker.stop)()
+        shutil.rmtree(workdir, ignore_errors=True)
