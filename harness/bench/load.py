@@ -24,7 +24,7 @@ from realtime_conformance.harness import samples
 from realtime_conformance.harness.bench import stats
 from realtime_conformance.harness.bench.options import BenchConfig
 from realtime_conformance.harness.bench.profiles import Step
-from realtime_conformance.harness.bench.resources import ProcessMeter, rss_bytes
+from realtime_conformance.harness.bench.resources import GroupMeter, ProcessMeter, rss_bytes
 from realtime_conformance.harness.judging.checks import ClientView, Publish, check
 from realtime_conformance.harness.bench.clients import BenchClient, WireClient
 from realtime_conformance.harness.bench.publishing import publish_in_child
@@ -49,6 +49,8 @@ class LoadTarget(Protocol):
     tokens: TokenFactory
     pid: int | None
     broker_pid: int | None
+    urls: Sequence[str]  # every instance's URL; clients are spread over them in turn
+    pids: Sequence[int | None]
 
 
 def mix_cycle(mix: Sequence[tuple[str, int]]) -> list[str]:
@@ -120,12 +122,13 @@ async def connect_all(clients: Sequence[Any], target: LoadTarget, concurrency: i
     """Connect every client, ``concurrency`` at a time; connect times, failures and the rate."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(c: Any) -> bool:
+    async def one(c: Any, url: str) -> bool:
         async with gate:
-            return await c.connect(target.url, target.socketio_path, c.group, CONNECT_TIMEOUT_S)
+            return await c.connect(url, target.socketio_path, c.group, CONNECT_TIMEOUT_S)
 
+    urls = list(target.urls) or [target.url]
     started = time.perf_counter()
-    ok = await asyncio.gather(*(one(c) for c in clients))
+    ok = await asyncio.gather(*(one(c, urls[n % len(urls)]) for n, c in enumerate(clients)))
     wall = time.perf_counter() - started
     summary = stats.latency(t for c in clients if (t := c.connect_ms) is not None)
     failed = [c for c, good in zip(clients, ok) if not good]
@@ -172,6 +175,7 @@ async def run_step(target: LoadTarget, step: Step, config: BenchConfig, index: i
     entry: dict[str, Any] = {"target": target.name, "step": index, "label": step.label, "clients": step.clients,
                              "tenants": step.tenants, "tabs": step.tabs, "events_per_s": step.events_per_s,
                              "offered_deliveries_per_s": step.deliveries_per_s, "step_s": config.step_s,
+                             "instances": len(target.urls) or 1,
                              "mix": dict(config.mix), "load_avg_1m": round(os.getloadavg()[0], 2)}
     try:
         entry["client"] = config.client
@@ -180,7 +184,8 @@ async def run_step(target: LoadTarget, step: Step, config: BenchConfig, index: i
         connected = [c for c in clients if c.connected]
         per_client = (rss_bytes(me) - rss_before) / len(connected) if connected else None
         harness = ProcessMeter(me, children=False).start()  # the publisher process is not the clients' cost
-        gateway, probe = ProcessMeter(target.pid).start(), LagProbe().start()
+        gateway = GroupMeter([ProcessMeter(pid) for pid in (target.pids or (target.pid,))]).start()
+        probe = LagProbe().start()
         broker = ProcessMeter(target.broker_pid).start()
         sampler = asyncio.create_task(_sample_every_second(harness, gateway, broker))
         started = time.perf_counter()
@@ -240,7 +245,7 @@ def _cpu_per_delivery(entry: dict[str, Any], deliveries: int) -> float | None:
     return round(pct / 100 * window / deliveries * 1e6, 1)
 
 
-async def _sample_every_second(*meters: ProcessMeter) -> None:
+async def _sample_every_second(*meters: "ProcessMeter | GroupMeter") -> None:
     while True:
         for m in meters:
             m.sample()

@@ -93,6 +93,31 @@ class ProcessMeter:
                 "rss_mb": round(rss / 2**20, 1), "rss_mb_max": round(self._rss_peak / 2**20, 1)}
 
 
+@dataclass
+class GroupMeter:
+    """Several processes metered as one (a gateway running as several instances): CPU and memory summed."""
+
+    meters: list[ProcessMeter]
+
+    def start(self) -> "GroupMeter":
+        for m in self.meters:
+            m.start()
+        return self
+
+    def sample(self) -> None:
+        for m in self.meters:
+            m.sample()
+
+    def stop(self) -> dict[str, Any] | None:
+        parts = [m.stop() for m in self.meters]
+        if not parts or any(p is None for p in parts):
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        total = {k: round(sum(p[k] for p in parts), 1) for k in ("cpu_pct", "rss_mb", "rss_mb_max")}
+        return {**total, "instances": parts}
+
+
 def rss_bytes(pid: int) -> float:
     """Resident memory of one process (not its children), for memory-per-client figures."""
     return float(psutil_module().Process(pid).memory_info().rss)

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from realtime_conformance.harness import settings as _settings
 from realtime_conformance.harness.providers.broker import Broker, url_with_vhost, user_of
+from realtime_conformance.harness.providers.redis_server import make_redis
 from realtime_conformance.harness.providers.target import BrokerView, _dispose, make_broker, make_gateway, \
     wait_for_consumer
 from realtime_conformance.harness.settings import Settings
@@ -71,14 +72,16 @@ def settings_from_ini(path: Path) -> Settings:
 
 
 def default_name(settings: Settings) -> str:
-    """'reference' for the reference gateway, else the program of its command, or its URL's host."""
+    """'reference' for the reference gateway, else the program of its command, or its URL's host;
+    ' x2' and so on when it runs as several instances."""
+    times = f" x{settings.gateway_replicas}" if settings.gateway_replicas > 1 else ""
     if settings.reference_target:
-        return "reference"
+        return "reference" + times
     if settings.gateway_cmd:
-        return Path(shlex.split(settings.gateway_cmd)[0]).name
+        return Path(shlex.split(settings.gateway_cmd)[0]).name + times
     if settings.gateway_url:
-        return urlsplit(settings.gateway_url).netloc
-    return str(settings.gateway_image)
+        return urlsplit(settings.gateway_url).netloc + times
+    return str(settings.gateway_image) + times
 
 
 @dataclass
@@ -94,13 +97,22 @@ class BenchTarget:
     pid: int | None
     gateway: Any
     broker_pid: int | None = None  # the broker's process, when the harness started it (shared by the targets)
+    urls: tuple[str, ...] = ()  # every instance, when the target runs as several (--gateway-replicas)
+    pids: tuple[int | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.urls = self.urls or (self.url,)
+        self.pids = self.pids or (self.pid,)
 
     @property
     def socketio_path(self) -> str:
         return self.settings.socketio_path
 
     def describe(self) -> dict[str, Any]:
-        out = {"name": self.name, "kind": self.settings.target_kind, "url": self.url, "queue": self.queue}
+        out = {"name": self.name, "kind": self.settings.target_kind, "url": self.url, "queue": self.queue,
+               "instances": len(self.urls)}
+        if len(self.urls) > 1:
+            out["urls"] = list(self.urls)
         out.update({k: v for k, v in self.gateway.describe().items() if k in ("command",)})
         if self.settings.target_kind == "process":
             out["cwd"] = self.settings.gateway_cwd
@@ -109,10 +121,14 @@ class BenchTarget:
 
 @contextlib.contextmanager
 def started(named: list[tuple[str, Settings]]) -> Iterator[list[BenchTarget]]:
-    """Start one broker (the first target's kind) and every target on it; stop all of it after."""
+    """Start one broker (the first target's kind) and every target on it; stop all of it after.
+
+    A target with ``gateway_replicas`` N > 1 runs as N instances on a Redis of its own (as in a
+    conformance run): the first alone, so it declares the queue its way, then the others."""
     workdir = Path(tempfile.mkdtemp(prefix="rtc-bench-"))
     broker: Broker | None = None
     gateways: list[Any] = []
+    services: list[Any] = []
     try:
         broker = make_broker(named[0][1])
         broker.start()
@@ -128,20 +144,39 @@ def started(named: list[tuple[str, Settings]]) -> Iterator[list[BenchTarget]]:
                                       url_with_vhost(getattr(broker, "gateway_amqp_url", broker.amqp_url), vhost))
                 else:
                     queue = f"{settings.queue}.bench-{i}"
-            gateway = make_gateway(settings, view, queue=queue, workdir=workdir / f"target-{i}", name=f"gateway-{i}")
-            gateways.append(gateway)
-            gateway.start()
-            asyncio.run(wait_for_consumer(view.amqp_url, queue, settings.gateway_startup_timeout))
+            redis_url = ""
+            if settings.cluster and settings.target_kind != "url":
+                redis = make_redis(settings.redis_url)
+                services.append(redis)
+                redis.start()
+                redis_url = redis.url
+            shared = workdir / f"target-{i}-shared"
+            instances = []
+            for n in range(settings.gateway_replicas):
+                gateway = make_gateway(settings, view, queue=queue, workdir=workdir / f"target-{i}-{n + 1}",
+                                       name=f"gateway-{i}" + (f"-{n + 1}" if n else ""), shared_dir=shared,
+                                       redis_url=redis_url, replica=n)
+                gateways.append(gateway)
+                gateway.start()
+                instances.append(gateway)
+                if n == 0:  # the first declares the queue before any other instance could
+                    asyncio.run(wait_for_consumer(view.amqp_url, queue, settings.gateway_startup_timeout))
             tokens = TokenFactory(settings.jwt_secret, settings.jwt_algorithm, settings.tenant_claim,
                                   dict(settings.extra_claims))
             server = getattr(broker, "_server", None)  # a private node's rabbitmq-server (beam runs under it)
-            targets.append(BenchTarget(name, settings, gateway.url, view.amqp_url, queue, tokens,
-                                       getattr(gateway, "pid", None), gateway, getattr(server, "pid", None)))
+            first = instances[0]
+            targets.append(BenchTarget(name, settings, first.url, view.amqp_url, queue, tokens,
+                                       getattr(first, "pid", None), first, getattr(server, "pid", None),
+                                       urls=tuple(g.url for g in instances),
+                                       pids=tuple(getattr(g, "pid", None) for g in instances)))
         yield targets
     finally:
         for gateway in gateways:
             with contextlib.suppress(Exception):
                 _dispose(gateway)
+        for service in services:
+            with contextlib.suppress(Exception):
+                getattr(service, "close", service.stop)()
         if broker is not None:
             with contextlib.suppress(Exception):
                 getattr(broker, "close", broker.stop)()
