@@ -57,7 +57,7 @@ def _command(variant: str, amqp_url: str, report_dir: Path) -> list[str]:
         "--gateway-env", "GATEWAY_REPLICA={replica}",  # the variants that break one replica only
         "--queue", f"rtc.broken.cluster.{variant}",
         "--report-dir", str(report_dir),
-        "--hypothesis-profile", "ci-smoke",
+        "--hypothesis-profile", "ci", "--examples", "3",  # each defect shows in the first examples
         "--broker", "external", "--amqp-url", amqp_url,
     ]
 
