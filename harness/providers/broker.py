@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -227,6 +228,10 @@ class PrivateRabbitNode(RabbitCtl):
         self._server: ManagedProcess | None = None
         self._epmd: ManagedProcess | None = None
         self._prepared = False
+        # rabbitmqctl calls (the vhost maker's, a check's) may run on other threads: close()
+        # takes this lock so it never pulls the node and its files away under a running call.
+        self._ctl_lock = threading.Lock()
+        self._closed = False
 
     def with_startup_timeout(self, seconds: float) -> "PrivateRabbitNode":
         self.startup_timeout = seconds
@@ -295,12 +300,19 @@ class PrivateRabbitNode(RabbitCtl):
             RABBITMQ_CONF_ENV_FILE=str(self.workdir / "rabbitmq-env.conf"),
             RABBITMQ_PID_FILE=str(self.workdir / "rabbit.pid"),
             RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+            # No Erlang VM of this node's (the CLI's, or the throwaway one it runs to make sure an
+            # epmd is up) may start an `epmd -daemon`: the daemon leaves the node's process group and
+            # would outlive the run. Our own epmd is always up while the node is.
+            ERL_FLAGS="-start_epmd false",
+            # A VM that crashes writes its dump into the node's work directory, not the caller's cwd.
+            ERL_CRASH_DUMP=str(self.workdir / "erl_crash.dump"),
         )
         return env
 
     def start(self) -> None:
         """Start epmd (once) and the node; return when it accepts AMQP connections."""
         self._prepare()
+        self._closed = False
         if self._epmd is None or not self._epmd.running:
             self._epmd = ManagedProcess(
                 ["epmd", "-port", str(self.epmd_port), "-address", LOOPBACK],
@@ -327,16 +339,17 @@ class PrivateRabbitNode(RabbitCtl):
         )
 
     def _ctl(self, *args: str, stdin: str | None = None) -> str | None:
-        # The CLI's own Erlang VM starts an `epmd -daemon` when it finds none on the node's epmd
-        # port, and that daemon would outlive the run: never call it once the node is gone.
-        if self._epmd is None or not self._epmd.running or self._server is None or not self._server.running:
-            return None
-        ctl = RABBITMQ_SERVER.with_name("rabbitmqctl")
-        try:
-            return subprocess.run([str(ctl), *args], env=self.env(), capture_output=True, text=True, input=stdin,
-                                  timeout=30, check=True).stdout
-        except (subprocess.SubprocessError, OSError):
-            return None
+        # Never call the CLI once the node is gone or going: with no node there is nothing to ask.
+        with self._ctl_lock:
+            if (self._closed or self._epmd is None or not self._epmd.running
+                    or self._server is None or not self._server.running):
+                return None
+            ctl = RABBITMQ_SERVER.with_name("rabbitmqctl")
+            try:
+                return subprocess.run([str(ctl), *args], env=self.env(), capture_output=True, text=True,
+                                      input=stdin, timeout=30, check=True).stdout
+            except (subprocess.SubprocessError, OSError):
+                return None
 
     def kill(self) -> None:
         """SIGKILL the node's whole process group (epmd stays, as on a real host)."""
@@ -357,6 +370,8 @@ class PrivateRabbitNode(RabbitCtl):
 
     def close(self) -> None:
         """Stop everything and remove the work directory if the node created it."""
+        with self._ctl_lock:  # waits for a rabbitmqctl call in flight on another thread
+            self._closed = True
         self.stop()
         if self._epmd is not None:
             self._epmd.terminate(timeout=5)
