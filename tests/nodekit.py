@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -14,6 +13,7 @@ from typing import Any
 
 from realtime_conformance.harness.providers.ports import free_port
 from realtime_conformance.harness.providers.processes import ManagedProcess
+from realtime_conformance.harness.providers.redis_server import PrivateRedis  # noqa: F401 (tests import it from here)
 
 NODE_GATEWAY = Path(__file__).resolve().parents[1] / "examples" / "node-gateway"
 
@@ -27,39 +27,6 @@ def ensure_node_modules() -> None:
     done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_GATEWAY,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"`npm ci` in {NODE_GATEWAY} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-
-
-class PrivateRedis:
-    """A redis-server on a free loopback port, in memory only, reaped like every child."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.proc = ManagedProcess(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            name="redis", log_path=workdir / "redis.log", cwd=workdir)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10.0) -> "PrivateRedis":
-        self.proc.start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.proc.running:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}:\n{self.proc.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"redis-server not answering within {timeout} s:\n{self.proc.log_tail()}")
-
-    def stop(self) -> None:
-        self.proc.terminate(timeout=5)
 
 
 class NodeGateway:

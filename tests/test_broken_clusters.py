@@ -12,17 +12,17 @@ starts its own private Redis. About 2 minutes per variant here; select one with 
 
 from __future__ import annotations
 
+import functools
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from realtime_conformance.harness.judging.catalogue import ACTIVE
-from realtime_conformance.harness.providers.broker import PrivateRabbitNode
-from realtime_conformance.harness.providers.processes import processes_with_env
 
-from broken.runs import MarkedRuns, verdicts
+from broken.runs import MarkedRuns, selected_variants, shared_broker, started, verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "tests" / "broken" / "launch.py"
@@ -64,26 +64,21 @@ def _command(variant: str, amqp_url: str, report_dir: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def broker():
-    node = PrivateRabbitNode()
-    node.start()
-    yield node
-    node.close()
+    with shared_broker() as node:
+        yield node
+
+
+def _run(variant: str, amqp_url: str, report_dir: Path) -> dict:
+    return RUNS.run(_command(variant, amqp_url, report_dir), cwd=ROOT, report_dir=report_dir, timeout=RUN_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
-def runs(broker, tmp_path_factory, request) -> dict[str, Future]:
-    """Start every selected variant's run, two at a time; tests wait on their own."""
-    selected = [item.callspec.params["variant"] for item in request.session.items
-                if getattr(item, "callspec", None) and "variant" in item.callspec.params
-                and item.module is request.module]
-    pool = ThreadPoolExecutor(max_workers=2)  # each run is two gateways, a Redis and the suite
-    futures = {}
-    for name in dict.fromkeys(selected):
-        report_dir = tmp_path_factory.mktemp(name)
-        futures[name] = pool.submit(RUNS.run, _command(name, broker.amqp_url, report_dir), cwd=ROOT,
-                                    report_dir=report_dir, timeout=RUN_TIMEOUT_S)
-    yield futures
-    pool.shutdown(wait=True, cancel_futures=True)
+def runs(broker, tmp_path_factory, request) -> Iterator[dict[str, Future]]:
+    """Every selected variant's run, two at a time (each is two gateways, a Redis and the suite)."""
+    jobs = {name: functools.partial(_run, name, broker.amqp_url, tmp_path_factory.mktemp(name))
+            for name in selected_variants(request)}
+    with started(jobs, workers=2) as futures:
+        yield futures
 
 
 def _cluster_verdicts(outcome: dict) -> dict[str, str]:
@@ -107,9 +102,7 @@ def test_broken_cluster_is_caught_on_its_requirement_only(runs, variant):
 
 def test_no_process_of_the_cluster_runs_is_left(runs):
     """Every gateway, Redis and broker the runs started is gone once they finish."""
-    for future in runs.values():
-        future.exception(timeout=RUN_TIMEOUT_S + 60)
-    leftovers = processes_with_env(RUNS.name, RUNS.value)
+    leftovers = RUNS.leftovers(runs, timeout=RUN_TIMEOUT_S + 60)
     assert not leftovers, f"processes left behind by the cluster runs: {leftovers}"
 
 

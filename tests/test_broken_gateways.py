@@ -10,17 +10,16 @@ shared private RabbitMQ node, each on its own queue.
 
 from __future__ import annotations
 
+import functools
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from realtime_conformance.harness.providers.broker import PrivateRabbitNode
-from realtime_conformance.harness.providers.processes import processes_with_env
-
-from broken.runs import MarkedRuns, verdicts
+from broken.runs import MarkedRuns, selected_variants, shared_broker, started, verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "tests" / "broken" / "launch.py"
@@ -128,25 +127,17 @@ def _run(variant: str, expect: Expect | None, amqp_url: str, report_dir: Path) -
 
 @pytest.fixture(scope="module")
 def broker():
-    node = PrivateRabbitNode()
-    node.start()
-    yield node
-    node.close()
+    with shared_broker() as node:
+        yield node
 
 
 @pytest.fixture(scope="module")
-def runs(broker, tmp_path_factory, request) -> dict[str, Future]:
-    """Start every selected variant's run at once, two at a time; tests wait on their own."""
-    selected = [item.callspec.params["variant"] for item in request.session.items
-                if getattr(item, "callspec", None) and "variant" in item.callspec.params
-                and item.module is request.module]
-    pool = ThreadPoolExecutor(max_workers=4)  # the runs mostly wait on timeouts, not on the CPU
-    futures = {}
-    for name in dict.fromkeys(selected):
-        expect = EXPECTED.get(name)
-        futures[name] = pool.submit(_run, name, expect, broker.amqp_url, tmp_path_factory.mktemp(name))
-    yield futures
-    pool.shutdown(wait=True, cancel_futures=True)
+def runs(broker, tmp_path_factory, request) -> Iterator[dict[str, Future]]:
+    """Every selected variant's run, four at a time (they mostly wait on timeouts, not on the CPU)."""
+    jobs = {name: functools.partial(_run, name, EXPECTED.get(name), broker.amqp_url, tmp_path_factory.mktemp(name))
+            for name in selected_variants(request)}
+    with started(jobs, workers=4) as futures:
+        yield futures
 
 
 def _verdicts(outcome: dict) -> dict[str, str]:
@@ -176,7 +167,5 @@ def test_broken_gateway_is_caught_on_its_requirement_only(runs, variant):
 
 def test_no_process_of_the_broken_runs_is_left(runs):
     """Every gateway, broker and epmd the runs started is gone once they finish."""
-    for future in runs.values():
-        future.exception(timeout=RUN_TIMEOUT_S + 60)
-    leftovers = processes_with_env(RUNS.name, RUNS.value)
+    leftovers = RUNS.leftovers(runs, timeout=RUN_TIMEOUT_S + 60)
     assert not leftovers, f"processes left behind by the broken-gateway runs: {leftovers}"

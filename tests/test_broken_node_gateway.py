@@ -9,17 +9,16 @@ FAIL its requirement and nothing else that ran.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from realtime_conformance.harness.providers.broker import PrivateRabbitNode
-from realtime_conformance.harness.providers.processes import processes_with_env
-
-from broken.runs import MarkedRuns, verdicts
+from broken.runs import MarkedRuns, shared_broker, started, verdicts
 from nodekit import ensure_node_modules
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,20 +67,17 @@ def node_modules() -> None:
 
 @pytest.fixture(scope="module")
 def broker():
-    node = PrivateRabbitNode()
-    node.start()
-    yield node
-    node.close()
+    with shared_broker() as node:
+        yield node
 
 
 @pytest.fixture(scope="module")
-def runs(node_modules, broker, tmp_path_factory) -> dict[str, Future]:
+def runs(node_modules, broker, tmp_path_factory) -> Iterator[dict[str, Future]]:
     """Every variant's run, started at once, two at a time."""
-    pool = ThreadPoolExecutor(max_workers=2)
-    futures = {name: pool.submit(_run, name, broker.amqp_url, tmp_path_factory.mktemp(f"node-{name}"))
-               for name in VARIANTS}
-    yield futures
-    pool.shutdown(wait=True, cancel_futures=True)
+    jobs = {name: functools.partial(_run, name, broker.amqp_url, tmp_path_factory.mktemp(f"node-{name}"))
+            for name in VARIANTS}
+    with started(jobs, workers=2) as futures:
+        yield futures
 
 
 def _verdicts(outcome: dict) -> dict[str, str]:
@@ -110,7 +106,5 @@ def test_broken_node_gateway_is_caught_on_its_requirement_only(runs, variant):
 
 def test_no_process_of_the_node_runs_is_left(runs):
     """Every gateway the runs started is gone once they finish."""
-    for future in runs.values():
-        future.exception(timeout=RUN_TIMEOUT_S + 60)
-    leftovers = processes_with_env(RUNS.name, RUNS.value)
+    leftovers = RUNS.leftovers(runs, timeout=RUN_TIMEOUT_S + 60)
     assert not leftovers, f"processes left behind by the Node gateway runs: {leftovers}"

@@ -13,17 +13,15 @@ variants of issue 8 run; ``RTC_COLLATERAL=all`` runs every variant of tests/brok
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from realtime_conformance.harness.providers.processes import processes_with_env
-
-from broken.runs import MarkedRuns, verdicts as verdicts_of
+from broken.runs import MarkedRuns, selected_variants, started, verdicts as verdicts_of
 from realtime_conformance.harness import REQUIREMENTS
 from test_broken_gateways import EXPECTED, LAUNCH, ROOT
 
@@ -95,7 +93,7 @@ def _command(variant: str, report_dir: Path) -> list[str]:
         "--gateway-cmd", f"{sys.executable} {LAUNCH} {variant}",
         "--broker", "process",  # a node of its own: restarts, exact counts, vhosts
         "--report-dir", str(report_dir),
-        "--hypothesis-profile", "ci",
+        "--hypothesis-profile", "ci", "--examples", "3",  # each defect shows in the first examples
         "--idle-window-s", "8",
     ]
 
@@ -106,15 +104,10 @@ def _run(variant: str, report_dir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, request):
-    selected = [item.callspec.params["variant"] for item in request.session.items
-                if getattr(item, "callspec", None) and "variant" in item.callspec.params
-                and item.module is request.module]
-    pool = ThreadPoolExecutor(max_workers=PARALLEL)
-    futures: dict[str, Future] = {name: pool.submit(_run, name, tmp_path_factory.mktemp(name))
-                                  for name in dict.fromkeys(selected)}
+    jobs = {name: functools.partial(_run, name, tmp_path_factory.mktemp(name)) for name in selected_variants(request)}
     rows: dict[str, str] = {}
-    yield futures, rows
-    pool.shutdown(wait=True, cancel_futures=True)
+    with started(jobs, workers=PARALLEL) as futures:
+        yield futures, rows
     if rows:
         TABLE.parent.mkdir(parents=True, exist_ok=True)
         TABLE.write_text("| variant | FAIL (or NON-STRICT) | collateral |\n|---|---|---|\n"
@@ -147,6 +140,4 @@ def test_one_defect_one_verdict(runs, variant):
 
 def test_no_process_of_the_collateral_runs_is_left(runs):
     futures, _ = runs
-    for future in futures.values():
-        future.exception(timeout=RUN_TIMEOUT_S + 60)
-    assert not processes_with_env(RUNS.name, RUNS.value)
+    assert not RUNS.leftovers(futures, timeout=RUN_TIMEOUT_S + 60)

@@ -116,8 +116,8 @@ class PrivateRedis:
     def log_path(self) -> Path:
         return self.workdir / "redis.log"
 
-    def start(self) -> None:
-        """Start the server; return when it answers PING."""
+    def start(self) -> "PrivateRedis":
+        """Start the server; return (itself) when it answers PING."""
         if shutil.which(self.program) is None:
             raise FileNotFoundError(f"{self.program} not found: install Redis (apt-get install redis-server), "
                                     "or give an external one with --redis-url redis://host:port")
@@ -132,6 +132,7 @@ class PrivateRedis:
             tail = self._server.log_tail()
             self._server.kill()
             raise RuntimeError(f"private redis-server did not start: {exc}\n--- log tail ---\n{tail}") from None
+        return self
 
     @property
     def running(self) -> bool:

@@ -1,13 +1,22 @@
-"""One conformance run in a subprocess, as a broken-gateway test needs it: the command, the
-report it wrote, and a mark in the environment so any process it leaves behind can be found."""
+"""Conformance runs in subprocesses, as the broken-gateway tests need them: the command, the
+report it wrote, a mark in the environment so any process a run leaves behind can be found,
+and the pieces every such module shares (one private broker, runs started together)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+import pytest
+
+from realtime_conformance.harness.providers.broker import PrivateRabbitNode
+from realtime_conformance.harness.providers.processes import processes_with_env
 
 
 class MarkedRuns:
@@ -24,6 +33,40 @@ class MarkedRuns:
         report = report_dir / "compliance.json"
         return {"returncode": done.returncode, "stdout": done.stdout[-6000:], "stderr": done.stderr[-3000:],
                 "result": json.loads(report.read_text()) if report.exists() else None}
+
+    def leftovers(self, futures: Mapping[str, Future], timeout: float) -> list[tuple[int, str]]:
+        """Once every run has ended: the processes that still carry this mark."""
+        for future in futures.values():
+            future.exception(timeout=timeout)
+        return processes_with_env(self.name, self.value)
+
+
+@contextlib.contextmanager
+def shared_broker() -> Iterator[PrivateRabbitNode]:
+    """One private RabbitMQ node for a module's runs (each run uses a queue of its own)."""
+    node = PrivateRabbitNode()
+    node.start()
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+def selected_variants(request: pytest.FixtureRequest) -> list[str]:
+    """The ``variant`` parameters of the module's tests this session will run, in order, once each."""
+    return list(dict.fromkeys(item.callspec.params["variant"] for item in request.session.items
+                              if getattr(item, "callspec", None) and "variant" in item.callspec.params
+                              and item.module is request.module))
+
+
+@contextlib.contextmanager
+def started(jobs: Mapping[str, Callable[[], dict]], workers: int) -> Iterator[dict[str, Future]]:
+    """Start every job at once, ``workers`` at a time; tests wait on their own future."""
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        yield {name: pool.submit(job) for name, job in jobs.items()}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def verdicts(outcome: dict, *, skipped: bool = False) -> dict[str, str]:

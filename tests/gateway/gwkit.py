@@ -9,7 +9,6 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import sys
 import time
 import urllib.error
@@ -24,6 +23,7 @@ import socketio
 
 from realtime_conformance.harness.providers.ports import free_port
 from realtime_conformance.harness.providers.processes import ManagedProcess
+from realtime_conformance.harness.providers.redis_server import PrivateRedis  # noqa: F401 (tests import it from here)
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-for-the-gateway-0123456789abcdef-0123456789abcdef-xyz"  # 67 bytes
@@ -135,42 +135,6 @@ class Publisher:
                 await asyncio.sleep(0.05)
         finally:
             await ch.close()
-
-
-# -- a private Redis (the Socket.IO adapter of clustered gateways) ----------------------------------------
-
-
-class PrivateRedis:
-    """A redis-server on a free loopback port, in memory only, reaped like every child."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.proc = ManagedProcess(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            name="redis", log_path=workdir / "redis.log", cwd=workdir)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10.0) -> "PrivateRedis":
-        self.proc.start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.proc.running:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}:\n{self.proc.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"redis-server not answering within {timeout} s:\n{self.proc.log_tail()}")
-
-    def stop(self) -> None:
-        self.proc.terminate(timeout=5)
 
 
 # -- gateway processes -------------------------------------------------------------------------------
