@@ -32,6 +32,8 @@ from realtime_conformance.harness.wire.tokens import CLAIM_PLACEHOLDERS, claim_p
 ENV_PREFIX = "RTC_"
 
 BROKER_KINDS = ("auto", "process", "container", "external")
+REDIS_KINDS = ("auto", "process", "container", "external")
+LOCAL_REDIS_IMAGE = "rtc/redis:local"  # scripts/prepare-docker.sh builds it from Debian's redis-server
 ALGORITHMS = ("HS256", "HS384", "HS512")
 CAPABILITIES = ("rest", "restart", "polling", "broker-restart", "dead-letter-queue")
 
@@ -101,11 +103,17 @@ OPTIONS: tuple[Option, ...] = (
            "folder when set in the ini, else from the current directory. Default: the folder of the ini file that set "
            "gateway_cmd, or the current directory when gateway_cmd came from the command line or environment."),
     Option("gateway_image", "Container image of the gateway (needs a Docker engine; implies --broker container)."),
-    Option("gateway_replicas", "How many instances of the gateway the harness starts (command targets), all on one "
-           "queue, one Redis and one shared folder; clients are spread over them. 2 or more runs the cluster area "
-           "(-m cluster); for a URL target it is the number of URLs listed.", 1, kind="int"),
-    Option("redis_url", "Redis the gateway replicas share (redis://host:port[/db]). Default: with 2 or more replicas, "
-           "a private redis-server on a free loopback port; with one, none (the {redis_url} placeholder is empty)."),
+    Option("gateway_replicas", "How many instances of the gateway the harness starts (command and image targets), all "
+           "on one queue, one Redis and one shared folder; clients are spread over them. 2 or more runs the cluster "
+           "area (-m cluster); for a URL target it is the number of URLs listed.", 1, kind="int"),
+    Option("redis_url", "Redis the gateway replicas share (redis://host:port[/db]); implies --redis external. Default: "
+           "with 2 or more replicas, one the harness starts (see --redis); with one, none (the {redis_url} "
+           "placeholder is empty)."),
+    Option("redis", "Where the replicas' Redis comes from: auto (external when --redis-url is given, a container when "
+           "the target is an image, else process), process (a private redis-server on a free loopback port), "
+           "container (--redis-image, needs a Docker engine) or external (--redis-url).", "auto", choices=REDIS_KINDS),
+    Option("redis_image", "Redis image for --redis container (scripts/prepare-docker.sh builds rtc/redis:local).",
+           LOCAL_REDIS_IMAGE),
     Option("broker", "Where RabbitMQ comes from.", "auto", choices=BROKER_KINDS),
     Option("amqp_url", "AMQP URL of an external broker (with --broker external)."),
     Option("rabbitmq_image", "RabbitMQ image for --broker container.", "rabbitmq:3-management"),
@@ -185,6 +193,8 @@ class Settings:
     gateway_replicas: int = 1
     redis_url: str | None = None
     gateway_urls: tuple[str, ...] = ()  # every instance of a URL target
+    redis: str = "process"  # how the replicas' Redis is got: process, container or external (auto resolved)
+    redis_image: str = LOCAL_REDIS_IMAGE
 
     @property
     def cluster(self) -> bool:
@@ -619,9 +629,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
     gateway_urls = tuple(_check_url(o["gateway_url"], url, ("http", "https"))
                          for url in _parse_list(o["gateway_url"], raw["gateway_url"] or ""))
     gateway_url = gateway_urls[0] if gateway_urls else None
-    replicas = _replicas(o["gateway_replicas"], raw["gateway_replicas"], sources["gateway_replicas"], gateway_urls,
-                         bool(raw["gateway_image"]))
+    replicas = _replicas(o["gateway_replicas"], raw["gateway_replicas"], sources["gateway_replicas"], gateway_urls)
     redis_url = _check_url(o["redis_url"], str(raw["redis_url"]).strip(), ("redis", "rediss"), 6379) if raw["redis_url"] else None
+    redis = _redis_kind(o, raw, sources, redis_url)
     amqp_url = _check_url(o["amqp_url"], raw["amqp_url"], ("amqp", "amqps")) if raw["amqp_url"] else None
     if broker == "external" and not amqp_url:
         raise pytest.UsageError(f"--broker external needs {o['amqp_url'].spellings}, e.g. amqp://guest:guest@127.0.0.1:5672/")
@@ -717,10 +727,36 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         gateway_replicas=replicas,
         redis_url=redis_url,
         gateway_urls=gateway_urls,
+        redis=redis,
+        redis_image=str(raw["redis_image"]).strip() or LOCAL_REDIS_IMAGE,
     )
 
 
-def _replicas(opt: Option, value: Any, source: str, urls: tuple[str, ...], image: bool) -> int:
+def _redis_kind(o: Mapping[str, Option], raw: Mapping[str, Any], sources: dict[str, str], redis_url: str | None) -> str:
+    """How the replicas' Redis is got; ``auto`` resolved: the URL's, a container for an image target, else a process."""
+    kind = str(raw["redis"]).strip().lower()
+    if kind not in REDIS_KINDS:
+        raise _fail(o["redis"], raw["redis"], f"is not a valid choice; choose from: {', '.join(REDIS_KINDS)}")
+    if kind == "external" and not redis_url:
+        raise pytest.UsageError(f"--redis external needs {o['redis_url'].spellings}, e.g. redis://127.0.0.1:6390/0")
+    if kind in ("process", "container") and redis_url:
+        raise pytest.UsageError(f"--redis {kind} starts a Redis of the harness's own, but --redis-url names one to use "
+                                f"(from {sources['redis_url']}): drop --redis-url, or use --redis external")
+    image = bool(raw["gateway_image"])
+    if image and kind == "process":
+        raise pytest.UsageError("--gateway-image runs the gateway in a container, which cannot reach a --redis process "
+                                "server on the host's loopback; use --redis container or --redis external --redis-url URL")
+    if kind == "auto":
+        if redis_url:
+            kind, sources["redis"] = "external", f"implied by redis_url ({sources['redis_url']})"
+        elif image:
+            kind, sources["redis"] = "container", "implied by gateway_image"
+        else:
+            kind = "process"
+    return kind
+
+
+def _replicas(opt: Option, value: Any, source: str, urls: tuple[str, ...]) -> int:
     """How many instances the target has: as asked, or as many as the URLs listed."""
     count = _parse_number(opt, value, int, 1)
     if count > MAX_REPLICAS:
@@ -730,10 +766,6 @@ def _replicas(opt: Option, value: Any, source: str, urls: tuple[str, ...], image
     if urls and count != len(urls):
         raise _fail(opt, value, f"does not match the {len(urls)} URL(s) --gateway-url lists; a URL target's "
                     "instances are its URLs: list one per instance, or drop --gateway-replicas")
-    if image and count > 1:
-        raise _fail(opt, value, "is not supported with --gateway-image yet (the harness runs one gateway container "
-                    "per target): give the gateway's start command with --gateway-cmd, or start the instances "
-                    "yourself and list them with --gateway-url URL1,URL2")
     return count
 
 
@@ -774,6 +806,17 @@ def _load_waivers(config: pytest.Config, opt: Option, value: Any, source: str) -
         raise pytest.UsageError(f"{opt.spellings}: {exc}") from None
 
 
+def redis_line(settings: Settings) -> str:
+    """Where the replicas' Redis comes from, in a few words (the URL's password redacted)."""
+    if settings.target_kind == "url":
+        return "none (URL target)"
+    if settings.redis == "external" and settings.redis_url:
+        return f"external {redact_url(settings.redis_url)}"
+    if settings.redis == "container":
+        return f"container {settings.redis_image}"
+    return "private redis-server"
+
+
 def header_lines(settings: Settings) -> list[str]:
     """Lines for pytest's header: what is being judged, against what, how strictly."""
     target = {"url": settings.gateway_url, "image": settings.gateway_image, "process": settings.command}[settings.target_kind]
@@ -784,9 +827,7 @@ def header_lines(settings: Settings) -> list[str]:
         f"strict={settings.strict} report_dir={settings.report_dir}",
     ]
     if settings.cluster:
-        redis = redact_url(settings.redis_url) if settings.redis_url else (
-            "none (URL target)" if settings.target_kind == "url" else "private redis-server")
-        lines.append(f"realtime-conformance: {settings.gateway_replicas} gateway replicas, redis={redis}")
+        lines.append(f"realtime-conformance: {settings.gateway_replicas} gateway replicas, redis={redis_line(settings)}")
     from realtime_conformance.harness.judging.catalogue import CATALOGUE_VERSION
 
     pinned = "pinned" if settings.catalogue_version else "not pinned: set catalogue_version to pin it"

@@ -3,6 +3,8 @@
 #   bash scripts/dev.sh conformance [pytest args]   the conformance suites against the reference gateway
 #   bash scripts/dev.sh test [pytest args]          every test of the project (suites included)
 #   bash scripts/dev.sh cluster [pytest args]       the cluster area: the reference gateway as 2 instances (reports/cluster/)
+#   bash scripts/dev.sh cluster-containers [args]   the same with the gateway image as 2 containers, Redis and RabbitMQ
+#                                                   in containers (builds the local images first; reports/cluster-containers/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +36,11 @@ case "$what" in
   test)        need_broker; need_redis; setup; exec .venv/bin/python -m pytest "$@" ;;
   cluster)     need_broker; need_redis; setup
                exec .venv/bin/python -m pytest suites -m cluster --gateway-replicas 2 --report-dir reports/cluster "$@" ;;
+  cluster-containers)
+               setup; eval "$(bash scripts/prepare-docker.sh)"
+               exec .venv/bin/python -m pytest suites -m cluster --gateway-replicas 2 --broker container \
+                 --rabbitmq-image rtc/rabbitmq:local --gateway-image rtc/agent-portal-gateway:local \
+                 --report-dir reports/cluster-containers "$@" ;;
   setup)       need_broker; setup ;;
-  *) echo "usage: bash scripts/dev.sh {conformance|test|cluster|setup} [pytest args]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/dev.sh {conformance|test|cluster|cluster-containers|setup} [pytest args]" >&2; exit 2 ;;
 esac

@@ -7,8 +7,9 @@
 # apt repositories but no container registry, so nothing can be pulled. We
 # start a private dockerd (everything under one work folder, so it neither
 # needs nor disturbs /var/lib/docker) and build every image from Debian
-# packages: one debootstrap rootfs, imported once, is the base of both the
-# RabbitMQ image and the Python base the gateway image is built on.
+# packages: one debootstrap rootfs, imported once, is the base of the
+# RabbitMQ image, the Redis image (Debian's redis-server, for gateway replicas)
+# and the Python base the gateway image is built on.
 #
 # Idempotent: an engine that already answers is used as is, an image that
 # already exists is not rebuilt (FORCE_REBUILD=1 rebuilds; the gateway image
@@ -39,6 +40,7 @@ SUITE="bookworm"
 BASE_IMAGE="rtc/debian-base:${SUITE}"
 PYTHON_IMAGE="rtc/python:3-${SUITE}"
 RABBIT_IMAGE="rtc/rabbitmq:local"
+REDIS_IMAGE="rtc/redis:local"
 GATEWAY_IMAGE="rtc/agent-portal-gateway:local"
 
 log() { printf '[prepare-docker %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -135,13 +137,15 @@ else
     FORCE_CHILDREN=0
 fi
 
-build_small() { # image, dockerfile text; files named in $CTX_CA_FILES go to ca/ in the context
+build_small() { # image, dockerfile text; files named in $CTX_CA_FILES go to ca/ in the context,
+    # $BUILD_NETWORK (e.g. host) is the build's network
     local image="$1" dockerfile="$2" ctx
     ctx="$(mktemp -d "$WORK/ctx.XXXXXX")"
     printf '%s\n' "$dockerfile" >"$ctx/Dockerfile"
     mkdir -p "$ctx/ca"
     for f in ${CTX_CA_FILES:-}; do cp "$f" "$ctx/ca/"; done
-    if ! timeout 600 docker build -t "$image" "$ctx" >"$WORK/build-${image//[\/:]/_}.log" 2>&1; then
+    if ! timeout 600 docker build ${BUILD_NETWORK:+--network "$BUILD_NETWORK"} -t "$image" "$ctx" \
+            >"$WORK/build-${image//[\/:]/_}.log" 2>&1; then
         tail -n 30 "$WORK/build-${image//[\/:]/_}.log" >&2
         rm -rf "$ctx"
         die "building $image failed (log: $WORK/build-${image//[\/:]/_}.log)"
@@ -165,7 +169,25 @@ else
     log "$RABBIT_IMAGE exists"
 fi
 
-# --- 4. Python base (a venv first on PATH, as `python`/`pip` in python:3) ---
+# --- 4. Redis image (what gateway replicas share, for --redis container) ------
+# Debian's redis-server, installed with apt in the build: --network host, so
+# apt reaches Debian's mirror the way the host does (as the gateway build
+# reaches PyPI). The harness passes its own command line; this CMD matches it.
+if [[ "$FORCE_CHILDREN" == 1 ]] || want_build "$REDIS_IMAGE"; then
+    log "building $REDIS_IMAGE (network: host, for Debian's apt)"
+    BUILD_NETWORK=host build_small "$REDIS_IMAGE" "FROM $BASE_IMAGE
+RUN export DEBIAN_FRONTEND=noninteractive \\
+ && apt-get update -qq \\
+ && apt-get install -y -qq --no-install-recommends redis-server >/dev/null \\
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \\
+ && redis-server --version
+EXPOSE 6379
+CMD [\"redis-server\", \"--bind\", \"0.0.0.0\", \"--port\", \"6379\", \"--protected-mode\", \"no\", \"--save\", \"\", \"--appendonly\", \"no\", \"--dir\", \"/tmp\"]"
+else
+    log "$REDIS_IMAGE exists"
+fi
+
+# --- 5. Python base (a venv first on PATH, as `python`/`pip` in python:3) ---
 # The host may reach PyPI through a TLS proxy whose CA only the host trusts
 # (here: /usr/local/share/ca-certificates). Those extra CAs go into this local
 # base image, so `pip install` in a Dockerfile FROM it works as on the host.
@@ -184,7 +206,7 @@ else
     log "$PYTHON_IMAGE exists"
 fi
 
-# --- 5. the reference gateway -----------------------------------------------
+# --- 6. the reference gateway -----------------------------------------------
 if [[ "${SKIP_GATEWAY:-0}" != 1 ]]; then
     DOCKERFILE="$(cd "$ROOT" && realpath -m "${GATEWAY_DOCKERFILE:-gateway/Dockerfile}")"
     [[ -f "$DOCKERFILE" ]] || die "no gateway Dockerfile at $DOCKERFILE"

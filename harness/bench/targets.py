@@ -24,9 +24,8 @@ from urllib.parse import urlsplit
 
 from realtime_conformance.harness import settings as _settings
 from realtime_conformance.harness.providers.broker import Broker, url_with_vhost, user_of
-from realtime_conformance.harness.providers.redis_server import make_redis
-from realtime_conformance.harness.providers.target import BrokerView, _dispose, make_broker, make_gateway, \
-    wait_for_consumer
+from realtime_conformance.harness.providers.target import (
+    BrokerView, _dispose, gateway_network, make_broker, make_gateway, make_redis, redis_url_for, wait_for_consumer)
 from realtime_conformance.harness.settings import Settings
 from realtime_conformance.harness.wire.tokens import TokenFactory
 
@@ -144,18 +143,19 @@ def started(named: list[tuple[str, Settings]]) -> Iterator[list[BenchTarget]]:
                                       url_with_vhost(getattr(broker, "gateway_amqp_url", broker.amqp_url), vhost))
                 else:
                     queue = f"{settings.queue}.bench-{i}"
-            redis_url = ""
+            redis = None
             if settings.cluster and settings.target_kind != "url":
-                redis = make_redis(settings.redis_url)
+                redis = make_redis(settings, network=getattr(broker, "network", None))
                 services.append(redis)
                 redis.start()
-                redis_url = redis.url
             shared = workdir / f"target-{i}-shared"
             instances = []
             for n in range(settings.gateway_replicas):
                 gateway = make_gateway(settings, view, queue=queue, workdir=workdir / f"target-{i}-{n + 1}",
-                                       name=f"gateway-{i}" + (f"-{n + 1}" if n else ""), shared_dir=shared,
-                                       redis_url=redis_url, replica=n)
+                                       name=f"gateway-{i}" + (f"-{n + 1}" if n else ""),
+                                       shared_dir=shared if settings.cluster else None,
+                                       redis_url=redis_url_for(settings, redis), replica=n,
+                                       network=gateway_network(broker, redis))
                 gateways.append(gateway)
                 gateway.start()
                 instances.append(gateway)

@@ -1,8 +1,9 @@
-"""RabbitMQ and the gateway under test as containers (testcontainers-python).
+"""RabbitMQ, Redis and the gateway under test as containers (testcontainers-python).
 
-Same surfaces as :class:`harness.providers.broker.PrivateRabbitNode` and
+Same surfaces as :class:`harness.providers.broker.PrivateRabbitNode`,
+:class:`harness.providers.redis_server.PrivateRedis` and
 :class:`harness.providers.gateway.CommandGateway`, so suites and fault tests do not care
-whether a broker or a gateway is a child process or a container.
+whether a broker, a Redis or a gateway is a child process or a container.
 
 Choices, and why:
 
@@ -15,7 +16,8 @@ Choices, and why:
   data directory, and with it durable queues and persistent messages, survive
   a SIGKILL, as they would on a real host.
 * Readiness is judged over the wire, never from log lines: an AMQP
-  Connection.Start for RabbitMQ, an Engine.IO handshake for the gateway.
+  Connection.Start for RabbitMQ, a PING for Redis, an Engine.IO handshake for
+  the gateway.
 * Everything created (containers, networks) is recorded in a module registry
   and removed by ``close()``, on a failed start, and at interpreter exit, so a
   failed or interrupted run leaves nothing behind. That registry does the job
@@ -35,6 +37,10 @@ network (``broker.network``), removed with the broker::
         gw.start()                           # gw.url for clients
         ...
         gw.close(); broker.close()
+
+A cluster target adds one ``RedisContainer(network=net)`` (``redis.url`` for the
+harness, ``redis.gateway_url`` for the gateways) and N gateways, each with its own
+host port and ``with_volume(shared, shared)`` on one host folder they share.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import struct
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 import docker
@@ -63,10 +70,13 @@ from testcontainers.core.network import Network  # noqa: E402
 from realtime_conformance.harness.providers.broker import RabbitCtl, wait_for_amqp  # noqa: E402
 from realtime_conformance.harness.providers.gateway import wait_for_engineio  # noqa: E402
 from realtime_conformance.harness.providers.ports import LOOPBACK, free_port  # noqa: E402
+from realtime_conformance.harness.providers.redis_server import wait_for_redis  # noqa: E402
 
 DEFAULT_RABBITMQ_IMAGE = "rabbitmq:3-management"
 LOCAL_RABBITMQ_IMAGE = "rtc/rabbitmq:local"
 LOCAL_GATEWAY_IMAGE = "rtc/agent-portal-gateway:local"
+LOCAL_REDIS_IMAGE = "rtc/redis:local"
+IMAGE_FLAGS = {"rabbitmq": "--rabbitmq-image", "redis": "--redis-image", "gateway": "--gateway-image"}
 HARNESS_LABEL = "io.rtc-conformance.harness"
 _AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 
@@ -222,6 +232,7 @@ class _ManagedContainer:
         ports: Mapping[int, int],
         env: Mapping[str, str],
         command: str | list[str] | None = None,
+        volumes: Mapping[str, str] | None = None,
     ) -> None:
         self.image = image
         self.role = role
@@ -230,6 +241,7 @@ class _ManagedContainer:
         self.ports = dict(ports)  # container port -> host port on 127.0.0.1
         self.env = dict(env)
         self.command = command
+        self.volumes = dict(volumes or {})  # host folder -> container path, bound read-write
         self.name = f"rtc-{role}-{uuid.uuid4().hex[:10]}"
         self._tc: DockerContainer | None = None
         self.last_exit_code: int | None = None  # kept after the container is removed
@@ -250,12 +262,13 @@ class _ManagedContainer:
         try:
             client.images.pull(self.image)
         except docker.errors.APIError as exc:
-            flag = "--rabbitmq-image" if self.role == "rabbitmq" else "--gateway-image"
+            flag = IMAGE_FLAGS.get(self.role, "--gateway-image")
             reason = str(exc.explanation or exc).splitlines()[0][:300]
             raise RuntimeError(
                 f"image {self.image} is not in the local Docker store and could not be pulled ({reason}). "
                 f"Build or pull it first, or choose another with {flag}. Without a registry, "
-                "scripts/prepare-docker.sh builds rtc/rabbitmq:local and rtc/agent-portal-gateway:local."
+                "scripts/prepare-docker.sh builds rtc/rabbitmq:local, rtc/redis:local and "
+                "rtc/agent-portal-gateway:local."
             ) from None
         finally:
             client.close()
@@ -266,6 +279,8 @@ class _ManagedContainer:
         for container_port, host_port in self.ports.items():
             # docker-py accepts (ip, port): publish on loopback only.
             tc.ports[f"{container_port}/tcp"] = (LOOPBACK, host_port)  # type: ignore[assignment]
+        for host_dir, container_dir in self.volumes.items():
+            tc.with_volume_mapping(host_dir, container_dir, mode="rw")
         if self.network is not None:
             tc.with_network(self.network.testcontainers_network)
             if self.aliases:
@@ -576,6 +591,142 @@ class RabbitContainer(RabbitCtl):
 
 
 # --------------------------------------------------------------------------
+# Redis
+# --------------------------------------------------------------------------
+
+
+class RedisContainer:
+    """A Redis in a container: what gateway replicas share (adapter pub/sub, shared state).
+
+    ``url`` is for the harness (127.0.0.1 and a published port); ``gateway_url``
+    is for containers on the same network (the alias). No persistence: a
+    cluster's Redis lives as long as the cluster. Without a network of the
+    caller's it brings its own, removed with it.
+    """
+
+    restartable = True
+    CONTAINER_PORT = 6379
+    # Every image gets the same command, so Debian's redis-server (rtc/redis:local) and the
+    # official image behave alike: reachable from the network, nothing written to disk.
+    COMMAND = ["redis-server", "--bind", "0.0.0.0", "--port", str(CONTAINER_PORT), "--protected-mode", "no",
+               "--save", "", "--appendonly", "no", "--dir", "/tmp"]
+
+    def __init__(
+        self,
+        image: str = LOCAL_REDIS_IMAGE,
+        *,
+        network: ContainerNetwork | None = None,
+        alias: str = "redis",
+        host_port: int | None = None,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self.image = image
+        self._own_network = network is None
+        self.network: ContainerNetwork = network if network is not None else ContainerNetwork()
+        self.alias = alias
+        self.host_port = host_port or free_port()
+        self.startup_timeout = startup_timeout
+        self._container = _ManagedContainer(
+            image, role="redis", network=self.network, aliases=(alias,),
+            ports={self.CONTAINER_PORT: self.host_port}, env={}, command=list(self.COMMAND))
+
+    def with_network(self, network: ContainerNetwork, alias: str = "redis") -> "RedisContainer":
+        self._before_start("with_network")
+        self._own_network = False
+        self.network, self.alias = network, alias
+        self._container.network, self._container.aliases = network, (alias,)
+        return self
+
+    def with_host_port(self, port: int) -> "RedisContainer":
+        self._before_start("with_host_port")
+        self.host_port = port
+        self._container.ports = {self.CONTAINER_PORT: port}
+        return self
+
+    def with_startup_timeout(self, seconds: float) -> "RedisContainer":
+        self.startup_timeout = seconds
+        return self
+
+    def _before_start(self, what: str) -> None:
+        if self._container.created:
+            raise RuntimeError(f"{what}() after start(): the container exists already; call it before start()")
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.host_port}/0"
+
+    @property
+    def gateway_url(self) -> str:
+        """The URL a container on ``self.network`` uses (the network alias, port 6379)."""
+        return f"redis://{self.alias}:{self.CONTAINER_PORT}/0"
+
+    @property
+    def container_name(self) -> str:
+        return self._container.name
+
+    @property
+    def running(self) -> bool:
+        return self._container.running()
+
+    def start(self) -> None:
+        """Create the container the first time, ``docker start`` it afterwards; return when it answers PING."""
+        if self._own_network:
+            self.network.create()
+        _start_or_clean_up("Redis", self._container, lambda: self.wait_ready(self.startup_timeout))
+
+    def wait_ready(self, timeout: float) -> None:
+        """Readiness by protocol: PING answered on the published port; a container that exits fails now."""
+        alive = _throttled(self._container.running, 0.5)
+        wait_for_redis(self.url, timeout, alive=alive)
+
+    def kill(self) -> None:
+        """SIGKILL Redis (the container stays, for ``start()``)."""
+        self._container.kill()
+
+    def stop(self) -> None:
+        """Stop Redis gracefully (SIGTERM, 5 s grace); the container stays."""
+        self._container.stop(timeout=5)
+
+    def restart(self, *, hard: bool = True) -> None:
+        """Kill (hard) or stop Redis, then start the same container: same port, same URLs."""
+        self.kill() if hard else self.stop()
+        self.start()
+
+    def logs(self) -> str:
+        return self._container.logs()
+
+    def close(self) -> None:
+        """Remove the container, and the network if Redis brought its own."""
+        try:
+            self._container.close()
+        finally:
+            if self._own_network:
+                try:
+                    self.network.close()
+                except RuntimeError:
+                    pass  # a gateway still on it: removed at exit, after the containers
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "kind": "container",
+            "image": self.image,
+            "url": self.url,
+            "container": self._container.name,
+        }
+
+    def __enter__(self) -> "RedisContainer":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------
 # Gateway
 # --------------------------------------------------------------------------
 
@@ -613,6 +764,7 @@ class ImageGateway:
         self.path = path
         self.startup_timeout = startup_timeout
         self.command = command
+        self.volumes: dict[str, str] = {}
         self.env: dict[str, str] = {}
         self.with_env(env)
 
@@ -634,6 +786,16 @@ class ImageGateway:
 
     def with_startup_timeout(self, seconds: float) -> "ImageGateway":
         self.startup_timeout = seconds
+        return self
+
+    def with_volume(self, host_dir: str | os.PathLike[str], container_dir: str | None = None) -> "ImageGateway":
+        """Bind ``host_dir`` read-write at ``container_dir`` (default: the same path).
+
+        Replicas of one target share a folder this way (their ``{shared_dir}``); the same path
+        inside and out lets one rendered environment name it for every replica."""
+        self._before_start("with_volume")
+        host = os.fspath(Path(host_dir).resolve())
+        self.volumes[host] = container_dir or host
         return self
 
     def _before_start(self, what: str) -> None:
@@ -671,6 +833,7 @@ class ImageGateway:
                 ports={self.container_port: self.host_port},
                 env=self.env,
                 command=self.command,
+                volumes=self.volumes,
             )
         self._last = self._container
         _start_or_clean_up("gateway", self._container, lambda: self.wait_ready(self.startup_timeout))

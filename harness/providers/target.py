@@ -30,7 +30,7 @@ from realtime_conformance.harness.providers.broker import (
     RABBITMQ_SERVER, Broker, ExternalBroker, PrivateRabbitNode, url_with_vhost, user_of, vhost_of)
 from realtime_conformance.harness.providers.gateway import CommandGateway, Gateway, UrlGateway, engineio_open, websocket_open
 from realtime_conformance.harness.providers.ports import LOOPBACK, free_port
-from realtime_conformance.harness.providers.redis_server import Redis, make_redis
+from realtime_conformance.harness.providers.redis_server import ExternalRedis, PrivateRedis, Redis
 from realtime_conformance.harness.wire.proxy import FaultProxy
 from realtime_conformance.harness.wire.idle import IdleWatch
 from realtime_conformance.harness.wire.publisher import Publisher
@@ -65,6 +65,36 @@ def make_broker(settings: Settings) -> Broker:
     return _containers.RabbitContainer(settings.rabbitmq_image)
 
 
+def make_redis(settings: Settings, network: Any = None) -> Redis:
+    """The Redis a cluster of the configured target shares, as ``--redis`` says (auto is resolved
+    by then). A container joins ``network`` (the broker's), so gateway containers reach it by alias.
+
+    On a shared network every Redis gets an alias of its own: the main cluster's and a dedicated
+    cluster's Redis run side by side there, and one alias for both would resolve to either."""
+    if settings.redis == "external":
+        assert settings.redis_url
+        return ExternalRedis(settings.redis_url)
+    if settings.redis == "container":
+        from realtime_conformance.harness.providers import containers as _containers
+        alias = f"redis-{uuid.uuid4().hex[:8]}" if network is not None else "redis"
+        return _containers.RedisContainer(settings.redis_image, network=network, alias=alias)
+    return PrivateRedis()
+
+
+def gateway_network(broker: Any, redis: Any = None) -> Any:
+    """The container network gateway containers join: the broker's, else the Redis container's."""
+    return getattr(broker, "network", None) or getattr(redis, "network", None)
+
+
+def redis_url_for(settings: Settings, redis: Redis | None) -> str:
+    """The Redis URL as the gateways reach it: a container's alias for image targets, else the harness's URL."""
+    if redis is None:
+        return ""
+    if settings.target_kind == "image":
+        return getattr(redis, "gateway_url", redis.url)
+    return redis.url
+
+
 def gateway_environment(settings: Settings, broker: Broker, *, port: int, queue: str, workdir: Path,
                         host: str = LOOPBACK, shared_dir: Path | None = None, redis_url: str = "",
                         replica: int = 1) -> dict[str, str]:
@@ -92,9 +122,13 @@ def gateway_environment(settings: Settings, broker: Broker, *, port: int, queue:
 
 
 def make_gateway(settings: Settings, broker: Broker, *, queue: str, workdir: Path, name: str,
-                 shared_dir: Path | None = None, redis_url: str = "", replica: int = 0) -> Gateway:
+                 shared_dir: Path | None = None, redis_url: str = "", replica: int = 0,
+                 network: Any = None) -> Gateway:
     """A gateway instance of the configured target kind, consuming ``queue``; ``replica`` picks
-    which of a URL target's URLs it is."""
+    which of a URL target's URLs it is.
+
+    An image gateway gets ``shared_dir`` bind-mounted at the same path (so ``{shared_dir}`` names
+    one folder for every replica) and joins ``network`` (default: the broker's)."""
     if settings.target_kind == "url":
         assert settings.gateway_url
         urls = settings.gateway_urls or (settings.gateway_url,)
@@ -104,9 +138,18 @@ def make_gateway(settings: Settings, broker: Broker, *, queue: str, workdir: Pat
         shared_dir.mkdir(parents=True, exist_ok=True)
     if settings.target_kind == "image":
         from realtime_conformance.harness.providers import containers as _containers
-        env = gateway_environment(settings, broker, port=3015, queue=queue, workdir=Path("/tmp"), host="0.0.0.0")
-        return _containers.ImageGateway(settings.gateway_image, env=env, network=getattr(broker, "network", None),
-                                        startup_timeout=settings.gateway_startup_timeout, path=settings.socketio_path)
+        env = gateway_environment(settings, broker, port=3015, queue=queue, workdir=Path("/tmp"), host="0.0.0.0",
+                                  shared_dir=shared_dir.resolve() if shared_dir is not None else Path("/tmp"),
+                                  redis_url=redis_url, replica=replica + 1)
+        gateway = _containers.ImageGateway(settings.gateway_image, env=env,
+                                           network=network or getattr(broker, "network", None),
+                                           startup_timeout=settings.gateway_startup_timeout,
+                                           path=settings.socketio_path)
+        if shared_dir is not None:
+            # A container may run as another user than the harness: let every replica write here.
+            shared_dir.chmod(0o777)
+            gateway.with_volume(shared_dir)
+        return gateway
     port = free_port()
     env = {**os.environ, **gateway_environment(settings, broker, port=port, queue=queue, workdir=workdir,
                                                shared_dir=shared_dir, redis_url=redis_url, replica=replica + 1)}
@@ -373,14 +416,16 @@ class Target:
         maker.shutdown(wait=False)
         replicas = self.settings.gateway_replicas
         if self.settings.cluster and self.settings.target_kind != "url":
-            self.redis = make_redis(self.settings.redis_url)
+            self.redis = make_redis(self.settings, network=getattr(self.broker, "network", None))
             self.redis.start()
+        # One folder every replica shares (bind-mounted into containers); a lone instance uses its own.
         shared = self.workdir / "shared" if self.settings.cluster else None
         for n in range(replicas):
             workdir = self.workdir / ("main" if n == 0 else f"main-{n + 1}")
             gateway = make_gateway(self.settings, self.broker, queue=self.settings.queue, workdir=workdir,
-                                   name="gateway" if n == 0 else f"gateway-{n + 1}", shared_dir=shared or workdir,
-                                   redis_url=self.redis.url if self.redis else "", replica=n)
+                                   name="gateway" if n == 0 else f"gateway-{n + 1}", shared_dir=shared,
+                                   redis_url=redis_url_for(self.settings, self.redis), replica=n,
+                                   network=gateway_network(self.broker, self.redis))
             # A broker the harness started is this run's alone: a consumer on another queue is this gateway's.
             instance = Instance(self, gateway, self.settings.queue, self.broker,
                                 private_vhost=self.settings.broker != "external")
@@ -516,7 +561,8 @@ class Target:
     @contextlib.asynccontextmanager
     async def dedicated_cluster(self, label: str, replicas: int | None = None) -> AsyncIterator[Cluster]:
         """A fresh cluster of the configured size for checks that kill an instance: a vhost, a
-        Redis (a private one, unless --redis-url names one) and a shared folder of its own."""
+        Redis (as --redis says: a process, a container, or the one --redis-url names) and a
+        shared folder of its own."""
         assert self.broker is not None
         replicas = replicas or self.settings.gateway_replicas
         n = next(_INSTANCES)
@@ -535,7 +581,7 @@ class Target:
         else:
             queue = f"{self.settings.queue}.{label}-{n}"
             self.isolation_note = "dedicated gateways isolated by queue name (no vhost could be made on this broker)"
-        redis = make_redis(self.settings.redis_url)
+        redis = make_redis(self.settings, network=getattr(self.broker, "network", None))
         self._extra_redis.append(redis)
         shared = self.workdir / f"{label}-{n}-shared"
         gateways: list[Gateway] = []
@@ -546,8 +592,9 @@ class Target:
             instances = []
             for k in range(replicas):
                 gateway = make_gateway(self.settings, broker, queue=queue, workdir=self.workdir / f"{label}-{n}-{k + 1}",
-                                       name=f"gateway-{label}-{n}-{k + 1}", shared_dir=shared, redis_url=redis.url,
-                                       replica=k)
+                                       name=f"gateway-{label}-{n}-{k + 1}", shared_dir=shared,
+                                       redis_url=redis_url_for(self.settings, redis), replica=k,
+                                       network=gateway_network(self.broker, redis))
                 gateways.append(gateway)
                 self._extra.append(gateway)
                 await asyncio.to_thread(gateway.start)

@@ -72,7 +72,9 @@ CASES: list[tuple[str, Any, dict[str, Any], Callable[[Settings], Any], Any]] = [
     ("gateway_image", "example/gw:1", {}, lambda s: (s.gateway_image, s.target_kind, s.broker), ("example/gw:1", "image", "container")),
     ("broker", "process", {}, lambda s: s.broker, "process"),
     ("gateway_replicas", "2", {}, lambda s: (s.gateway_replicas, s.cluster), (2, True)),
-    ("redis_url", "redis://:pw@127.0.0.1:6390/1", {}, lambda s: s.redis_url, "redis://:pw@127.0.0.1:6390/1"),
+    ("redis_url", "redis://:pw@127.0.0.1:6390/1", {}, lambda s: (s.redis_url, s.redis), ("redis://:pw@127.0.0.1:6390/1", "external")),
+    ("redis", "container", {}, lambda s: s.redis, "container"),
+    ("redis_image", "example/redis:7", {}, lambda s: s.redis_image, "example/redis:7"),
     ("gateway_cwd", HERE, {}, lambda s: s.gateway_cwd, HERE),
     ("amqp_url", "amqp://u:p@127.0.0.1:5673/", {}, lambda s: (s.amqp_url, s.broker), ("amqp://u:p@127.0.0.1:5673/", "external")),
     ("rabbitmq_image", "rabbitmq:3.13", {}, lambda s: s.rabbitmq_image, "rabbitmq:3.13"),
@@ -110,9 +112,10 @@ SOURCE = {"cli": "command line", "env": "environment", "ini": "ini"}
 # Options that can be given together; three groups because a run has one target.
 GROUPS = {
     "url-target": [c for c in CASES if c[0] not in ("gateway_cmd", "gateway_image", "broker", "gateway_cwd",
-                                                    "gateway_replicas", "redis_url")],
+                                                    "gateway_replicas", "redis_url", "redis", "redis_image")],
     "cmd-target": [c for c in CASES if c[0] in ("gateway_cmd", "broker", "gateway_cwd", "gateway_replicas", "redis_url")],
-    "image-target": [c for c in CASES if c[0] == "gateway_image"],
+    # A Redis the harness starts and a Redis URL exclude each other: the Redis kind goes with the image.
+    "image-target": [c for c in CASES if c[0] in ("gateway_image", "redis", "redis_image")],
 }
 
 
@@ -303,10 +306,16 @@ BAD: list[tuple[str, list[str], str]] = [
                           f"--jwt-secret={SECRET}"],
      "--gateway-replicas (ini 'gateway_replicas', env RTC_GATEWAY_REPLICAS): '3' does not match the 2 URL(s) "
      "--gateway-url lists; a URL target's instances are its URLs: list one per instance, or drop --gateway-replicas"),
-    ("replicas_image", ["--gateway-image=example/gw:1", "--gateway-replicas=2"],
-     "--gateway-replicas (ini 'gateway_replicas', env RTC_GATEWAY_REPLICAS): '2' is not supported with --gateway-image "
-     "yet (the harness runs one gateway container per target): give the gateway's start command with --gateway-cmd, "
-     "or start the instances yourself and list them with --gateway-url URL1,URL2"),
+    ("redis_choice", ["--redis=docker"],
+     "--redis (ini 'redis', env RTC_REDIS): 'docker' is not a valid choice; choose from: auto, process, container, external"),
+    ("redis_external_no_url", ["--redis=external"],
+     "--redis external needs --redis-url (ini 'redis_url', env RTC_REDIS_URL), e.g. redis://127.0.0.1:6390/0"),
+    ("redis_own_and_url", ["--redis=container", "--redis-url=redis://127.0.0.1:6390/0"],
+     "--redis container starts a Redis of the harness's own, but --redis-url names one to use (from command line): "
+     "drop --redis-url, or use --redis external"),
+    ("redis_process_for_image", ["--gateway-image=example/gw:1", "--redis=process"],
+     "--gateway-image runs the gateway in a container, which cannot reach a --redis process server on the host's "
+     "loopback; use --redis container or --redis external --redis-url URL"),
     ("redis_scheme", ["--redis-url=http://127.0.0.1:6379"],
      "--redis-url (ini 'redis_url', env RTC_REDIS_URL): 'http://127.0.0.1:6379' is not a URL with scheme redis or "
      "rediss; e.g. redis://127.0.0.1:6379"),
@@ -756,3 +765,51 @@ def test_one_replica_by_default_and_no_redis(pytester: pytest.Pytester, clean_en
     assert (s.gateway_replicas, s.cluster, s.redis_url) == (1, False, None)
     assert s.gateway_env["REDIS_URL"] == "{redis_url}"
     assert s.gateway_env["DATABASE_PATH"] == "{shared_dir}/gateway.sqlite3"
+
+
+@pytest.mark.parametrize("args, expected", [
+    ((), ("process", "default")),
+    (("--gateway-image=example/gw:1",), ("container", "implied by gateway_image")),
+    (("--redis-url=redis://127.0.0.1:6390/0",), ("external", "implied by redis_url (command line)")),
+    (("--gateway-image=example/gw:1", "--redis-url=redis://10.0.0.7:6379/0"), ("external", "implied by redis_url (command line)")),
+    (("--redis=container",), ("container", "command line")),
+    (("--redis=external", "--redis-url=redis://127.0.0.1:6390/0"), ("external", "command line")),
+])
+def test_redis_auto_picks_url_then_container_for_images_then_process(
+        pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, args: tuple[str, ...],
+        expected: tuple[str, str]) -> None:
+    s = _settings_of(pytester, *args)
+    assert (s.redis, s.sources["redis"]) == expected
+    assert s.redis_image == "rtc/redis:local"
+
+
+def test_an_image_target_runs_as_several_instances(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    s = _settings_of(pytester, "--gateway-image=example/gw:1", "--gateway-replicas=3")
+    assert (s.target_kind, s.gateway_replicas, s.cluster, s.broker, s.redis) == ("image", 3, True, "container", "container")
+
+
+@pytest.mark.parametrize("args, line", [
+    (("--gateway-replicas=2",), "realtime-conformance: 2 gateway replicas, redis=private redis-server"),
+    (("--gateway-replicas=2", "--redis=container", "--redis-image=example/redis:7"),
+     "realtime-conformance: 2 gateway replicas, redis=container example/redis:7"),
+    (("--gateway-image=example/gw:1", "--gateway-replicas=2"),
+     "realtime-conformance: 2 gateway replicas, redis=container rtc/redis:local"),
+    (("--gateway-replicas=2", "--redis-url=redis://:hunter2-pw@127.0.0.1:6390/1"),
+     "realtime-conformance: 2 gateway replicas, redis=external redis://:***@127.0.0.1:6390/1"),
+])
+def test_header_says_where_the_replicas_redis_comes_from(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch,
+                                                        args: tuple[str, ...], line: str) -> None:
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=1)
+    assert line in result.outlines
+    assert "hunter2-pw" not in result.stdout.str() + result.stderr.str()
+
+
+def test_redis_kind_in_the_set_line(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    clean_env.setenv("RTC_REDIS", "container")
+    result = pytester.runpytest("--redis-image", "example/redis:7")
+    result.assert_outcomes(passed=1)
+    set_line = next(l for l in result.outlines if l.startswith("realtime-conformance: set "))
+    assert "redis=container" in set_line and "redis_image=example/redis:7" in set_line
