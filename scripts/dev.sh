@@ -41,6 +41,6 @@ case "$what" in
                exec .venv/bin/python -m pytest suites -m cluster --gateway-replicas 2 --broker container \
                  --rabbitmq-image rtc/rabbitmq:local --gateway-image rtc/agent-portal-gateway:local \
                  --report-dir reports/cluster-containers "$@" ;;
-  setup)       need_broker; setup ;;
+  setup)       need_broker; need_redis; setup ;;
   *) echo "usage: bash scripts/dev.sh {conformance|test|cluster|cluster-containers|setup} [pytest args]" >&2; exit 2 ;;
 esac

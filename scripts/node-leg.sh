@@ -12,7 +12,12 @@ say() { echo "=== node-leg: $*"; }
 
 command -v node >/dev/null && command -v npm >/dev/null || { echo "node-leg: Node.js 20 and npm are needed" >&2; exit 2; }
 say "building the wheel"
-python3 -m pip wheel -q --no-deps -w "$WORK/dist" "$ROOT" 2>&1 | grep -v "^WARNING: Location" || true
+# From a copy of the tree: a build writes into its source folder (build/, *.egg-info), and CI runs
+# this leg beside tox, which builds the same package from the checkout.
+mkdir -p "$WORK/src"
+tar -C "$ROOT" --exclude=./.git --exclude=./.venv --exclude=./.tox --exclude=./reports --exclude=./.work \
+    --exclude=./build --exclude='*.egg-info' --exclude=node_modules --exclude=__pycache__ -cf - . | tar -C "$WORK/src" -xf -
+python3 -m pip wheel -q --no-deps -w "$WORK/dist" "$WORK/src" 2>&1 | grep -v "^WARNING: Location" || true
 wheel=$(ls "$WORK"/dist/realtime_conformance-*.whl)
 say "a fresh venv with $(basename "$wheel")"
 python3 -m venv "$WORK/venv"
@@ -22,7 +27,15 @@ python3 -m venv "$WORK/venv"
 say "the gateway's folder: its code and its pytest.ini, nothing else"
 mkdir -p "$WORK/project"
 (cd "$ROOT/examples/node-gateway" && tar --exclude=node_modules -cf - .) | tar -C "$WORK/project" -xf -
-(cd "$WORK/project" && npm ci --no-audit --no-fund --loglevel=error)
+# Its dependencies from its lock file. The checkout's own node_modules, when a finished `npm ci`
+# left one (tests/nodekit.py installs it), is the same install: copy it rather than compile
+# better-sqlite3 a second time (about two minutes here, no prebuilt binary being reachable).
+if [ -f "$ROOT/examples/node-gateway/node_modules/.package-lock.json" ]; then
+    say "its node_modules: the checkout's finished npm ci, copied"
+    cp -a "$ROOT/examples/node-gateway/node_modules" "$WORK/project/"
+else
+    (cd "$WORK/project" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 say "realtime-conformance"
 cd "$WORK/project"
 "$WORK/venv/bin/realtime-conformance" -p no:cacheprovider --report-dir "$ROOT/reports/node-gateway" "$@"

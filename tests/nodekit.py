@@ -3,6 +3,7 @@ Redis, and one `node src/index.js` process with its own environment names."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -16,17 +17,42 @@ from realtime_conformance.harness.providers.processes import ManagedProcess
 from realtime_conformance.harness.providers.redis_server import PrivateRedis  # noqa: F401 (tests import it from here)
 
 NODE_GATEWAY = Path(__file__).resolve().parents[1] / "examples" / "node-gateway"
+NPM_LOCK = NODE_GATEWAY / ".npm-install.lock"
 
 
-def ensure_node_modules() -> None:
-    """`npm ci` unless every dependency of package.json is already installed (a checkout's
-    node_modules may predate a dependency added since)."""
+def node_modules_complete() -> bool:
+    """Every dependency of package.json is installed, and npm finished (it writes its hidden
+    lock file last): a checkout's node_modules may predate a dependency added since, or be the
+    half of an install that was interrupted."""
     deps = json.loads((NODE_GATEWAY / "package.json").read_text())["dependencies"]
-    if all((NODE_GATEWAY / "node_modules" / name / "package.json").is_file() for name in deps):
-        return
-    done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_GATEWAY,
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, f"`npm ci` in {NODE_GATEWAY} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    modules = NODE_GATEWAY / "node_modules"
+    return (modules / ".package-lock.json").is_file() and all(
+        (modules / name / "package.json").is_file() for name in deps)
+
+
+def ensure_node_modules(timeout: float = 900.0) -> Path:
+    """`npm ci` unless node_modules is complete; returns node_modules.
+
+    Under an exclusive lock on NPM_LOCK, so a CI script installing in the background (which
+    takes the same lock, see .ci/run) and the tests that need the modules never run `npm ci`
+    over each other (it deletes node_modules first). Compiling better-sqlite3 takes about two
+    minutes here: no prebuilt binary can be downloaded."""
+    deadline = time.monotonic() + timeout
+    with NPM_LOCK.open("a") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another `npm ci` held {NPM_LOCK} for {timeout:.0f} s") from None
+                time.sleep(0.5)
+        if not node_modules_complete():
+            done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_GATEWAY, capture_output=True,
+                                  text=True, timeout=max(1.0, deadline - time.monotonic()))
+            assert done.returncode == 0, (
+                f"`npm ci` in {NODE_GATEWAY} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return NODE_GATEWAY / "node_modules"
 
 
 class NodeGateway:
@@ -78,3 +104,7 @@ class NodeGateway:
 
     def kill(self) -> None:
         self.proc.kill()
+
+
+if __name__ == "__main__":  # .ci/run installs the modules in the background while other tests run
+    print(ensure_node_modules())

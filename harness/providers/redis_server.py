@@ -150,8 +150,3 @@ class PrivateRedis:
 
     def describe(self) -> dict[str, str]:
         return {"kind": "process", "url": self.url, "server": self.program}
-
-
-def make_redis(url: str | None) -> Redis:
-    """The Redis the settings ask for: ``url``'s, else a private node."""
-    return ExternalRedis(url) if url else PrivateRedis()

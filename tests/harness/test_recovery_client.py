@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
+import sys
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -23,7 +23,8 @@ from realtime_conformance.harness.wire.portal import PortalTab, ReconnectPolicy
 from realtime_conformance.harness.wire.proxy import FaultProxy
 
 ROOT = Path(__file__).resolve().parents[2]
-NODE_GATEWAY = ROOT / "examples" / "node-gateway"
+sys.path.insert(0, str(ROOT / "tests"))  # the Node gateway's kit: its node_modules, installed once under a lock
+from nodekit import ensure_node_modules  # noqa: E402
 SERVER = Path(__file__).with_name("recovery_server.js")
 FAST = ReconnectPolicy(attempts=8, delay=0.05, delay_max=0.2, randomization=0.5, attempt_timeout=2.0)
 
@@ -33,21 +34,12 @@ pytestmark = [
 ]
 
 
-def _node_modules() -> Path:
-    modules = NODE_GATEWAY / "node_modules"
-    if not modules.is_dir():
-        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_GATEWAY,
-                              capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, f"`npm ci` in {NODE_GATEWAY} failed:\n{done.stderr[-3000:]}"
-    return modules
-
-
 class SocketIOServer:
     def __init__(self, *, skip_middlewares: bool) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._proc: asyncio.subprocess.Process | None = None
-        self._env = {**os.environ, "NODE_PATH": str(_node_modules()), "PORT": str(self.port),
+        self._env = {**os.environ, "NODE_PATH": str(ensure_node_modules()), "PORT": str(self.port),
                      "SKIP_MIDDLEWARES": "1" if skip_middlewares else "0"}
 
     async def start(self) -> None:
