@@ -321,7 +321,8 @@ def test_the_cluster_area_passes_with_the_gateway_image_as_two_replicas(tmp_path
     containers of the reference image, a Redis container and a RabbitMQ container."""
     report_dir = tmp_path / "report"
     command = [
-        sys.executable, "-m", "pytest", "suites", "-m", "cluster", "-q", "-p", "no:cacheprovider",
+        # -P: the checkout's realtime_conformance/ folder (cwd) must not shadow the package tox installed
+        sys.executable, "-P", "-m", "pytest", "suites", "-m", "cluster", "-q", "-p", "no:cacheprovider",
         "--gateway-replicas", "2", "--broker", "container", "--rabbitmq-image", RABBITMQ_IMAGE,
         "--gateway-image", GATEWAY_IMAGE, "--redis-image", REDIS_IMAGE,
         "--hypothesis-profile", "ci", "--examples", "3", "--report-dir", str(report_dir),
