@@ -21,8 +21,9 @@ from typing import Iterator
 import pytest
 
 from realtime_conformance.harness.judging.catalogue import ACTIVE
+from realtime_conformance.harness.providers.broker import PrivateRabbitNode
 
-from broken.runs import MarkedRuns, selected_variants, shared_broker, started, verdicts
+from broken.runs import MarkedRuns, selected_variants, started, verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "tests" / "broken" / "launch.py"
@@ -64,7 +65,7 @@ def _command(variant: str, amqp_url: str, report_dir: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def broker():
-    with shared_broker() as node:
+    with PrivateRabbitNode() as node:  # one node for the module's runs, each on a queue of its own
         yield node
 
 

@@ -19,7 +19,9 @@ from typing import Iterator
 
 import pytest
 
-from broken.runs import MarkedRuns, selected_variants, shared_broker, started, verdicts
+from realtime_conformance.harness.providers.broker import PrivateRabbitNode
+
+from broken.runs import MarkedRuns, selected_variants, started, verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "tests" / "broken" / "launch.py"
@@ -127,7 +129,7 @@ def _run(variant: str, expect: Expect | None, amqp_url: str, report_dir: Path) -
 
 @pytest.fixture(scope="module")
 def broker():
-    with shared_broker() as node:
+    with PrivateRabbitNode() as node:  # one node for the module's runs, each on a queue of its own
         yield node
 
 

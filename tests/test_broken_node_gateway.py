@@ -18,7 +18,9 @@ from typing import Iterator
 
 import pytest
 
-from broken.runs import MarkedRuns, shared_broker, started, verdicts
+from realtime_conformance.harness.providers.broker import PrivateRabbitNode
+
+from broken.runs import MarkedRuns, started, verdicts
 from nodekit import ensure_node_modules
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +69,7 @@ def node_modules() -> None:
 
 @pytest.fixture(scope="module")
 def broker():
-    with shared_broker() as node:
+    with PrivateRabbitNode() as node:  # one node for the module's runs, each on a queue of its own
         yield node
 
 

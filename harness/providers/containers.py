@@ -53,7 +53,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Self
 
 import docker
 import docker.errors
@@ -422,14 +422,116 @@ def amqp_server_version(host: str, port: int, timeout: float = 2.0) -> str:
     return data[start + 4 : start + 4 + length].decode("utf-8", errors="replace")
 
 
-class RabbitContainer(RabbitCtl):
+class _ServiceContainer:
+    """What a broker and a Redis container share: a published loopback port, a network alias,
+    ``with_*`` setters before start, kill / stop / restart on the same container, and removal
+    (with the network it brought, if it brought one). Subclasses make ``self._container`` and
+    say how to start and when the service is ready."""
+
+    restartable = True
+    CONTAINER_PORT: int
+    DEFAULT_ALIAS: str
+    STOP_GRACE_S: int
+
+    def __init__(self, image: str, *, network: ContainerNetwork | None, alias: str, host_port: int | None,
+                 startup_timeout: float) -> None:
+        self.image = image
+        # Without a network of the caller's, the service brings its own, so its network URL
+        # always works for a gateway started on ``self.network``.
+        self._own_network = network is None
+        self.network: ContainerNetwork = network if network is not None else ContainerNetwork()
+        self.alias = alias
+        self.host_port = host_port or free_port()
+        self.startup_timeout = startup_timeout
+        self._container: _ManagedContainer
+
+    def with_network(self, network: ContainerNetwork, alias: str | None = None) -> Self:
+        self._before_start("with_network")
+        self._own_network = False
+        self.network, self.alias = network, alias or self.DEFAULT_ALIAS
+        self._container.network, self._container.aliases = network, (self.alias,)
+        return self
+
+    def with_host_port(self, port: int) -> Self:
+        self._before_start("with_host_port")
+        self.host_port = port
+        self._container.ports = {self.CONTAINER_PORT: port}
+        return self
+
+    def with_startup_timeout(self, seconds: float) -> Self:
+        self.startup_timeout = seconds
+        return self
+
+    def _before_start(self, what: str) -> None:
+        if self._container.created:
+            raise RuntimeError(f"{what}() after start(): the container exists already; call it before start()")
+
+    @property
+    def container_name(self) -> str:
+        return self._container.name
+
+    @property
+    def running(self) -> bool:
+        return self._container.running()
+
+    def _start(self, what: str, wait_ready: Callable[[float], None]) -> None:
+        """Create the container the first time, ``docker start`` it afterwards; return once ready."""
+        if self._own_network:
+            self.network.create()
+        _start_or_clean_up(what, self._container, lambda: wait_ready(self.startup_timeout))
+
+    def kill(self) -> None:
+        """SIGKILL the service (the container and its data stay, for ``start()``)."""
+        self._container.kill()
+
+    def stop(self) -> None:
+        """Stop the service gracefully (SIGTERM, then a grace period); the container stays."""
+        self._container.stop(timeout=self.STOP_GRACE_S)
+
+    def restart(self, *, hard: bool = True) -> None:
+        """Kill (hard) or stop the service, then start the same container: same port, same data."""
+        self.kill() if hard else self.stop()
+        self.start()
+
+    def start(self) -> None:  # pragma: no cover - per service
+        raise NotImplementedError
+
+    def logs(self) -> str:
+        return self._container.logs()
+
+    def close(self) -> None:
+        """Remove the container, and the network if the service brought its own."""
+        try:
+            self._container.close()
+        finally:
+            if self._own_network:
+                try:
+                    self.network.close()
+                except RuntimeError:
+                    pass  # a gateway still on it: removed at exit, after the containers
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RabbitContainer(_ServiceContainer, RabbitCtl):
     """A RabbitMQ broker in a container, restartable on the same port and data.
 
     ``amqp_url`` is for the harness (127.0.0.1 and a published port);
     ``gateway_amqp_url`` is for containers on the same network (the alias).
     """
 
-    restartable = True
+    CONTAINER_PORT = 5672
+    DEFAULT_ALIAS = "rabbitmq"
+    STOP_GRACE_S = 15
 
     def __init__(
         self,
@@ -442,16 +544,9 @@ class RabbitContainer(RabbitCtl):
         password: str = "guest",
         startup_timeout: float = 90.0,
     ) -> None:
-        self.image = image
-        # Without a network of the caller's, the broker brings its own, so
-        # gateway_amqp_url always works for a gateway started on broker.network.
-        self._own_network = network is None
-        self.network: ContainerNetwork = network if network is not None else ContainerNetwork()
-        self.alias = alias
-        self.host_port = host_port or free_port()
+        super().__init__(image, network=network, alias=alias, host_port=host_port, startup_timeout=startup_timeout)
         self.username = username
         self.password = password
-        self.startup_timeout = startup_timeout
         self.version = ""
         # Only for other credentials than guest/guest (the official image honours these).
         env = {} if (username, password) == ("guest", "guest") else {
@@ -459,27 +554,6 @@ class RabbitContainer(RabbitCtl):
         self._container = _ManagedContainer(
             image, role="rabbitmq", network=self.network, aliases=(alias,), ports={5672: self.host_port}, env=env
         )
-
-    def with_network(self, network: ContainerNetwork, alias: str = "rabbitmq") -> "RabbitContainer":
-        self._before_start("with_network")
-        self._own_network = False
-        self.network, self.alias = network, alias
-        self._container.network, self._container.aliases = network, (alias,)
-        return self
-
-    def with_host_port(self, port: int) -> "RabbitContainer":
-        self._before_start("with_host_port")
-        self.host_port = port
-        self._container.ports = {5672: port}
-        return self
-
-    def with_startup_timeout(self, seconds: float) -> "RabbitContainer":
-        self.startup_timeout = seconds
-        return self
-
-    def _before_start(self, what: str) -> None:
-        if self._container.created:
-            raise RuntimeError(f"{what}() after start(): the container exists already; call it before start()")
 
     @property
     def amqp_url(self) -> str:
@@ -490,19 +564,9 @@ class RabbitContainer(RabbitCtl):
         """The URL a container on ``self.network`` uses (the network alias, port 5672)."""
         return f"amqp://{self.username}:{self.password}@{self.alias}:5672/"
 
-    @property
-    def container_name(self) -> str:
-        return self._container.name
-
-    @property
-    def running(self) -> bool:
-        return self._container.running()
-
     def start(self) -> None:
         """Create the container the first time, ``docker start`` it afterwards; return when it speaks AMQP."""
-        if self._own_network:
-            self.network.create()
-        _start_or_clean_up("RabbitMQ", self._container, lambda: self.wait_ready(self.startup_timeout))
+        self._start("RabbitMQ", self.wait_ready)
         self.version = self.version or amqp_server_version(LOOPBACK, self.host_port)
 
     def wait_ready(self, timeout: float) -> None:
@@ -523,22 +587,6 @@ class RabbitContainer(RabbitCtl):
                 if not self._container.running():
                     raise RuntimeError("the container exited") from None
 
-    def kill(self) -> None:
-        """SIGKILL the broker (the container and its data stay, for ``start()``)."""
-        self._container.kill()
-
-    def stop(self) -> None:
-        """Stop the broker gracefully (SIGTERM, 15 s grace); the container stays."""
-        self._container.stop(timeout=15)
-
-    def restart(self, *, hard: bool = True) -> None:
-        """Kill (hard) or stop the broker, then start the same container: same port, same data."""
-        self.kill() if hard else self.stop()
-        self.start()
-
-    def logs(self) -> str:
-        return self._container.logs()
-
     def _ctl(self, *args: str, stdin: str | None = None) -> str | None:
         """rabbitmqctl in the container; None if it cannot run or fails (or needs standard input)."""
         if not self.running or stdin is not None:
@@ -558,17 +606,6 @@ class RabbitContainer(RabbitCtl):
             return None
         return (result.output or b"").decode("utf-8", errors="replace")
 
-    def close(self) -> None:
-        """Remove the container and its data, and the network if the broker brought its own."""
-        try:
-            self._container.close()
-        finally:
-            if self._own_network:
-                try:
-                    self.network.close()
-                except RuntimeError:
-                    pass  # a gateway still on it: removed at exit, after the containers
-
     def describe(self) -> dict[str, str]:
         return {
             "kind": "container",
@@ -578,24 +615,13 @@ class RabbitContainer(RabbitCtl):
             "container": self._container.name,
         }
 
-    def __enter__(self) -> "RabbitContainer":
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 # --------------------------------------------------------------------------
 # Redis
 # --------------------------------------------------------------------------
 
 
-class RedisContainer:
+class RedisContainer(_ServiceContainer):
     """A Redis in a container: what gateway replicas share (adapter pub/sub, shared state).
 
     ``url`` is for the harness (127.0.0.1 and a published port); ``gateway_url``
@@ -604,8 +630,9 @@ class RedisContainer:
     caller's it brings its own, removed with it.
     """
 
-    restartable = True
     CONTAINER_PORT = 6379
+    DEFAULT_ALIAS = "redis"
+    STOP_GRACE_S = 5
     # Every image gets the same command, so Debian's redis-server (rtc/redis:local) and the
     # official image behave alike: reachable from the network, nothing written to disk.
     COMMAND = ["redis-server", "--bind", "0.0.0.0", "--port", str(CONTAINER_PORT), "--protected-mode", "no",
@@ -620,36 +647,10 @@ class RedisContainer:
         host_port: int | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
-        self.image = image
-        self._own_network = network is None
-        self.network: ContainerNetwork = network if network is not None else ContainerNetwork()
-        self.alias = alias
-        self.host_port = host_port or free_port()
-        self.startup_timeout = startup_timeout
+        super().__init__(image, network=network, alias=alias, host_port=host_port, startup_timeout=startup_timeout)
         self._container = _ManagedContainer(
             image, role="redis", network=self.network, aliases=(alias,),
             ports={self.CONTAINER_PORT: self.host_port}, env={}, command=list(self.COMMAND))
-
-    def with_network(self, network: ContainerNetwork, alias: str = "redis") -> "RedisContainer":
-        self._before_start("with_network")
-        self._own_network = False
-        self.network, self.alias = network, alias
-        self._container.network, self._container.aliases = network, (alias,)
-        return self
-
-    def with_host_port(self, port: int) -> "RedisContainer":
-        self._before_start("with_host_port")
-        self.host_port = port
-        self._container.ports = {self.CONTAINER_PORT: port}
-        return self
-
-    def with_startup_timeout(self, seconds: float) -> "RedisContainer":
-        self.startup_timeout = seconds
-        return self
-
-    def _before_start(self, what: str) -> None:
-        if self._container.created:
-            raise RuntimeError(f"{what}() after start(): the container exists already; call it before start()")
 
     @property
     def url(self) -> str:
@@ -660,51 +661,14 @@ class RedisContainer:
         """The URL a container on ``self.network`` uses (the network alias, port 6379)."""
         return f"redis://{self.alias}:{self.CONTAINER_PORT}/0"
 
-    @property
-    def container_name(self) -> str:
-        return self._container.name
-
-    @property
-    def running(self) -> bool:
-        return self._container.running()
-
     def start(self) -> None:
         """Create the container the first time, ``docker start`` it afterwards; return when it answers PING."""
-        if self._own_network:
-            self.network.create()
-        _start_or_clean_up("Redis", self._container, lambda: self.wait_ready(self.startup_timeout))
+        self._start("Redis", self.wait_ready)
 
     def wait_ready(self, timeout: float) -> None:
         """Readiness by protocol: PING answered on the published port; a container that exits fails now."""
         alive = _throttled(self._container.running, 0.5)
         wait_for_redis(self.url, timeout, alive=alive)
-
-    def kill(self) -> None:
-        """SIGKILL Redis (the container stays, for ``start()``)."""
-        self._container.kill()
-
-    def stop(self) -> None:
-        """Stop Redis gracefully (SIGTERM, 5 s grace); the container stays."""
-        self._container.stop(timeout=5)
-
-    def restart(self, *, hard: bool = True) -> None:
-        """Kill (hard) or stop Redis, then start the same container: same port, same URLs."""
-        self.kill() if hard else self.stop()
-        self.start()
-
-    def logs(self) -> str:
-        return self._container.logs()
-
-    def close(self) -> None:
-        """Remove the container, and the network if Redis brought its own."""
-        try:
-            self._container.close()
-        finally:
-            if self._own_network:
-                try:
-                    self.network.close()
-                except RuntimeError:
-                    pass  # a gateway still on it: removed at exit, after the containers
 
     def describe(self) -> dict[str, str]:
         return {
@@ -713,17 +677,6 @@ class RedisContainer:
             "url": self.url,
             "container": self._container.name,
         }
-
-    def __enter__(self) -> "RedisContainer":
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------

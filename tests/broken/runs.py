@@ -1,6 +1,6 @@
 """Conformance runs in subprocesses, as the broken-gateway tests need them: the command, the
 report it wrote, a mark in the environment so any process a run leaves behind can be found,
-and the pieces every such module shares (one private broker, runs started together)."""
+and the pieces every such module shares (the variants selected, runs started together)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from typing import Callable, Iterator, Mapping
 
 import pytest
 
-from realtime_conformance.harness.providers.broker import PrivateRabbitNode
 from realtime_conformance.harness.providers.processes import processes_with_env
 
 
@@ -39,17 +38,6 @@ class MarkedRuns:
         for future in futures.values():
             future.exception(timeout=timeout)
         return processes_with_env(self.name, self.value)
-
-
-@contextlib.contextmanager
-def shared_broker() -> Iterator[PrivateRabbitNode]:
-    """One private RabbitMQ node for a module's runs (each run uses a queue of its own)."""
-    node = PrivateRabbitNode()
-    node.start()
-    try:
-        yield node
-    finally:
-        node.close()
 
 
 def selected_variants(request: pytest.FixtureRequest) -> list[str]:
