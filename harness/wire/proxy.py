@@ -22,6 +22,13 @@ Modes, switchable at any time:
   (FAULT-4's stalled client). Leaving the mode resumes the flow.
 * ``reset()``: abort every open connection with RST (SO_LINGER 0) once, then
   pass through.
+* ``refuse()``: stop listening, so a new connection is refused (ECONNREFUSED);
+  open connections are closed. Leaving the mode listens again on the same port.
+* ``hold_deliveries()`` (a proxy made with ``amqp=True``, in front of a broker):
+  everything flows, connection handshakes and consumer registration included,
+  but from the broker's first Basic.Deliver frame on, what the broker sends a
+  connection waits in the proxy until the mode changes. Nothing is lost and no
+  connection attempt fails: the gateway consumes, it just receives no message yet.
 
 With several targets (``FaultProxy.balancing``) it is also the load balancer in front of a
 gateway's instances: each new connection goes to one target, the next in turn
@@ -44,6 +51,41 @@ from realtime_conformance.harness.providers.ports import LOOPBACK
 _CHUNK = 65536
 _QUEUE_CHUNKS = 64  # bounded so a slow reader pushes back on the sender
 _PASS, _CUT, _BLACKHOLE, _LATENCY, _STALL = "pass_through", "cut", "blackhole", "latency", "stall"
+_REFUSE, _HOLD = "refuse", "hold_deliveries"
+_BASIC_DELIVER = b"\x00\x3c\x00\x3c"  # AMQP 0-9-1 method frame payload: class 60 (basic), method 60 (deliver)
+
+
+class AmqpFrames:
+    """Frame boundaries of the byte stream a RabbitMQ broker sends one connection (AMQP 0-9-1:
+    type, channel, size, payload, 0xCE), so a hold can stop right before a Basic.Deliver frame."""
+
+    def __init__(self) -> None:
+        self.skip = 0  # bytes left of the current frame
+        self.head = b""  # the start of a frame header not yet complete
+        self.head_sent = False  # whether ``head`` was already forwarded
+
+    def take(self, data: bytes, *, hold: bool) -> tuple[bytes, bytes]:
+        """Split ``data`` into what may be forwarded now and what must wait: with ``hold``, from the
+        first Basic.Deliver frame on. Undecided header bytes wait only while holding."""
+        sent_before = len(self.head) if self.head_sent else 0
+        buf, self.head, self.head_sent = self.head + data, b"", False
+        i = 0
+        while i < len(buf):
+            if self.skip:
+                step = min(self.skip, len(buf) - i)
+                i, self.skip = i + step, self.skip - step
+                continue
+            header = buf[i:i + 11]
+            if len(header) < 7 or (header[0] == 1 and len(header) < 11):
+                self.head = buf[i:]  # a header cut by the chunk boundary
+                if hold:
+                    return buf[sent_before:i], b""
+                self.head_sent = True
+                return buf[sent_before:], b""
+            if hold and header[0] == 1 and header[7:11] == _BASIC_DELIVER:
+                return buf[sent_before:i], buf[i:]
+            self.skip = 7 + int.from_bytes(header[3:7], "big") + 1
+        return buf[sent_before:], b""
 
 
 class _Conn:
@@ -57,6 +99,7 @@ class _Conn:
         self.damaged = False  # lost bytes or a side: cannot be resumed
         self.target: tuple[str, int] | None = None  # which target it reached
         self.closed = asyncio.Event()
+        self.frames = AmqpFrames()  # used only by a proxy in front of a broker
 
     def writers(self) -> list[asyncio.StreamWriter]:
         return [w for w in (self.client_writer, self.up_writer) if w is not None]
@@ -86,6 +129,7 @@ class FaultProxy:
         port: int = 0,
         connect_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        amqp: bool = False,
     ) -> None:
         self.target_host = target_host
         self.target_port = target_port
@@ -102,6 +146,10 @@ class FaultProxy:
         self._latency = 0.0
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._amqp = amqp  # parse the target's frames (for hold_deliveries)
+        self._released = asyncio.Event()
+        self._released.set()
+        self._relisten: asyncio.Task[None] | None = None
         self._conns: dict[int, _Conn] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._next_id = 0
@@ -149,11 +197,14 @@ class FaultProxy:
 
     async def close(self) -> None:
         """Stop listening, close every connection, and wait for every handler to end."""
+        if self._relisten is not None:
+            await asyncio.gather(self._relisten, return_exceptions=True)
         if self._server is not None:
             self._server.close()
         for conn in list(self._conns.values()):
             conn.close()
         self._flowing.set()
+        self._released.set()
         handlers = list(self._handlers)
         for task in handlers:
             task.cancel()
@@ -232,8 +283,42 @@ class FaultProxy:
         for conn in list(self._conns.values()):
             conn.close(rst=True)
 
+    def refuse(self) -> None:
+        """Stop listening: new connections are refused by the kernel; open ones are closed."""
+        n = len(self._conns)
+        self._set_mode(_REFUSE, f"refuse ({n} open closed)")
+        for conn in list(self._conns.values()):
+            conn.close()
+        if self._server is not None:
+            self._server.close()
+
+    def _listen_again(self) -> None:
+        """Listen on the same port again, at once: the kernel queues connections from this call on."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((LOOPBACK, self.port))
+        sock.listen(128)
+        sock.setblocking(False)
+
+        async def serve() -> None:
+            self._server = await asyncio.start_server(self._on_accept, sock=sock)
+        self._relisten = asyncio.get_running_loop().create_task(serve())
+
+    def hold_deliveries(self) -> None:
+        """Let connections and consumers form, but hold what the broker sends from its first
+        Basic.Deliver on, until the mode changes (needs ``amqp=True``)."""
+        if not self._amqp:
+            raise ValueError("hold_deliveries() needs a proxy made with amqp=True (in front of a broker)")
+        self._set_mode(_HOLD, "hold deliveries")
+
     def _set_mode(self, mode: str, label: str) -> None:
         leaving_blackhole = self._mode == _BLACKHOLE and mode != _BLACKHOLE
+        if self._mode == _REFUSE and mode != _REFUSE:
+            self._listen_again()
+        if mode == _HOLD:
+            self._released.clear()
+        else:
+            self._released.set()
         self._mode = mode
         if mode != _LATENCY:
             self._latency = 0.0
@@ -377,16 +462,24 @@ class FaultProxy:
                     conn.damaged = True
                     self.bytes_dropped += len(data)
                     continue
+                held, size = b"", len(data)
+                if self._amqp and not to_target:
+                    data, held = conn.frames.take(data, hold=self._mode == _HOLD)
                 try:
                     dst.write(data)
                     await dst.drain()
+                    if held:  # a Basic.Deliver and what follows it wait for the hold to end
+                        await self._released.wait()
+                        data, _ = conn.frames.take(held, hold=False)
+                        dst.write(data)
+                        await dst.drain()
                 except (ConnectionError, OSError):
                     conn.close()
                     return
                 if to_target:
-                    self.bytes_to_target += len(data)
+                    self.bytes_to_target += size
                 else:
-                    self.bytes_to_client += len(data)
+                    self.bytes_to_client += size
 
         reader = asyncio.create_task(read())
         writer = asyncio.create_task(write())

@@ -186,3 +186,72 @@ async def test_close_leaves_no_task_or_socket(echo: tuple[str, int]) -> None:
     assert leftover == set()
     with pytest.raises(OSError):
         await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), WAIT)
+
+
+async def test_refuse_is_a_real_refusal_and_pass_through_listens_again_on_the_same_port(proxy):
+    port = proxy.port
+    proxy.refuse()
+    await asyncio.sleep(0)  # let the listener close
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), WAIT)
+    proxy.pass_through()
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), WAIT)
+    writer.write(b"again")
+    assert await asyncio.wait_for(reader.readexactly(5), WAIT) == b"again"
+    writer.close()
+
+
+def _frame(kind: int, payload: bytes) -> bytes:
+    return bytes([kind]) + b"\x00\x01" + len(payload).to_bytes(4, "big") + payload + b"\xce"
+
+
+START = _frame(1, b"\x00\x0a\x00\x0a" + b"s" * 30)  # connection.start
+HEARTBEAT = _frame(8, b"")
+DELIVER = _frame(1, b"\x00\x3c\x00\x3c" + b"d" * 12)  # basic.deliver
+BODY = _frame(3, b"event")
+
+
+async def test_amqp_frames_split_right_before_the_first_deliver_wherever_the_chunks_break() -> None:
+    from realtime_conformance.harness.wire.proxy import AmqpFrames
+    stream = START + HEARTBEAT + DELIVER + BODY
+    for cut in range(1, len(stream)):
+        frames = AmqpFrames()
+        sent, held = frames.take(stream[:cut], hold=True)
+        if held:  # what comes after a held delivery waits behind it
+            held += stream[cut:]
+        else:
+            more, held = frames.take(stream[cut:], hold=True)
+            sent += more
+        assert (sent, held) == (START + HEARTBEAT, DELIVER + BODY), cut
+        plain = AmqpFrames()
+        assert b"".join(plain.take(part, hold=False)[0] for part in (stream[:cut], stream[cut:])) == stream
+
+
+async def test_hold_deliveries_lets_the_handshake_through_and_holds_the_first_delivery_until_released():
+    async def broker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(START)
+        await reader.readexactly(4)  # the client's answer, then a delivery
+        writer.write(HEARTBEAT + DELIVER + BODY)
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(broker, "127.0.0.1", 0)
+    try:
+        async with FaultProxy("127.0.0.1", int(server.sockets[0].getsockname()[1]), amqp=True) as link:
+            link.hold_deliveries()
+            reader, writer = await asyncio.open_connection("127.0.0.1", link.port)
+            assert await asyncio.wait_for(reader.readexactly(len(START)), WAIT) == START
+            writer.write(b"ok!!")
+            assert await asyncio.wait_for(reader.readexactly(len(HEARTBEAT)), WAIT) == HEARTBEAT
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(reader.readexactly(1), 0.5)  # the delivery waits in the proxy
+            link.pass_through()
+            assert await asyncio.wait_for(reader.readexactly(len(DELIVER + BODY)), WAIT) == DELIVER + BODY
+            writer.close()
+    finally:
+        server.close()
+
+
+async def test_hold_deliveries_needs_an_amqp_proxy(proxy):
+    with pytest.raises(ValueError, match="amqp=True"):
+        proxy.hold_deliveries()
