@@ -177,13 +177,19 @@ async def _kill_round(conformance, cluster, victim: int, round_no: int) -> list:
                 for t in stuck]
             where = {t.name: [cluster.instance_at(a) for a in b.target_of_open()] for t, b in zip(tabs, balancers)}
             conformance.record(f"round {round_no}: instance of each tab after the kill (0-based)", where)
-            gap = await sc.wait_delivered(survivors, during, 10.0 + sc.grace_s)
+            settled = await sc.delivery(survivors, during, first_s=10.0 + sc.grace_s)  # late is not lost
+            if settled.still_arriving and not violations:
+                conformance.unknown(settled.still_arriving)
+            gap = settled.lost
             violations += [conformance.violation(
                 "Gap on a surviving instance", f"{name} (its instance was not killed) never received events {seqs} "
                 "published while another instance was dead", {"missing_seqs": seqs}) for name, seqs in gap.items()]
             after = [await sc.publish_control(tenant, 20 + n) for n in range(3)]
             live = [t for t in tabs if t not in stuck]
-            lost = await sc.wait_delivered(live, after, sc.grace_s)
+            settled = await sc.delivery(live, after)
+            if settled.still_arriving and not violations:
+                conformance.unknown(settled.still_arriving)
+            lost = settled.lost
             violations += [conformance.violation(
                 "No event after the failover", f"{name} missed events {seqs} published once every tab was back",
                 {"missing_seqs": seqs}) for name, seqs in lost.items()]
@@ -269,16 +275,40 @@ async def test_rest_answers_the_same_whichever_instance_serves_it(conformance):
         conformance.fail(violations)
 
 
+CLU7_BURST, CLU7_TABS_PER_INSTANCE = 200, 2
+CONSUMED_BYTES = 4096  # more than a connection's heartbeats during the burst: this instance took events
+
+
 @pytest.mark.requirement("CLU-7")
 async def test_a_tenants_events_keep_their_order_across_instances(conformance):
-    async with conformance.cluster_scenario() as sc:
-        tenants = [sc.tenant(), sc.tenant()]
-        for tenant in tenants:
-            await sc.connect(tenant, tabs=len(sc.urls))
-        for n in range(60):  # a burst: the instances' consumers have a backlog to share out
-            await sc.publish_control(tenants[n % 2], n)
-        await sc.settle()
-        conformance.judge(sc, "order")
+    """One tenant's burst, so that however the broker dispatches (round-robin, prefetch windows),
+    consecutive events of that tenant can land on different instances. A broker link per instance
+    shows which instances took the burst: one alone (a single active consumer, a sharded design)
+    is a PASS with that fact recorded."""
+    conformance.cluster  # SKIPPED with one instance
+    t_start = time.perf_counter()
+    async with conformance.target.dedicated_cluster("order", broker_links=True) as cluster:
+        conformance.record("cluster_started_in_s", round(time.perf_counter() - t_start, 2))
+        conformance.record("cluster_start", cluster.warm)
+        links = [i.broker_link for i in cluster.instances]
+        async with cluster.scenario() as sc:
+            tenant = sc.tenant("order")
+            await sc.connect(tenant, tabs=CLU7_TABS_PER_INSTANCE * len(sc.urls))
+            before = [link.bytes_to_client if link else None for link in links]
+            await asyncio.gather(*(sc.publish_control(tenant, n) for n in range(CLU7_BURST)))
+            await sc.settle()
+            took = {f"instance {k + 1}": (link.bytes_to_client - b if link and b is not None else None)
+                    for k, (link, b) in enumerate(zip(links, before))}
+            conformance.record("bytes_each_instance_took_from_the_broker_during_the_burst", took)
+            known = [v for v in took.values() if v is not None]
+            consumers = [name for name, v in took.items() if v is not None and v > CONSUMED_BYTES]
+            conformance.record("instances_that_consumed_the_burst",
+                               consumers if len(known) == len(took) else "not observable (no broker link for "
+                               "this target kind): judged by order alone")
+            if len(consumers) == 1 and len(known) == len(took):
+                conformance.record("note", f"{consumers[0]} consumed the whole burst (single active consumer or "
+                                   "sharding): order across instances is kept by design")
+            conformance.judge(sc, "order")
 
 
 @pytest.mark.requirement("CLU-7")

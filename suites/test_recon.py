@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from realtime_conformance.harness import FaultProxy
+from realtime_conformance.harness import FaultProxy, UnknownEvidence
 from ._support import policy_window, schedule_evidence
 
 # Every suite test is an end-to-end check, and async whatever the project's asyncio_mode.
@@ -24,10 +24,13 @@ async def wait_all_live(conformance, tabs, window: float) -> list:
     return [t for t in await asyncio.gather(*(one(t) for t in tabs)) if t is not None]
 
 
-async def received_by_all(sc, tabs, published, timeout: float) -> list:
-    """Tabs that did not receive ``published`` (recognised by its marker, whatever its shape) in time."""
-    missing = await sc.wait_delivered(tabs, [published], timeout)
-    return [t for t in tabs if t.name in missing]
+async def received_by_all(sc, tabs, published, first_s: float | None = None) -> list:
+    """Tabs that lost ``published`` (recognised by its marker, whatever its shape): a later event of
+    the tenant reached them and it did not. Late is not lost: one still arriving is UNKNOWN (DLV-2)."""
+    outcome = await sc.delivery(tabs, [published], first_s=first_s)
+    if outcome.still_arriving:
+        raise UnknownEvidence(outcome.still_arriving)
+    return [t for t in tabs if t.name in outcome.lost]
 
 
 @pytest.mark.requirement("RECON-1")
@@ -40,7 +43,11 @@ async def test_tabs_reconnect_after_a_gateway_restart(conformance):
         for tab in tabs:
             await tab.connect()
         t0 = time.perf_counter()
-        await instance.restart(hard=False)
+        try:
+            await instance.restart(hard=False)
+        except UnknownEvidence as exc:  # not consuming again after a restart is this requirement's defect
+            conformance.fail([conformance.violation("Not consuming after a restart", exc.reason.removeprefix(
+                "blocked by RECON-1: "), {"log_tail": instance.gateway.logs()[-2000:]})])
         conformance.record_timeline(0, "gateway restart begins (SIGTERM)")
         conformance.record_timeline((time.perf_counter() - t0) * 1000, "gateway back and consuming")
         stuck = await wait_all_live(conformance, tabs, policy_window(policy))
@@ -52,7 +59,7 @@ async def test_tabs_reconnect_after_a_gateway_restart(conformance):
                 "Tab did not reconnect within the policy", f"{t.name} ended {t.state!r} after {len(t.attempts)} attempts",
                 {"attempts": t.reconnect_schedule(), "disconnects": t.disconnects}) for t in stuck])
         published = await sc.publish_control(tenant, 1)
-        missing = await received_by_all(sc, tabs, published, sc.grace_s)
+        missing = await received_by_all(sc, tabs, published)
         conformance.fail([conformance.violation("No event after reconnecting", f"{t.name} missed the event published after the restart",
                                                 {"published": published.envelope}) for t in missing])
 
@@ -93,7 +100,7 @@ async def test_tabs_notice_a_network_cut_and_recover(conformance):
                                                     {"attempts": tab.reconnect_schedule()}))
         conformance.fail(violations)
         published = await sc.publish_control(tenant, 2)
-        missing = await received_by_all(sc, [tab], published, sc.grace_s)
+        missing = await received_by_all(sc, [tab], published)
         conformance.fail([conformance.violation("No event after the cut healed", "the event published afterwards did not arrive",
                                                 {"published": published.envelope})] if missing else [])
 
@@ -111,28 +118,32 @@ async def test_events_published_while_down_are_delivered_when_back(conformance):
         conformance.record_timeline(0, "gateway stopped")
         published = [await sc.publish_control(tenant, n) for n in range(5)]
         conformance.record_timeline((time.perf_counter() - t0) * 1000, "5 events published while down")
-        # Hold the gateway's broker link until the tabs are back, so "connected by then" is certain.
+        # Hold the broker's deliveries (not the connection: a gateway that cannot start before its
+        # broker is FAULT-6's business) until the tabs are back, so "connected by then" is certain.
         link = instance.broker_link
         if link is not None:
-            link.cut()
+            link.hold_deliveries()
         await asyncio.to_thread(instance.gateway.start)
         stuck = await wait_all_live(conformance, tabs, policy_window(conformance.settings.reconnect_policy))
         conformance.record_timeline((time.perf_counter() - t0) * 1000, "gateway up, tabs live")
         if link is not None:
             link.pass_through()
-            conformance.record_timeline((time.perf_counter() - t0) * 1000, "broker link restored")
+            conformance.record_timeline((time.perf_counter() - t0) * 1000, "broker deliveries released")
         if stuck:
-            conformance.unknown("tabs could not reconnect to the gateway after its restart; "
+            conformance.unknown("tabs could not reconnect to the gateway after its restart (see RECON-1); "
                                 "whether events would reach clients connected by then cannot be observed")
-        missing = await sc.wait_delivered(tabs, published, timeout=10.0 + sc.grace_s)  # one bounded wait for all
+        await conformance.precondition_consuming(instance, after="its restart", blocked_by="FAULT-6")
+        outcome = await sc.delivery(tabs, published, first_s=10.0 + sc.grace_s)
         conformance.record_timeline((time.perf_counter() - t0) * 1000, "backlog checked")
-        conformance.record("missing", missing)
-        if missing and link is None:
-            conformance.unknown("events were missed, but without holding the gateway's broker link (not possible "
-                                "for this target) they may have been emitted before the tabs were back")
+        conformance.record("missing", outcome.lost)
+        if outcome.lost and link is None:
+            conformance.unknown("events were missed, but without holding the gateway's broker deliveries (not "
+                                "possible for this target) they may have been emitted before the tabs were back")
         conformance.fail([conformance.violation("Event published while down never delivered",
                                                 f"{name} missed events {seqs}", {"missing_seqs": seqs})
-                          for name, seqs in missing.items()])
+                          for name, seqs in outcome.lost.items()])
+        if outcome.still_arriving:
+            conformance.unknown(outcome.still_arriving)
 
 
 @pytest.mark.requirement("RECON-4")
@@ -145,7 +156,7 @@ async def test_short_disconnect_misses_nothing(conformance):
         # A tab that has been open a while has received events: it knows where it is (with
         # socket.io's recovery, the offset of the last one), as the portal's tabs do.
         seen = await sc.publish_control(tenant, 0)
-        if await received_by_all(sc, [tab], seen, sc.grace_s):
+        if await sc.wait_delivered([tab], [seen], sc.grace_s):
             conformance.unknown("the tab received nothing before the disconnect (see RECON-2)")
         proxy.cut()
         await tab.wait_for_state("warning", timeout=5)
@@ -153,9 +164,10 @@ async def test_short_disconnect_misses_nothing(conformance):
         proxy.pass_through()
         await wait_all_live(conformance, [tab], policy_window(conformance.settings.reconnect_policy))
         after = await sc.publish_control(tenant, 9)
-        if await received_by_all(sc, [tab], after, sc.grace_s):
+        if await sc.wait_delivered([tab], [after], sc.grace_s):
             conformance.unknown("the tab did not receive events even after reconnecting (see RECON-2)")
-        missed = [p.seq for p in gap if await received_by_all(sc, [tab], p, 0.2)]
+        outcome = await sc.delivery([tab], gap)  # ``after`` arrived: what it overtook is lost, not late
+        missed = outcome.lost.get(tab.name, [])
         conformance.record("missed_during_gap", missed)
         conformance.fail([conformance.violation(
             "Events missed during a short disconnect", f"{len(missed)} of {len(gap)} events published during "
@@ -186,6 +198,6 @@ async def test_reconnect_storm_is_absorbed(conformance):
             "Clients not accepted in a reconnect storm", f"{len(stuck)} of {STORM_CLIENTS} clients were not back "
             f"within the policy ({policy.attempts} attempts)", {"first": stuck[0].reconnect_schedule()})] if stuck else [])
         published = await sc.publish_control(tenant, 200)
-        missing = await received_by_all(sc, tabs, published, sc.grace_s + 2)
+        missing = await received_by_all(sc, tabs, published, first_s=sc.grace_s + 2)
         conformance.fail([conformance.violation("Storm survivors get no events",
                                                 f"{len(missing)} of {STORM_CLIENTS} missed the next event")] if missing else [])

@@ -7,7 +7,7 @@ collateral: a requirement blamed for a defect that is not its business. Where a 
 genuine (MET-3 cannot be judged without metrics_update), it is allowed by name, with why.
 
 The table (variant, FAIL IDs, collateral) is written to reports/collateral.md. By default the
-variants of issue 8 run; ``RTC_COLLATERAL=all`` runs every variant of tests/broken this way
+variants of issues 8 and 15 run; ``RTC_COLLATERAL=all`` runs every variant of tests/broken this way
 (expected: the requirements test_broken_gateways.py names for it).
 """
 
@@ -59,6 +59,11 @@ FULL: dict[str, Full] = {
     "queue_with_arguments": Full(()),  # a queue declared with arguments: not a defect
     "intermittent_leak": Full(("ISO-1",)),
     "origin_unanchored_suffix": Full(("ORIG-2",)),
+    # issue 15: attribution, and late is not lost
+    "no_consume_after_failed_first_connect": Full(("FAULT-6",)),
+    "consumer_not_reregistered": Full(("FAULT-1", "FAULT-6")),  # its first connect fails when the broker is down
+    "stalls_every_10th_emit": Full(("DLV-2", "DLV-3", "MET-4"), {
+        "FAULT-4": "the load alone is over the budget, so a stalled peer's effect cannot be told apart"}),
 }
 # The older variants, judged by the whole suite: besides the requirement each was written for,
 # some defects genuinely break others (a token check shared by handshake and REST, a delay that
@@ -71,7 +76,6 @@ OLDER: dict[str, Full] = {
     "default_tenant": Full(("AUTH-6", "REST-2")),
     "missing_token_accepted": Full(("AUTH-2", "AUTH-9"), {  # a token only in the query string is no token
         "AUTH-11": "the missing token is accepted, so there is no refusal reason to read"}),
-    "consumer_not_reregistered": Full(("FAULT-1", "RECON-3", "FAULT-3")),  # the held broker link is a lost connection too
     "delay_150ms": Full(("DLV-3", "FAULT-3")),  # emits scheduled after the ack: a SIGKILL loses those in flight
     "delay_1500ms": Full(("DLV-2", "DLV-3", "MET-4", "FAULT-3"), {
         "FAULT-4": "the load alone is over the budget, so a stalled peer's effect cannot be told apart",

@@ -27,7 +27,8 @@ CONTRACT_EVENTS = frozenset(contract.event_types())
 
 # The requirement each kind of finding describes on its own.
 OWNER: dict[str, str] = {
-    "missing": "DLV-1",       # an expected event never arrived (within the wait)
+    "missing": "DLV-1",       # an expected event never arrived, though a later one of its tenant did
+    "pending": "DLV-2",       # an expected event had not arrived when the wait ended, nor anything later
     "altered": "DLV-1",       # recognised, but the payload is not JSON-equal to data
     "renamed": "DLV-1",       # recognised, but emitted under another event name
     "unrecognised": "DLV-1",  # matches nothing the harness published
@@ -39,6 +40,7 @@ OWNER: dict[str, str] = {
 }
 TITLES: dict[str, str] = {
     "missing": "Event not delivered",
+    "pending": "Event not delivered within the wait (late or lost)",
     "altered": "Payload not JSON-equal to the published data",
     "renamed": "Wrong event name",
     "unrecognised": "Event matches nothing that was published",
@@ -50,7 +52,7 @@ TITLES: dict[str, str] = {
 }
 # Kinds that need every received event recognised: an unrecognisable one might be the
 # missing, the foreign or the duplicated event, so they cannot be judged past it.
-NEEDS_RECOGNITION = frozenset({"missing", "foreign", "duplicate", "order", "siblings"})
+NEEDS_RECOGNITION = frozenset({"missing", "pending", "foreign", "duplicate", "order", "siblings"})
 
 
 def normalise(value: Any) -> Any:
@@ -297,9 +299,13 @@ def _inversions(order: Sequence[Publish]) -> int:
 
 def _missing_findings(publishes: list[Publish], clients: list[ClientView],
                       got: Mapping[str, Counter[int]]) -> list[Finding]:
-    """Events a client expected and never got. When a tab sharing its token got the event, the
-    fault is in how tabs are served (TAB-1: ``siblings``), not in delivery itself (``missing``);
-    a tab that got an event more often than a sibling is a ``siblings`` finding too."""
+    """Events a client expected and did not get, by the rule that late is not lost.
+
+    One is ``missing`` only once something published later to its tenant reached that client;
+    until then it is ``pending`` (late, maybe lost: DLV-2's business, and no other requirement
+    may call it lost). When a tab sharing its token got the event, the fault is in how tabs are
+    served (TAB-1: ``siblings``), not in delivery itself; a tab that got an event more often
+    than a sibling is a ``siblings`` finding too."""
     groups: dict[str, list[ClientView]] = defaultdict(list)
     for c in clients:
         if c.group is not None:
@@ -310,23 +316,31 @@ def _missing_findings(publishes: list[Publish], clients: list[ClientView],
     findings = []
     for c in clients:
         siblings = [s for s in groups.get(c.group, []) if s is not c] if c.group is not None else []
-        missing, short = [], []
+        latest = max(got[c.name], default=0)  # the last-published event of its own tenant it received
+        missing, pending, short = [], [], []
         for p in by_tenant.get(c.tenant, ()):
             if not _expected(p, c):
                 continue
             mine = got[c.name].get(p.seq, 0)
             theirs = max((got[s.name].get(p.seq, 0) for s in siblings if _expected(p, s)), default=0)
             if mine == 0 and theirs == 0:
-                missing.append(p)
+                (missing if p.seq < latest else pending).append(p)
             elif mine < theirs:
                 short.append((p, mine, theirs))
         if missing:
             findings.append(Finding(
                 "missing", c.name,
                 f"client {c.name} ({c.tenant}) missed {len(missing)} of its tenant's events, "
-                f"first #{missing[0].seq} ({missing[0].type})",
+                f"first #{missing[0].seq} ({missing[0].type}), though events published after them reached it",
                 {"client": c.name, "missing_count": len(missing), "first_missing": missing[0].envelope,
                  "missing_types": sorted({p.type for p in missing})}))
+        if pending:
+            findings.append(Finding(
+                "pending", c.name,
+                f"client {c.name} ({c.tenant}) had not received {len(pending)} of its tenant's events when the wait "
+                f"ended, first #{pending[0].seq} ({pending[0].type}), nor anything published after them",
+                {"client": c.name, "pending_count": len(pending), "first_pending": pending[0].envelope,
+                 "own_received": sum(got[c.name].values())}))
         if short:
             p, mine, theirs = short[0]
             findings.append(Finding(

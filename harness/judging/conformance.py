@@ -21,14 +21,14 @@ from realtime_conformance.harness.wire.scenario import Scenario
 # The kinds of findings each requirement judges when its test does not say.
 DEFAULT_KINDS: dict[str, tuple[str, ...]] = {
     "DLV-1": ("missing", "altered", "renamed", "unrecognised"),
-    "DLV-2": ("late",),
+    "DLV-2": ("late", "pending"),
     "DLV-4": ("duplicate",),
     "DLV-5": ("order",),
     "ISO-1": ("foreign",),
     "TAB-1": ("siblings",),
 }
 # Findings an unrecognisable event could explain away (it may be the "missing" one).
-UNCERTAIN = frozenset({"missing", "siblings"})
+UNCERTAIN = frozenset({"missing", "pending", "siblings"})
 from realtime_conformance.harness.settings import Settings
 from realtime_conformance.harness.providers.target import Cluster, Instance, Target
 
@@ -101,6 +101,20 @@ class Conformance:
                    and self.settings.target_kind == "url" else f"the target declares --lacks {capability}")
             pytest.skip(f"{NA_PREFIX}{how}{': ' + why if why else ''}")
 
+    async def precondition_consuming(self, instance: Instance, *, after: str, blocked_by: str,
+                                     timeout: float = 30.0) -> None:
+        """A check's set-up needs the gateway consuming again (after a restart, a held broker link):
+        when no consumer comes, that is another requirement's defect, so UNKNOWN naming it."""
+        try:
+            await instance.wait_ready(timeout)
+        except TimeoutError:
+            raise UnknownEvidence(f"blocked by {blocked_by}: no consumer on {instance.queue} within "
+                                  f"{timeout:.0f} s of {after}") from None
+
+    def not_applicable(self, why: str) -> None:
+        """Report N/A (not a failure) for a reason other than a declared capability."""
+        pytest.skip(f"{NA_PREFIX}{why}")
+
     def require_restartable_broker(self) -> None:
         if not getattr(self.target.broker, "restartable", False) or "broker-restart" in self.settings.lacks:
             pytest.skip(f"{NA_PREFIX}the broker is external; the harness cannot restart it (use --broker process)")
@@ -139,12 +153,13 @@ class Conformance:
         """Check the scenario and FAIL on the findings of ``kinds``, filed under this test's requirement.
 
         ``kinds`` name the facts this requirement is about (see judging.checks.OWNER): ``missing``,
-        ``altered``, ``renamed``, ``unrecognised``, ``foreign``, ``duplicate``, ``late``, ``order``,
+        ``pending``, ``altered``, ``renamed``, ``unrecognised``, ``foreign``, ``duplicate``, ``late``, ``order``,
         ``siblings``. Left out, they default to those the requirement owns (DLV-1: the payload
         kinds and missing; ISO-1: foreign; ...). Findings of other kinds are another requirement's
         business and are not filed here. A missing event, or tabs that differ, cannot be judged
         past events that arrived unrecognisable (they might be those): that is UNKNOWN, pointing
-        at DLV-1. No delivery at all to a tenant that had events is UNKNOWN too (the positive
+        at DLV-1. Nor can it be judged while an expected event is still pending (late is not lost:
+        nothing published after it has reached that client): UNKNOWN, pointing at DLV-2. No delivery at all to a tenant that had events is UNKNOWN too (the positive
         control), never a PASS.
         """
         req = requirement or self.requirement
@@ -165,6 +180,13 @@ class Conformance:
         blocked = [] if owns_payloads else [
             f for f in result.of(*kinds) if f.kind in UNCERTAIN and result.unrecognised.get(f.client)]
         self.fail(f.as_violation(req) for f in result.of(*kinds) if f not in blocked)
+        if "missing" in kinds and "pending" not in kinds:
+            pending = result.of("pending")
+            if pending:
+                self.record("still_arriving", [f.example for f in pending][:5])
+                raise UnknownEvidence(
+                    f"still arriving: {pending[0].message}. Late cannot be told from lost until something "
+                    "published later reaches that client: see DLV-2")
         if blocked:
             raise UnknownEvidence(
                 f"{blocked[0].message}, but {sum(result.unrecognised.values())} event(s) arrived in a form that "

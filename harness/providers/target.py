@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from realtime_conformance.harness.judging.failures import UnknownEvidence
 from realtime_conformance.harness.providers.broker import (
     RABBITMQ_SERVER, Broker, ExternalBroker, PrivateRabbitNode, url_with_vhost, user_of, vhost_of)
 from realtime_conformance.harness.providers.gateway import CommandGateway, Gateway, UrlGateway, engineio_open, websocket_open
@@ -203,6 +204,11 @@ async def wait_for_consumer(amqp_url: str, queue: str, timeout: float, *,
                        "is the gateway configured for this queue name and broker?")
 
 
+class NotConsumingAfterRestart(UnknownEvidence):
+    """A restarted gateway never consumed again: UNKNOWN for the check that restarted it, unless
+    that check is RECON-1, which judges exactly this."""
+
+
 class BrokerView:
     """A broker as one gateway sees it: the same broker under another URL (its own vhost, or
     through a FaultProxy). Everything else (restart, kill, listing) is the broker's."""
@@ -276,9 +282,16 @@ class Instance:
                                 lister=self._lister())
 
     async def restart(self, *, hard: bool) -> None:
-        """Stop (SIGTERM, or SIGKILL if ``hard``) and start again; ready when consuming."""
+        """Stop (SIGTERM, or SIGKILL if ``hard``) and start again; ready when consuming. A gateway
+        that does not consume again is RECON-1's defect: other checks are UNKNOWN, blocked by it."""
         await asyncio.to_thread(self.gateway.restart, hard=hard)
-        await self.wait_ready()
+        timeout = self.target.settings.gateway_startup_timeout
+        try:
+            await self.wait_ready(timeout)
+        except TimeoutError as exc:
+            raise NotConsumingAfterRestart(
+                f"blocked by RECON-1: no consumer on {self.queue} within {timeout:.0f} s of a "
+                f"{'SIGKILL' if hard else 'SIGTERM'} restart ({exc})") from None
 
     def engineio_options(self) -> dict[str, Any]:
         return engineio_open(self.url, self.target.settings.socketio_path) or {}
@@ -492,12 +505,16 @@ class Target:
 
     @contextlib.asynccontextmanager
     async def dedicated(self, label: str, *, own_broker: bool = False, broker_link: bool = False,
-                        queue: str | None = None) -> AsyncIterator[Instance]:
+                        queue: str | None = None, broker_down: str | None = None) -> AsyncIterator[Instance]:
         """A fresh gateway instance for fault tests, isolated in a vhost of its own.
 
         It keeps the configured queue name (``queue`` gives another, for DLV-8), so gateways
         with a fixed name work too. ``own_broker`` gives it a broker of its own (to restart);
         ``broker_link`` puts a FaultProxy between it and the broker (``instance.broker_link``).
+        ``broker_down`` starts it with that link down, ``"refused"`` (nothing listens) or
+        ``"reset"`` (accepted, then closed at once), and yields it without waiting for a
+        consumer: FAULT-6's set-up. Only process targets have the link; for the others, with
+        ``own_broker``, the broker itself is killed before the gateway starts ("refused" only).
         A broker where no vhost can be made (an external one without its management API)
         falls back to isolating by a renamed queue, which a gateway with a fixed name ignores.
         """
@@ -527,9 +544,19 @@ class Target:
         if broker_link and self.settings.target_kind == "process":
             # Containers cannot reach a loopback proxy; their tests run without the hold.
             parts = urlsplit(broker.amqp_url)
-            link = await FaultProxy(parts.hostname or LOOPBACK, parts.port or 5672).start()
+            link = await FaultProxy(parts.hostname or LOOPBACK, parts.port or 5672, amqp=True).start()
+            if broker_down == "refused":
+                link.refuse()
+            elif broker_down == "reset":
+                link.cut()
+            elif broker_down is not None:
+                raise ValueError(f"broker_down={broker_down!r}: use 'refused' or 'reset'")
             gateway_broker = BrokerView(broker, parts._replace(
                 netloc=f"{parts.username}:{parts.password}@{LOOPBACK}:{link.port}").geturl())
+        if broker_down is not None and link is None:
+            if not own_broker or broker_down != "refused":
+                raise ValueError("broker_down without a broker link needs own_broker=True and 'refused'")
+            await asyncio.to_thread(getattr(broker, "broker", broker).kill)
         gateway = make_gateway(self.settings, gateway_broker, queue=queue, workdir=self.workdir / f"{label}-{n}",
                                name=f"gateway-{label}-{n}")
         self._extra.append(gateway)
@@ -538,7 +565,14 @@ class Target:
             await asyncio.to_thread(gateway.start)
             instance = Instance(self, gateway, queue, broker, private_vhost=isolated)
             instance.broker_link = link
-            await instance.wait_ready()
+            if broker_down is None:
+                try:
+                    await instance.wait_ready()
+                except WrongQueue:
+                    raise
+                except TimeoutError as exc:
+                    raise UnknownEvidence(f"blocked by DLV-8: a dedicated instance of the gateway had no consumer "
+                                          f"on {queue} after it started ({exc})") from None
             try:
                 yield instance
             except pytest.skip.Exception:
@@ -559,10 +593,12 @@ class Target:
                 self._extra_brokers.remove(real)
 
     @contextlib.asynccontextmanager
-    async def dedicated_cluster(self, label: str, replicas: int | None = None) -> AsyncIterator[Cluster]:
+    async def dedicated_cluster(self, label: str, replicas: int | None = None, *,
+                                broker_links: bool = False) -> AsyncIterator[Cluster]:
         """A fresh cluster of the configured size for checks that kill an instance: a vhost, a
         Redis (as --redis says: a process, a container, or the one --redis-url names) and a
-        shared folder of its own."""
+        shared folder of its own. ``broker_links`` puts a FaultProxy between each instance and the
+        broker (process targets; ``cluster.broker_links``), which shows what each instance consumed."""
         assert self.broker is not None
         replicas = replicas or self.settings.gateway_replicas
         n = next(_INSTANCES)
@@ -585,13 +621,22 @@ class Target:
         self._extra_redis.append(redis)
         shared = self.workdir / f"{label}-{n}-shared"
         gateways: list[Gateway] = []
+        links: list[FaultProxy | None] = []
         failed = True
         try:
             await asyncio.to_thread(redis.start)
             lap("redis")
             instances = []
             for k in range(replicas):
-                gateway = make_gateway(self.settings, broker, queue=queue, workdir=self.workdir / f"{label}-{n}-{k + 1}",
+                gateway_broker: Any = broker
+                link: FaultProxy | None = None
+                if broker_links and self.settings.target_kind == "process":
+                    parts = urlsplit(broker.amqp_url)
+                    link = await FaultProxy(parts.hostname or LOOPBACK, parts.port or 5672, amqp=True).start()
+                    gateway_broker = BrokerView(broker, parts._replace(
+                        netloc=f"{parts.username}:{parts.password}@{LOOPBACK}:{link.port}").geturl())
+                links.append(link)
+                gateway = make_gateway(self.settings, gateway_broker, queue=queue, workdir=self.workdir / f"{label}-{n}-{k + 1}",
                                        name=f"gateway-{label}-{n}-{k + 1}", shared_dir=shared,
                                        redis_url=redis_url_for(self.settings, redis), replica=k,
                                        network=gateway_network(self.broker, redis))
@@ -600,6 +645,7 @@ class Target:
                 await asyncio.to_thread(gateway.start)
                 instance = Instance(self, gateway, queue, broker, private_vhost=vhost is not None)
                 instance.index = k
+                instance.broker_link = link
                 instances.append(instance)
                 lap(f"instance {k + 1} answers")
                 if k == 0:
@@ -624,6 +670,9 @@ class Target:
                 self._extra.remove(gateway)
             await asyncio.to_thread(getattr(redis, "close", redis.stop))
             self._extra_redis.remove(redis)
+            for link in links:
+                if link is not None:
+                    await link.close()
 
     async def try_start(self, overrides: dict[str, str | None], *, timeout: float) -> dict[str, Any]:
         """Start one more gateway with some template values replaced (None removes the variable).

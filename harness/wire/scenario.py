@@ -3,11 +3,13 @@
 The scenario owns its clients and its publisher and closes them whatever
 happens. Every published payload carries a marker (a unique value in its time
 field), so what arrives is recognised by identity even when a gateway reshapes
-it. ``settle`` synchronises on events only: it waits (bounded by the latency
-budget plus a grace period) until every expected delivery has arrived, then
-publishes one barrier event per tenant (of a type the target is known to
-deliver) and waits for each client to see its own, so a late leak or
-duplicate has had its chance to show.
+it. ``settle`` and ``delivery`` synchronise on events only, by one rule: late is
+not lost. An expected delivery counts as lost only once something published
+later to the same tenant has reached that client (a per-tenant barrier event,
+or the check's own later publishes). Until then it is late, and the wait goes
+on as long as deliveries keep arriving (up to ``waits.LATE_CAP_S``); what is
+still outstanding when they stop arriving is "still arriving" (UNKNOWN, see
+DLV-2), never lost.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import itertools
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -106,6 +109,7 @@ class Scenario:
     # -- clients --------------------------------------------------------
     @property
     def grace_s(self) -> float:
+        """How long a wait for deliveries goes on with nothing new arriving (1.5 budgets + 1 s)."""
         return 1.5 * self.settings.latency_budget_ms / 1000 + 1.0
 
     def tenant(self, label: str = "t") -> str:
@@ -246,7 +250,10 @@ class Scenario:
 
     async def wait_delivered(self, receivers: Sequence[TenantClient | PortalTab], publishes: Sequence[Publish],
                              timeout: float) -> dict[str, list[int]]:
-        """Wait until every receiver has every publish; returns what is still missing (name -> seqs)."""
+        """Wait until every receiver has every publish; returns what is still missing (name -> seqs).
+
+        A plain bounded wait, for preconditions. To judge whether something was lost, use
+        ``delivery``: it applies the late-is-not-lost rule."""
         def missing() -> dict[str, list[int]]:
             out = {}
             for r in receivers:
@@ -258,25 +265,83 @@ class Scenario:
         await self.wait_until(lambda: not missing(), timeout)
         return missing()
 
+    def _received_count(self) -> int:
+        """Everything this scenario's clients and tabs have received: the progress of a wait."""
+        return sum(len(c.received) for c in self.clients) + sum(len(t.events) for t in self.tabs)
+
+    def _unresolved(self, receiver: TenantClient | PortalTab, publishes: Iterable[Publish]) -> list[Publish]:
+        """The publishes ``receiver`` has neither received nor seen overtaken by a later one of their tenant."""
+        have = self._seqs(receiver)
+        if not have:
+            return [p for p in publishes if p.seq not in have]
+        by_seq = {p.seq: p for p in self.publishes}
+        latest: dict[str, int] = {}
+        for seq in have:
+            q = by_seq.get(seq)
+            if q is not None and seq > latest.get(q.tenant, 0):
+                latest[q.tenant] = seq
+        return [p for p in publishes if p.seq not in have and p.seq > latest.get(p.tenant, 0)]
+
+    async def wait_while_arriving(self, predicate: Callable[[], bool], *, first_s: float | None = None,
+                                  cap_s: float = _waits.LATE_CAP_S) -> bool:
+        """Re-check ``predicate`` on every received event while deliveries keep arriving: False once
+        nothing new arrived for ``grace_s`` (``first_s`` before the first one), or at ``cap_s``."""
+        return await _waits.wait_while_arriving(self._changed, predicate, self._received_count,
+                                                idle_s=self.grace_s, first_s=first_s, cap_s=cap_s)
+
+    async def delivery(self, receivers: Sequence[TenantClient | PortalTab], publishes: Sequence[Publish], *,
+                       first_s: float | None = None, cap_s: float = _waits.LATE_CAP_S) -> "Delivery":
+        """Wait until each receiver has each publish, by the late-is-not-lost rule.
+
+        Ends early once every publish a receiver lacks has been overtaken (something published
+        later to its tenant reached it). Otherwise, after deliveries stop arriving, one barrier
+        event per tenant is published and waited for the same way. ``first_s`` allows a gateway
+        that is still coming back that long before its first delivery."""
+        started = time.perf_counter()
+        wanted = list(publishes)
+
+        def settled() -> bool:
+            return all(not self._unresolved(r, wanted) for r in receivers)
+
+        done = await self.wait_while_arriving(settled, first_s=first_s, cap_s=cap_s)
+        if not done and self.control_types:
+            tenants = sorted({getattr(r, "tenant") for r in receivers})
+            for tenant in tenants:
+                await self.publish_control(tenant, 0, barrier=True)
+            await self.wait_while_arriving(settled, cap_s=max(cap_s - (time.perf_counter() - started), self.grace_s))
+        outcome = Delivery(waited_s=round(time.perf_counter() - started, 2))
+        for r in receivers:
+            have = self._seqs(r)
+            unresolved = {p.seq for p in self._unresolved(r, wanted)}
+            lost = [p.seq for p in wanted if p.seq not in have and p.seq not in unresolved]
+            if lost:
+                outcome.lost[r.name] = lost
+            if unresolved:
+                outcome.pending[r.name] = sorted(unresolved)
+        return outcome
+
     def _live_clients(self) -> list[TenantClient]:
         return [c for c in self.clients if c.connected_at and c.closed_at is None
                 and getattr(c, "expects_events", True)]
 
+    def _expected_of(self, c: TenantClient) -> list[Publish]:
+        first = c.connected_at[0]
+        return [p for p in self.publishes if p.tenant == c.tenant and p.sent_at >= first]
+
     def _outstanding(self) -> int:
-        remaining = 0
-        for c in self._live_clients():
-            got = self._seqs(c)
-            first = c.connected_at[0]
-            remaining += sum(1 for p in self.publishes if p.tenant == c.tenant and p.sent_at >= first and p.seq not in got)
-        return remaining
+        """Expected deliveries neither made nor overtaken (late, not yet lost)."""
+        return sum(len(self._unresolved(c, self._expected_of(c))) for c in self._live_clients())
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Re-check ``predicate`` on every received event until it holds; bounded by ``timeout``."""
         return await _waits.wait_until(self._changed, predicate, timeout)
 
-    async def settle(self, *, barrier: bool = True) -> bool:
-        """Wait for every expected delivery, then for a per-tenant barrier. True if all arrived."""
-        complete = await self.wait_until(lambda: self._outstanding() == 0, self.grace_s)
+    async def settle(self, *, barrier: bool = True, first_s: float | None = None) -> bool:
+        """Wait for every expected delivery, then for a per-tenant barrier. True if all arrived.
+
+        Both waits go on while deliveries keep arriving (late is not lost); a barrier that reached
+        a client settles everything published before it to that client: delivered, or lost."""
+        complete = await self.wait_while_arriving(lambda: self._outstanding() == 0, first_s=first_s)
         if not barrier or not self.control_types:
             return complete
         tenants = sorted({c.tenant for c in self._live_clients()})
@@ -285,7 +350,7 @@ class Scenario:
         def barriers_seen() -> bool:
             return all(self.delivered(c, barriers[c.tenant]) for c in self._live_clients())
 
-        seen = await self.wait_until(barriers_seen, self.grace_s)
+        seen = await self.wait_while_arriving(barriers_seen)
         return complete and seen
 
     # -- checks ---------------------------------------------------------
@@ -316,3 +381,24 @@ class Scenario:
             "published": len(self.publishes),
             "received": sum(len(c.received) for c in self.clients),
         }
+
+
+@dataclass
+class Delivery:
+    """What ``Scenario.delivery`` found: per receiver, the seqs lost (overtaken by a later event of
+    their tenant) and those still pending (late: nothing later reached that receiver either)."""
+
+    lost: dict[str, list[int]] = field(default_factory=dict)
+    pending: dict[str, list[int]] = field(default_factory=dict)
+    waited_s: float = 0.0
+
+    @property
+    def still_arriving(self) -> str | None:
+        """The UNKNOWN reason when something is pending, else None."""
+        if not self.pending:
+            return None
+        n = sum(len(v) for v in self.pending.values())
+        name, seqs = next(iter(self.pending.items()))
+        return (f"still arriving: {n} expected deliveries (first: event #{seqs[0]} to {name}) had not arrived "
+                f"when deliveries stopped arriving after {self.waited_s:.1f} s, and nothing published after them "
+                "had reached those clients either, so late cannot be told from lost: see DLV-2")

@@ -843,3 +843,37 @@ def cluster_static_leader() -> None:
             return
         await run(self)
     consumer.EventConsumer.run = running
+
+
+@variant
+def stalls_every_10th_emit() -> None:
+    """Slow, not lossy: the single consumer stalls 1.2 s before every 10th emit, so a backlog queues
+    behind each stall (a GC pause, a slow database, a CPU-starved pod). It acks after emitting."""
+    count = {"emits": 0}
+
+    async def emit(sio, tenant_id, event_type, data):
+        count["emits"] += 1
+        if count["emits"] % 10 == 0:
+            await asyncio.sleep(1.2)  # awaited inline: the consumer takes nothing else meanwhile
+        await _emit(sio, tenant_id, event_type, data)
+    sockets.emit_event = emit
+
+
+@variant
+def no_consume_after_failed_first_connect() -> None:
+    """Gives up on its broker for good when the first connection fails (a gateway started before its
+    broker), but reconnects and consumes again after a broker restart while it runs: FAULT-6 only."""
+    connect = consumer.EventConsumer._connect_and_consume
+
+    async def once_or_never(self):
+        if getattr(self, "_gave_up", False):
+            await self._stopping.wait()  # HTTP and sockets stay up; the queue is never consumed
+            raise ConnectionError("stopping")
+        try:
+            await connect(self)
+        except Exception:
+            if not getattr(self, "_ever_connected", False):
+                self._gave_up = True
+            raise
+        self._ever_connected = True
+    consumer.EventConsumer._connect_and_consume = once_or_never

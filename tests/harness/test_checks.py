@@ -89,14 +89,38 @@ def test_out_of_order_is_dlv_5() -> None:
 
 def test_missing_event_is_dlv_1_only() -> None:
     clients = clean_clients()
-    clients[1] = client("a-tab2", "a", [got(A1)])
+    clients[1] = client("a-tab2", "a", [got(B1)])  # A1 overtaken by B1, published after it: lost
     r = check(PUBLISHES, clients, budget_ms=1000)
     assert reqs(r) == ["DLV-1"]
     v = r.violations[0]
     assert v.title == "Event not delivered"
-    assert v.message == "client a-tab2 (a) missed 1 of its tenant's events, first #3 (metrics_update)"
-    assert v.example == {"client": "a-tab2", "missing_count": 1, "first_missing": B1.envelope,
-                         "missing_types": ["metrics_update"]}
+    assert v.message == ("client a-tab2 (a) missed 1 of its tenant's events, first #1 (new_message), "
+                         "though events published after them reached it")
+    assert v.example == {"client": "a-tab2", "missing_count": 1, "first_missing": A1.envelope,
+                         "missing_types": ["new_message"]}
+
+
+def test_an_event_nothing_later_overtook_is_pending_for_dlv_2_not_missing() -> None:
+    """Late is not lost: with nothing published later received, the event may still be on its way."""
+    clients = clean_clients()
+    clients[1] = client("a-tab2", "a", [got(A1)])  # B1, the last of its tenant, not (yet) received
+    r = check(PUBLISHES, clients, budget_ms=1000)
+    assert [f.kind for f in r.findings] == ["pending"]
+    assert reqs(r) == ["DLV-2"]
+    v = r.violations[0]
+    assert v.title == "Event not delivered within the wait (late or lost)"
+    assert v.message == ("client a-tab2 (a) had not received 1 of its tenant's events when the wait ended, "
+                         "first #3 (metrics_update), nor anything published after them")
+    assert v.example == {"client": "a-tab2", "pending_count": 1, "first_pending": B1.envelope, "own_received": 1}
+
+
+def test_a_barrier_turns_pending_into_missing() -> None:
+    barrier = pub(4, "a", "metrics_update", {"activeConversations": 0})
+    clients = clean_clients()
+    clients[0] = client("a-tab1", "a", [got(A1), got(B1), got(barrier)])
+    clients[1] = client("a-tab2", "a", [got(A1), got(barrier)])
+    r = check([*PUBLISHES, barrier], clients, budget_ms=1000)
+    assert [f.kind for f in r.findings] == ["missing"]
 
 
 @pytest.mark.parametrize("late", [
@@ -182,7 +206,7 @@ def test_silent_tenant_fails_the_positive_control() -> None:
     r = check(PUBLISHES, clients, budget_ms=1000)
     assert r.positive_control is False
     assert r.controls == {"a": 4, "b": 0}
-    assert reqs(r) == ["DLV-1"]
+    assert reqs(r) == ["DLV-2"]  # nothing at all arrived: late cannot be told from lost
 
 
 def test_nothing_published_is_no_positive_control() -> None:
@@ -232,5 +256,8 @@ def test_tabs_of_one_token_that_differ_are_siblings_not_missing() -> None:
 def test_an_event_no_tab_got_is_missing_for_each_not_siblings() -> None:
     p = marked(1, "a")
     tabs = [ClientView(f"a-tab{n}", "a", 0.0, None, [], True, "token-a") for n in (1, 2)]
-    r = check([p], tabs, budget_ms=1000)
+    later = marked(2, "a")
+    tabs = [ClientView(f"a-tab{n}", "a", 0.0, None, [("metrics_update", later.data, T0 + 3)], True, "token-a")
+            for n in (1, 2)]
+    r = check([p, later], tabs, budget_ms=1000)
     assert [f.kind for f in r.findings] == ["missing", "missing"]
