@@ -90,7 +90,8 @@ async def test_read_model_survives_a_gateway_restart(conformance):
         await asyncio.to_thread(instance.gateway.stop)  # every socket is down now
         during = await sc.publish(tenant, "new_message", new_message(conv, f"wamid.during.{tenant}", "while it was down"))
         await asyncio.to_thread(instance.gateway.start)
-        await instance.wait_ready()
+        await conformance.precondition_consuming(instance, after="its restart", blocked_by="RECON-1",
+                                                 timeout=conformance.settings.gateway_startup_timeout)
         token = conformance.tokens.valid(tenant)
         wanted = [before.data["messageId"], during.data["messageId"]]
         async with RestClient(instance.url, conformance.settings.rest_paths) as rest:
