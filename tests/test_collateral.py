@@ -128,6 +128,7 @@ def collateral(verdicts: dict[str, str], expect: Full) -> dict[str, str]:
             if rid not in expect.fails and rid not in expect.allowed and v != BASELINE.get(rid, "PASS")}
 
 
+@pytest.mark.timeout(RUN_TIMEOUT_S + 120)  # waits on a whole-suite run that may have queued behind others
 @pytest.mark.parametrize("variant", sorted(FULL))
 def test_one_defect_one_verdict(runs, variant):
     futures, rows = runs
