@@ -31,6 +31,7 @@ from realtime_conformance.harness.providers.broker import (
 from realtime_conformance.harness.providers.gateway import CommandGateway, Gateway, UrlGateway, engineio_open, websocket_open
 from realtime_conformance.harness.providers.ports import LOOPBACK, free_port
 from realtime_conformance.harness.providers.redis_server import ExternalRedis, PrivateRedis, Redis
+from realtime_conformance.harness.redaction import strip_terminal_codes
 from realtime_conformance.harness.wire.proxy import FaultProxy
 from realtime_conformance.harness.wire.idle import IdleWatch
 from realtime_conformance.harness.wire.publisher import Publisher
@@ -677,7 +678,7 @@ class Target:
             out["gateway" if n == 0 else f"gateway-{n + 1}"] = instance.gateway.logs()[-20000 if n == 0 else -8000:]
         log_path = getattr(self.broker, "log_path", None)
         if log_path is not None and Path(log_path).exists():
-            out["broker"] = Path(log_path).read_text(errors="replace")[-8000:]
+            out["broker"] = strip_terminal_codes(Path(log_path).read_text(errors="replace"))[-8000:]
         elif callable(getattr(self.broker, "logs", None)):
             with contextlib.suppress(Exception):
                 out["broker"] = self.broker.logs()[-8000:]  # type: ignore[union-attr]

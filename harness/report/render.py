@@ -21,6 +21,8 @@ from typing import Any
 
 import jinja2
 
+from realtime_conformance.harness.redaction import strip_terminal_codes
+
 __all__ = [
     "DEFAULT_BOUNDS",
     "VERDICTS",
@@ -522,7 +524,7 @@ def _context(result: Mapping[str, Any]) -> dict:
         "total": len(reqs),
         "environment": _flatten(env),
         "settings": [(str(k), _fmt_value(v)) for k, v in settings.items()],
-        "logs": [(str(k), str(v)) for k, v in logs.items() if v],
+        "logs": [(str(k), strip_terminal_codes(str(v))) for k, v in logs.items() if v],
         "catalogue_version": result.get("catalogue_version"),
         "gate": gate_line(result).removeprefix("gate level: ") if result.get("gate") else None,
         "catalogue_pinned": bool(result.get("catalogue_pinned")),
