@@ -1,6 +1,9 @@
 """Harness settings: one table of options, each a command-line flag, an ini key and an env var.
 
-Precedence: command line, then environment, then ini file, then the default.
+Precedence: command line, then environment, then ini file, then the default. One exception
+merges instead: ``gateway_env`` entries apply in layers (the seed's defaults, then the ini's, then
+the environment's, then the command line's), key by key, so ``--gateway-env KEY=VALUE`` changes
+one variable and keeps the ini's others; ``KEY=`` removes one.
 ``resolve`` validates everything at once and raises ``pytest.UsageError``
 naming the option, its three spellings and the valid choices, so a typo fails
 the run at start instead of half-way through a suite.
@@ -129,7 +132,9 @@ OPTIONS: tuple[Option, ...] = (
            "{}", kind="json"),
     Option("socketio_path", "Socket.IO path on the gateway.", "/socket.io/"),
     Option("rest_paths", "REST paths as a JSON object overriding the contract's (keys: stats, refresh, conversations, messages, health).", "{}", kind="json"),
-    Option("gateway_env", "Environment for a harness-started gateway: KEY=TEMPLATE entries added to the seed's defaults; placeholders {host} {port} {amqp_url} {jwt_secret} {jwt_algorithm} {tenant_claim} {allowed_origins} {queue} {workdir} "
+    Option("gateway_env", "Environment for a harness-started gateway: KEY=TEMPLATE entries added to the seed's defaults. "
+           "Entries merge key by key: the ini's apply over the defaults, the environment's over those, the command "
+           "line's last; KEY= (empty) removes a variable. Placeholders {host} {port} {amqp_url} {jwt_secret} {jwt_algorithm} {tenant_claim} {allowed_origins} {queue} {workdir} "
            "(this instance's folder) {shared_dir} (one folder all replicas of the target share) {redis_url} (empty with "
            "one replica) {replica} (which replica: 1, 2, ...).", "", kind="env"),
     Option("gateway_startup_timeout", "Seconds a started gateway may take to answer an Engine.IO handshake.", 30.0, kind="float"),
@@ -410,10 +415,28 @@ def add_options(parser: pytest.Parser) -> None:
         parser.addini(opt.name, help=opt.help, type=ini_type, default=None)
 
 
+def _env_layers(opt: Option, config: pytest.Config, environ: Mapping[str, str]) -> tuple[list[str], str]:
+    """Every spelling's KEY=TEMPLATE entries, lowest precedence first (ini, environment, command
+    line), and where they came from: applied in order, a later entry overrides an earlier one's key."""
+    entries: list[str] = []
+    used: list[str] = []
+    layers = ((config.getini(opt.name), "ini"),
+              ([v for v in environ.get(opt.env, "").split(";") if v.strip()], "environment"),
+              (config.getoption(opt.name, default=None), "command line"))
+    for given, source in layers:
+        if given not in (None, [], ""):
+            entries += [str(v) for v in given]
+            used.append(source)
+    return entries, " + ".join(used) or "default"
+
+
 def _raw_values(config: pytest.Config, environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     raw: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for opt in OPTIONS:
+        if opt.kind == "env":
+            raw[opt.name], sources[opt.name] = _env_layers(opt, config, environ)
+            continue
         cli = config.getoption(opt.name, default=None)
         if cli not in (None, [], ""):
             raw[opt.name], sources[opt.name] = cli, "command line"

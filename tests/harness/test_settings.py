@@ -813,3 +813,25 @@ def test_redis_kind_in_the_set_line(pytester: pytest.Pytester, clean_env: pytest
     result.assert_outcomes(passed=1)
     set_line = next(l for l in result.outlines if l.startswith("realtime-conformance: set "))
     assert "redis=container" in set_line and "redis_image=example/redis:7" in set_line
+
+
+def test_gateway_env_merges_key_by_key_across_ini_environment_and_command_line(
+        pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makeini("[pytest]\ngateway_env =\n    CACHE_DB=3\n    LOG_LEVEL=info\n    MODE=ini\n    PING_TIMEOUT=\n")
+    clean_env.setenv("RTC_GATEWAY_ENV", "MODE=env;EXTRA_FROM_ENV=1")
+    s = _settings_of(pytester, "--gateway-env=MODE=cli", "--gateway-env=LOG_LEVEL=", "--gateway-env=PING_TIMEOUT=9")
+    env = dict(s.gateway_env)
+    # The ini's own entries stay unless a later layer names the same key.
+    assert env["CACHE_DB"] == "3" and env["EXTRA_FROM_ENV"] == "1"
+    assert env["MODE"] == "cli"  # command line over environment over ini
+    assert "LOG_LEVEL" not in env  # KEY= removes what the ini added
+    assert env["PING_TIMEOUT"] == "9"  # removed by the ini, put back by the command line
+    assert env["RABBITMQ_URL"] == DEFAULT_GATEWAY_ENV["RABBITMQ_URL"]  # the seed's defaults under all of them
+    assert s.sources["gateway_env"] == "ini + environment + command line"
+
+
+def test_gateway_env_from_the_command_line_alone_keeps_the_defaults(pytester: pytest.Pytester,
+                                                                    clean_env: pytest.MonkeyPatch) -> None:
+    s = _settings_of(pytester, "--gateway-env=REDIS_URL=")
+    assert dict(s.gateway_env) == {k: v for k, v in DEFAULT_GATEWAY_ENV.items() if k != "REDIS_URL"}
+    assert s.sources["gateway_env"] == "command line"
