@@ -358,6 +358,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         target_info["command"] = settings.command
     result = run.result(settings=settings.redacted(), target=target_info, environment=environment, logs=logs)
     result["gate"] = gate_of(settings)
+    result["ran"] = _report.ran_line(result)  # what ran, in one line (kind, address, image or command)
     result = settings.redactor.value(result)  # the one boundary: JSON, HTML and the terminal read this
     report_dir = Path(settings.report_dir)
     if not report_dir.is_absolute():
@@ -377,6 +378,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for line in _report.summary_details(done["result"]):
         terminalreporter.write_line(line)
     terminalreporter.write_line(_report.gate_line(done["result"]))
+    terminalreporter.write_line(done["result"].get("ran") or _report.ran_line(done["result"]))
     for kind, path in done["paths"].items():
         terminalreporter.write_line(f"{kind}: {path}")
 

@@ -36,7 +36,7 @@ from realtime_conformance.harness.wire.proxy import FaultProxy
 from realtime_conformance.harness.wire.idle import IdleWatch
 from realtime_conformance.harness.wire.publisher import Publisher
 from realtime_conformance.harness.wire.scenario import Scenario
-from realtime_conformance.harness.settings import Settings
+from realtime_conformance.harness.settings import NO_REDIS, Settings
 from realtime_conformance.harness.wire.tokens import TokenFactory
 
 _INSTANCES = itertools.count(1)
@@ -72,10 +72,13 @@ def make_redis(settings: Settings, network: Any = None) -> Redis:
 
     On a shared network every Redis gets an alias of its own: the main cluster's and a dedicated
     cluster's Redis run side by side there, and one alias for both would resolve to either."""
-    if settings.redis == "external":
+    kind = settings.redis
+    if kind == "none":  # a cluster asked for in a one-instance run: what auto would give a cluster
+        kind = "container" if settings.target_kind == "image" else "process"
+    if kind == "external":
         assert settings.redis_url
         return ExternalRedis(settings.redis_url)
-    if settings.redis == "container":
+    if kind == "container":
         from realtime_conformance.harness.providers import containers as _containers
         alias = f"redis-{uuid.uuid4().hex[:8]}" if network is not None else "redis"
         return _containers.RedisContainer(settings.redis_image, network=network, alias=alias)
@@ -416,7 +419,7 @@ class Target:
         self._vhost_pool = maker.submit(self._make_vhosts)
         maker.shutdown(wait=False)
         replicas = self.settings.gateway_replicas
-        if self.settings.cluster and self.settings.target_kind != "url":
+        if self.settings.gives_redis:  # a cluster's, or one chosen with --redis for a lone instance
             self.redis = make_redis(self.settings, network=getattr(self.broker, "network", None))
             self.redis.start()
         # One folder every replica shares (bind-mounted into containers); a lone instance uses its own.
@@ -531,11 +534,19 @@ class Target:
             link = await FaultProxy(parts.hostname or LOOPBACK, parts.port or 5672).start()
             gateway_broker = BrokerView(broker, parts._replace(
                 netloc=f"{parts.username}:{parts.password}@{LOOPBACK}:{link.port}").geturl())
+        redis: Redis | None = None
+        if self.settings.redis_chosen and self.settings.gives_redis:
+            # --redis chose one: a dedicated instance gets its own (the external one is shared).
+            redis = make_redis(self.settings, network=getattr(broker, "network", None))  # where its gateway runs
+            self._extra_redis.append(redis)
         gateway = make_gateway(self.settings, gateway_broker, queue=queue, workdir=self.workdir / f"{label}-{n}",
-                               name=f"gateway-{label}-{n}")
+                               name=f"gateway-{label}-{n}", redis_url=redis_url_for(self.settings, redis),
+                               network=gateway_network(broker, redis))
         self._extra.append(gateway)
         failed = True
         try:
+            if redis is not None:
+                await asyncio.to_thread(redis.start)
             await asyncio.to_thread(gateway.start)
             instance = Instance(self, gateway, queue, broker, private_vhost=isolated)
             instance.broker_link = link
@@ -558,6 +569,10 @@ class Target:
                 real = getattr(broker, "broker", broker)
                 await asyncio.to_thread(getattr(real, "close", real.stop))
                 self._extra_brokers.remove(real)
+            if redis is not None:
+                with contextlib.suppress(Exception):  # a Redis that never started has nothing to stop
+                    await asyncio.to_thread(getattr(redis, "close", redis.stop))
+                self._extra_redis.remove(redis)
 
     @contextlib.asynccontextmanager
     async def dedicated_cluster(self, label: str, replicas: int | None = None) -> AsyncIterator[Cluster]:
@@ -649,8 +664,10 @@ class Target:
         if vhost is not None:
             broker = BrokerView(broker, url_with_vhost(broker.amqp_url, vhost),
                                 url_with_vhost(getattr(broker, "gateway_amqp_url", broker.amqp_url), vhost))
-        gateway = make_gateway(trial, broker, queue=self.settings.queue,
-                               workdir=self.workdir / f"trial-{n}", name=f"gateway-trial-{n}")
+        lone_redis = self.redis if self.settings.redis_chosen else None  # short-lived: the main's will do
+        gateway = make_gateway(trial, broker, queue=self.settings.queue, workdir=self.workdir / f"trial-{n}",
+                               name=f"gateway-trial-{n}", redis_url=redis_url_for(self.settings, lone_redis),
+                               network=gateway_network(self.broker, lone_redis))
         if isinstance(gateway, CommandGateway):
             # The variables removed from the template must not leak in from our own environment.
             for key in set(self.settings.gateway_env) - set(env):
@@ -702,8 +719,10 @@ class Target:
             "packages": packages,
             "gateway": gateway,
             "broker": self.broker.describe() if self.broker else {},
+            "redis": self.redis.describe() if self.redis else {
+                "kind": "none", "note": "a URL target's Redis is its own" if self.settings.target_kind == "url"
+                else NO_REDIS},
             **({"replicas": len(self.instances), "instances": [i.url for i in self.instances],
-                "redis": self.redis.describe() if self.redis else None,
                 "cluster_warm_up": self.cluster.warm if self.cluster else None} if len(self.instances) > 1 else {}),
             "delivery_profile": self.delivery_profile,
             "control_types": list(self.control_types),

@@ -117,8 +117,10 @@ def test_report_json_and_html_shape(pytester: pytest.Pytester) -> None:
     assert "DLV-2" in lines[at + 1]
     assert lines[at + 2] == "  FAIL DLV-2: gateway said no"
     assert lines[at + 3] == "gate level: pr (idle window 60 s, 8 examples per generated check)"
-    assert lines[at + 4] == f"json: {pytester.path / 'rep' / 'compliance.json'}"
-    assert lines[at + 5] == f"html: {pytester.path / 'rep' / 'compliance.html'}"
+    assert lines[at + 4] == "ran: no target was started (no selected test needed one)"
+    assert lines[at + 5] == f"json: {pytester.path / 'rep' / 'compliance.json'}"
+    assert lines[at + 6] == f"html: {pytester.path / 'rep' / 'compliance.html'}"
+    assert report["ran"] == lines[at + 4]
 
 
 def test_all_pass_is_a_pass(pytester: pytest.Pytester) -> None:
