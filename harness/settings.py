@@ -139,7 +139,7 @@ OPTIONS: tuple[Option, ...] = (
            "Entries merge key by key: the ini's apply over the defaults, the environment's over those, the command "
            "line's last; KEY= (empty) removes a variable. Placeholders {host} {port} {amqp_url} {jwt_secret} {jwt_algorithm} {tenant_claim} {allowed_origins} {queue} {workdir} "
            "(this instance's folder) {shared_dir} (one folder all replicas of the target share) {redis_url} (empty with "
-           "one replica) {replica} (which replica: 1, 2, ...).", "", kind="env"),
+           "one instance unless --redis names one) {replica} (which replica: 1, 2, ...).", "", kind="env"),
     Option("gateway_startup_timeout", "Seconds a started gateway may take to answer an Engine.IO handshake.", 30.0, kind="float"),
     Option("lacks", f"Capabilities the target declares it lacks, comma list of: {', '.join(CAPABILITIES)}. Their requirements report N/A.", "", kind="list", choices=CAPABILITIES),
     Option("allowed_origins", "Origins the gateway allows (comma list of scheme://host[:port]; scheme://*.domain[:port] allows "
@@ -769,6 +769,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
 
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
+# One ping per engine address and process: in-process pytest runs (the harness's own tests) would
+# otherwise wait for a slow engine once each.
+_DOCKER_PROBES: dict[str, bool] = {}
 
 
 def detect_broker(environ: Mapping[str, str]) -> tuple[str, str]:
@@ -778,10 +781,13 @@ def detect_broker(environ: Mapping[str, str]) -> tuple[str, str]:
     from realtime_conformance.harness.providers.broker import RABBITMQ_SERVER  # local: keeps settings light
 
     docker_note = "no Docker engine configured"
-    if environ.get("DOCKER_HOST") or DOCKER_SOCKET.exists():
+    host = environ.get("DOCKER_HOST") or ""
+    if host or DOCKER_SOCKET.exists():
         from realtime_conformance.harness.providers import containers as _containers
 
-        if _containers.docker_available():
+        if host not in _DOCKER_PROBES:
+            _DOCKER_PROBES[host] = _containers.docker_available()
+        if _DOCKER_PROBES[host]:
             return "container", "a Docker engine answered"
         docker_note = "the Docker engine did not answer"
     if RABBITMQ_SERVER.exists():

@@ -905,4 +905,5 @@ def test_broker_auto_is_resolved_with_its_reason(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(_settings_module, "DOCKER_SOCKET", sock)
     monkeypatch.setattr(broker, "RABBITMQ_SERVER", server)
     monkeypatch.setattr(containers, "docker_available", lambda: answers)
+    monkeypatch.setattr(_settings_module, "_DOCKER_PROBES", {})
     assert _settings_module.detect_broker({"DOCKER_HOST": docker_host} if docker_host else {}) == expected
