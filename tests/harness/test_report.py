@@ -310,3 +310,20 @@ def test_a_coloured_gateway_log_reads_as_words_in_the_html(tmp_path: Path) -> No
     html = render_html(result)
     assert "\x1b" not in html and "\x07" not in html and "[31m" not in html
     assert "ERROR consumer lost" in html
+
+
+def test_ran_line_names_broker_gateway_and_redis() -> None:
+    from realtime_conformance.harness.report.render import ran_line
+
+    result = {"environment": {
+        "broker": {"kind": "container", "url": "amqp://127.0.0.1:5999/", "image": "rabbitmq:3-management"},
+        "gateway": {"kind": "process", "url": "http://127.0.0.1:4001", "command": "node src/index.js"},
+        "redis": {"kind": "process", "url": "redis://127.0.0.1:6401/0", "server": "redis-server"},
+        "replicas": 2}}
+    assert ran_line(result) == ("ran: broker container amqp://127.0.0.1:5999/ (rabbitmq:3-management); "
+                                "gateway process http://127.0.0.1:4001 and 1 more instance(s) (node src/index.js); "
+                                "redis process redis://127.0.0.1:6401/0 (redis-server)")
+    result["environment"]["redis"] = {"kind": "none", "note": "no Redis given to the gateway: it will use its own default"}
+    assert ran_line(result).endswith("; redis none: no Redis given to the gateway: it will use its own default")
+    assert ran_line({}) == "ran: no target was started (no selected test needed one)"
+    assert "What ran" in render_html({**sample_result(), **result})
