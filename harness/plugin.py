@@ -7,10 +7,12 @@ wires them to pytest's hooks and offers the fixtures suites use.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings as hypothesis_settings
@@ -27,7 +29,7 @@ from realtime_conformance.harness.providers.target import Target
 from realtime_conformance.harness.wire.tokens import TokenFactory
 from realtime_conformance.harness.judging.verdicts import NA_PREFIX, NON_STRICT_PREFIX, WAIVED_PREFIX, Run, verdict_for
 from realtime_conformance.harness.judging.waivers import WAIVABLE
-from realtime_conformance.harness.redaction import Redactor
+from realtime_conformance.harness.redaction import Redactor, strip_terminal_codes
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 RUN_KEY = pytest.StashKey[Run]()
@@ -158,19 +160,67 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 
 def _redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
-    """Secrets out of what pytest prints and JUnit XML stores: failure text, captured output, properties."""
+    """Secrets out of what pytest prints and JUnit XML stores: failure text, captured output, properties.
+
+    Terminal control sequences go too: a gateway's coloured log quoted in a failure or captured
+    output would otherwise land raw in the JUnit XML."""
     if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
         path, lineno, reason = report.longrepr
-        report.longrepr = (path, lineno, redactor.text(str(reason)))
+        report.longrepr = (path, lineno, redactor.text(strip_terminal_codes(str(reason))))
     elif report.longrepr is not None:
         text = str(report.longrepr)
-        clean = redactor.text(text)
+        clean = redactor.text(strip_terminal_codes(text))
         if clean != text:
             report.longrepr = clean  # loses the colours, only when there was something to hide
-    report.sections = [(title, redactor.text(content)) for title, content in report.sections]
+    report.sections = [(title, redactor.text(strip_terminal_codes(content))) for title, content in report.sections]
     report.user_properties = [(name, redactor.value(value, name)) for name, value in report.user_properties]
     if isinstance(getattr(report, "wasxfail", None), str):
         report.wasxfail = redactor.text(report.wasxfail)
+
+
+@dataclass(frozen=True)
+class _Crash:
+    """Where a one-line failure was raised, in the shape pytest's summary and JUnit XML read."""
+
+    path: str
+    lineno: int
+    message: str
+
+
+class OneLineFailure:
+    """A verdict the harness reached (FAIL or UNKNOWN) as one line instead of a traceback.
+
+    The evidence (violations, examples) is in compliance.json/.html; a traceback through the
+    harness's own frames only pushes the summary off the screen. ``toterminal`` and
+    ``reprcrash`` are what pytest's terminal, its short summary and JUnit XML use."""
+
+    def __init__(self, line: str, path: str, lineno: int) -> None:
+        self.line = line
+        self.reprcrash = _Crash(path, lineno, line)
+
+    def toterminal(self, tw: Any) -> None:
+        tw.line(self.line, red=True, bold=True)
+
+    def __str__(self) -> str:
+        return self.line
+
+
+def _one_line(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    """A ConformanceFailure or UnknownEvidence (and an intermittent violation) as one line."""
+    run = item.config.stash[RUN_KEY]
+    record = run.records.get(item.nodeid)
+    if record is None or report.outcome != "failed" or call.excinfo is None or not record.verdict:
+        return
+    if not (isinstance(call.excinfo.value, (ConformanceFailure, UnknownEvidence))
+            or record.verdict == "FAIL" and record.failures):  # an intermittent violation (see _judge)
+        return
+    path, lineno = str(item.path), 0
+    with contextlib.suppress(Exception):
+        lineno = (item.reportinfo()[1] or 0) + 1
+    message = " ".join((record.message or type(call.excinfo.value).__name__).split())
+    line = f"{record.verdict} {', '.join(record.requirements)}: {message} (evidence: compliance.html)"
+    report.longrepr = OneLineFailure(item.config.stash[SETTINGS_KEY].redactor.text(strip_terminal_codes(line)),
+                                     path, lineno)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -178,6 +228,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     try:
         _judge(item, call, report)
+        _one_line(item, call, report)
     finally:
         _redact_report(report, item.config.stash[SETTINGS_KEY].redactor)
     return report
@@ -302,11 +353,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if target is not None:
         environment = target.describe()
         target_info["url"] = target.main.url if target.main else settings.gateway_url
-        logs = target.logs()
+        logs = {name: strip_terminal_codes(text) for name, text in target.logs().items()}
     if settings.target_kind == "process":
         target_info["command"] = settings.command
     result = run.result(settings=settings.redacted(), target=target_info, environment=environment, logs=logs)
     result["gate"] = gate_of(settings)
+    result["ran"] = _report.ran_line(result)  # what ran, in one line (kind, address, image or command)
     result = settings.redactor.value(result)  # the one boundary: JSON, HTML and the terminal read this
     report_dir = Path(settings.report_dir)
     if not report_dir.is_absolute():
@@ -326,6 +378,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for line in _report.summary_details(done["result"]):
         terminalreporter.write_line(line)
     terminalreporter.write_line(_report.gate_line(done["result"]))
+    terminalreporter.write_line(done["result"].get("ran") or _report.ran_line(done["result"]))
     for kind, path in done["paths"].items():
         terminalreporter.write_line(f"{kind}: {path}")
 

@@ -14,6 +14,9 @@ properties and the terminal go through a ``Redactor`` built from the run's setti
 - JWT signatures: a token keeps its readable header and claims, its signature is cut, as the
   suites already show tokens in their examples.
 
+``strip_terminal_codes`` removes what a gateway writes for a terminal (colours, cursor moves,
+window titles) from the logs the harness captures: a report is read in a browser or a CI page.
+
 Standard library only, so the report module can use it on a saved result.
 """
 
@@ -39,6 +42,14 @@ _JSON_PAIR = re.compile(r"""(?P<head>(?P<q>["'])(?P<name>[^"'\\]{1,80})(?P=q)\s*
 _JWT = re.compile(r"\b(?P<keep>eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*)\.(?P<sig>[A-Za-z0-9_-]+)")
 _PLACEHOLDERS = re.compile(r"(?:\{[a-z_]+\})+")
 CUT = ".<signature>"
+# ECMA-48 sequences a log may carry: CSI (ESC [ ... final byte, or its 8-bit form), OSC (ESC ] ...
+# ended by BEL or ST, i.e. ESC and a backslash), the other string controls (DCS, SOS, PM, APC), and two-byte
+# ESC escapes.
+_TERMINAL_CODES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]"
+)
 
 
 def is_secret_name(name: object) -> bool:
@@ -47,6 +58,14 @@ def is_secret_name(name: object) -> bool:
         return False
     words = [w.lower() for w in _WORDS.findall(name)]
     return bool(words) and (words[-1] in SECRET_LAST_WORDS or any(w in SECRET_WORDS for w in words))
+
+
+def strip_terminal_codes(text: str) -> str:
+    """``text`` without terminal control sequences (ANSI colours, cursor moves, OSC titles and links),
+    so a captured log reads as its words in HTML, JSON and JUnit; a lone ESC left over goes too."""
+    if not text or ("\x1b" not in text and not any(c in text for c in "\x90\x98\x9b\x9c\x9d\x9e\x9f")):
+        return text
+    return _TERMINAL_CODES.sub("", text).replace("\x1b", "")
 
 
 def url_passwords(text: str) -> list[str]:

@@ -1,6 +1,9 @@
 """Harness settings: one table of options, each a command-line flag, an ini key and an env var.
 
-Precedence: command line, then environment, then ini file, then the default.
+Precedence: command line, then environment, then ini file, then the default. One exception
+merges instead: ``gateway_env`` entries apply in layers (the seed's defaults, then the ini's, then
+the environment's, then the command line's), key by key, so ``--gateway-env KEY=VALUE`` changes
+one variable and keeps the ini's others; ``KEY=`` removes one.
 ``resolve`` validates everything at once and raises ``pytest.UsageError``
 naming the option, its three spellings and the valid choices, so a typo fails
 the run at start instead of half-way through a suite.
@@ -108,10 +111,13 @@ OPTIONS: tuple[Option, ...] = (
            "area (-m cluster); for a URL target it is the number of URLs listed.", 1, kind="int"),
     Option("redis_url", "Redis the gateway replicas share (redis://host:port[/db]); implies --redis external. Default: "
            "with 2 or more replicas, one the harness starts (see --redis); with one, none (the {redis_url} "
-           "placeholder is empty)."),
-    Option("redis", "Where the replicas' Redis comes from: auto (external when --redis-url is given, a container when "
-           "the target is an image, else process), process (a private redis-server on a free loopback port), "
-           "container (--redis-image, needs a Docker engine) or external (--redis-url).", "auto", choices=REDIS_KINDS),
+           "placeholder is empty) unless --redis names one."),
+    Option("redis", "Where the gateway's Redis ({redis_url}) comes from: process (a private redis-server on a free "
+           "loopback port), container (--redis-image, needs a Docker engine) or external (--redis-url); chosen, "
+           "every harness-started instance gets one, a lone or dedicated instance too (each its own, or the "
+           "external one). auto: with 2 or more replicas external when --redis-url is given, a container when the "
+           "target is an image, else process; with one instance none ({redis_url} empty: the gateway uses its "
+           "own default).", "auto", choices=REDIS_KINDS),
     Option("redis_image", "Redis image for --redis container (scripts/prepare-docker.sh builds rtc/redis:local).",
            LOCAL_REDIS_IMAGE),
     Option("broker", "Where RabbitMQ comes from.", "auto", choices=BROKER_KINDS),
@@ -129,9 +135,11 @@ OPTIONS: tuple[Option, ...] = (
            "{}", kind="json"),
     Option("socketio_path", "Socket.IO path on the gateway.", "/socket.io/"),
     Option("rest_paths", "REST paths as a JSON object overriding the contract's (keys: stats, refresh, conversations, messages, health).", "{}", kind="json"),
-    Option("gateway_env", "Environment for a harness-started gateway: KEY=TEMPLATE entries added to the seed's defaults; placeholders {host} {port} {amqp_url} {jwt_secret} {jwt_algorithm} {tenant_claim} {allowed_origins} {queue} {workdir} "
+    Option("gateway_env", "Environment for a harness-started gateway: KEY=TEMPLATE entries added to the seed's defaults. "
+           "Entries merge key by key: the ini's apply over the defaults, the environment's over those, the command "
+           "line's last; KEY= (empty) removes a variable. Placeholders {host} {port} {amqp_url} {jwt_secret} {jwt_algorithm} {tenant_claim} {allowed_origins} {queue} {workdir} "
            "(this instance's folder) {shared_dir} (one folder all replicas of the target share) {redis_url} (empty with "
-           "one replica) {replica} (which replica: 1, 2, ...).", "", kind="env"),
+           "one instance unless --redis names one) {replica} (which replica: 1, 2, ...).", "", kind="env"),
     Option("gateway_startup_timeout", "Seconds a started gateway may take to answer an Engine.IO handshake.", 30.0, kind="float"),
     Option("lacks", f"Capabilities the target declares it lacks, comma list of: {', '.join(CAPABILITIES)}. Their requirements report N/A.", "", kind="list", choices=CAPABILITIES),
     Option("allowed_origins", "Origins the gateway allows (comma list of scheme://host[:port]; scheme://*.domain[:port] allows "
@@ -193,8 +201,14 @@ class Settings:
     gateway_replicas: int = 1
     redis_url: str | None = None
     gateway_urls: tuple[str, ...] = ()  # every instance of a URL target
-    redis: str = "process"  # how the replicas' Redis is got: process, container or external (auto resolved)
+    redis: str = "process"  # process, container, external, or none (auto with one instance): auto resolved
     redis_image: str = LOCAL_REDIS_IMAGE
+    redis_chosen: bool = False  # --redis named a kind: lone and dedicated instances get a Redis too
+
+    @property
+    def gives_redis(self) -> bool:
+        """Whether harness-started gateways of the main target get a Redis in ``{redis_url}``."""
+        return self.target_kind != "url" and self.redis != "none"
 
     @property
     def cluster(self) -> bool:
@@ -410,10 +424,28 @@ def add_options(parser: pytest.Parser) -> None:
         parser.addini(opt.name, help=opt.help, type=ini_type, default=None)
 
 
+def _env_layers(opt: Option, config: pytest.Config, environ: Mapping[str, str]) -> tuple[list[str], str]:
+    """Every spelling's KEY=TEMPLATE entries, lowest precedence first (ini, environment, command
+    line), and where they came from: applied in order, a later entry overrides an earlier one's key."""
+    entries: list[str] = []
+    used: list[str] = []
+    layers = ((config.getini(opt.name), "ini"),
+              ([v for v in environ.get(opt.env, "").split(";") if v.strip()], "environment"),
+              (config.getoption(opt.name, default=None), "command line"))
+    for given, source in layers:
+        if given not in (None, [], ""):
+            entries += [str(v) for v in given]
+            used.append(source)
+    return entries, " + ".join(used) or "default"
+
+
 def _raw_values(config: pytest.Config, environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     raw: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for opt in OPTIONS:
+        if opt.kind == "env":
+            raw[opt.name], sources[opt.name] = _env_layers(opt, config, environ)
+            continue
         cli = config.getoption(opt.name, default=None)
         if cli not in (None, [], ""):
             raw[opt.name], sources[opt.name] = cli, "command line"
@@ -631,7 +663,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
     gateway_url = gateway_urls[0] if gateway_urls else None
     replicas = _replicas(o["gateway_replicas"], raw["gateway_replicas"], sources["gateway_replicas"], gateway_urls)
     redis_url = _check_url(o["redis_url"], str(raw["redis_url"]).strip(), ("redis", "rediss"), 6379) if raw["redis_url"] else None
-    redis = _redis_kind(o, raw, sources, redis_url)
+    redis = _redis_kind(o, raw, sources, redis_url, replicas, bool(gateway_urls))
     amqp_url = _check_url(o["amqp_url"], raw["amqp_url"], ("amqp", "amqps")) if raw["amqp_url"] else None
     if broker == "external" and not amqp_url:
         raise pytest.UsageError(f"--broker external needs {o['amqp_url'].spellings}, e.g. amqp://guest:guest@127.0.0.1:5672/")
@@ -644,6 +676,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
                                     "--broker process node; use --broker container or --broker external")
         broker = "container"
         sources["broker"] = "implied by gateway_image"
+    if broker == "auto":
+        broker, why = detect_broker(environ)
+        sources["broker"] = f"auto: {why}"
 
     secret = raw["jwt_secret"]
     if not secret:
@@ -729,11 +764,41 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         gateway_urls=gateway_urls,
         redis=redis,
         redis_image=str(raw["redis_image"]).strip() or LOCAL_REDIS_IMAGE,
+        redis_chosen=str(raw["redis"]).strip().lower() != "auto",
     )
 
 
-def _redis_kind(o: Mapping[str, Option], raw: Mapping[str, Any], sources: dict[str, str], redis_url: str | None) -> str:
-    """How the replicas' Redis is got; ``auto`` resolved: the URL's, a container for an image target, else a process."""
+DOCKER_SOCKET = Path("/var/run/docker.sock")
+# One ping per engine address and process: in-process pytest runs (the harness's own tests) would
+# otherwise wait for a slow engine once each.
+_DOCKER_PROBES: dict[str, bool] = {}
+
+
+def detect_broker(environ: Mapping[str, str]) -> tuple[str, str]:
+    """What ``--broker auto`` picks on this machine, and why: a Docker engine that answers, else a
+    private node of the installed rabbitmq-server. Neither: ``auto`` stays, and starting the target
+    says what to install. The Docker client is only imported when an engine may be there."""
+    from realtime_conformance.harness.providers.broker import RABBITMQ_SERVER  # local: keeps settings light
+
+    docker_note = "no Docker engine configured"
+    host = environ.get("DOCKER_HOST") or ""
+    if host or DOCKER_SOCKET.exists():
+        from realtime_conformance.harness.providers import containers as _containers
+
+        if host not in _DOCKER_PROBES:
+            _DOCKER_PROBES[host] = _containers.docker_available()
+        if _DOCKER_PROBES[host]:
+            return "container", "a Docker engine answered"
+        docker_note = "the Docker engine did not answer"
+    if RABBITMQ_SERVER.exists():
+        return "process", f"{docker_note}; rabbitmq-server is installed"
+    return "auto", f"{docker_note} and rabbitmq-server is not installed"
+
+
+def _redis_kind(o: Mapping[str, Option], raw: Mapping[str, Any], sources: dict[str, str], redis_url: str | None,
+                replicas: int, url_target: bool) -> str:
+    """How the gateway's Redis is got; ``auto`` resolved: none for one instance (or a URL target),
+    else the URL's, a container for an image target, else a process."""
     kind = str(raw["redis"]).strip().lower()
     if kind not in REDIS_KINDS:
         raise _fail(o["redis"], raw["redis"], f"is not a valid choice; choose from: {', '.join(REDIS_KINDS)}")
@@ -746,6 +811,11 @@ def _redis_kind(o: Mapping[str, Option], raw: Mapping[str, Any], sources: dict[s
     if image and kind == "process":
         raise pytest.UsageError("--gateway-image runs the gateway in a container, which cannot reach a --redis process "
                                 "server on the host's loopback; use --redis container or --redis external --redis-url URL")
+    if kind == "auto" and (replicas < 2 or url_target):
+        kind = "none"
+        sources["redis"] = ("auto: a URL target's Redis is its own" if url_target else
+                            "auto: one instance gets no Redis" + (" (--redis-url is for 2 or more replicas, or "
+                                                                  "with --redis external)" if redis_url else ""))
     if kind == "auto":
         if redis_url:
             kind, sources["redis"] = "external", f"implied by redis_url ({sources['redis_url']})"
@@ -806,15 +876,34 @@ def _load_waivers(config: pytest.Config, opt: Option, value: Any, source: str) -
         raise pytest.UsageError(f"{opt.spellings}: {exc}") from None
 
 
+NO_REDIS = "no Redis given to the gateway: it will use its own default"
+
+
 def redis_line(settings: Settings) -> str:
-    """Where the replicas' Redis comes from, in a few words (the URL's password redacted)."""
+    """Where the gateway's Redis comes from, in a few words (the URL's password redacted)."""
     if settings.target_kind == "url":
         return "none (URL target)"
+    if settings.redis == "none":
+        return "none"
     if settings.redis == "external" and settings.redis_url:
         return f"external {redact_url(settings.redis_url)}"
     if settings.redis == "container":
         return f"container {settings.redis_image}"
     return "private redis-server"
+
+
+def _lone_redis(settings: Settings) -> str:
+    """The header's word on Redis for one instance: which one it gets, or that it gets none and so
+    falls back to whatever its own default is (often localhost:6379, shared with anything there)."""
+    uses = [key for key, template in settings.gateway_env.items() if "{redis_url}" in template]
+    if settings.redis == "none":
+        where = (f"{{redis_url}} is empty in {', '.join(uses)}" if uses else "no gateway_env entry uses {redis_url}")
+        fix = ("--redis external gives it the one --redis-url names" if settings.redis_url else
+               "--redis process or --redis container gives it one of the harness's own")
+        return f"redis=none: {NO_REDIS} ({where}; {fix})"
+    given = f"in {', '.join(uses)}" if uses else "in {redis_url}, which no gateway_env entry uses"
+    return (f"redis={redis_line(settings)} given to the gateway {given}; each dedicated instance gets "
+            + ("the same one" if settings.redis == "external" else "one of its own"))
 
 
 def header_lines(settings: Settings) -> list[str]:
@@ -826,8 +915,13 @@ def header_lines(settings: Settings) -> list[str]:
         f"realtime-conformance: broker={settings.broker} queue={settings.queue} budget={settings.latency_budget_ms:g} ms "
         f"strict={settings.strict} report_dir={settings.report_dir}",
     ]
+    if settings.sources.get("broker", "").startswith("auto"):
+        lines.append(f"realtime-conformance: broker={settings.broker} chosen by --broker auto "
+                     f"({settings.sources['broker'].removeprefix('auto: ')})")
     if settings.cluster:
         lines.append(f"realtime-conformance: {settings.gateway_replicas} gateway replicas, redis={redis_line(settings)}")
+    elif settings.target_kind != "url":
+        lines.append(f"realtime-conformance: {_lone_redis(settings)}")
     from realtime_conformance.harness.judging.catalogue import CATALOGUE_VERSION
 
     pinned = "pinned" if settings.catalogue_version else "not pinned: set catalogue_version to pin it"
@@ -839,7 +933,8 @@ def header_lines(settings: Settings) -> list[str]:
         expired = [w.id for w in settings.waivers.entries if w.expired(today)]
         lines.append(f"realtime-conformance: {len(settings.waivers.entries)} waiver(s) from {settings.waivers.path}"
                      + (f"; expired: {', '.join(expired)}" if expired else ""))
-    non_default = {k: v for k, v in settings.redacted().items() if settings.sources.get(k, "default") != "default"}
+    non_default = {k: v for k, v in settings.redacted().items()
+                   if not settings.sources.get(k, "default").startswith(("default", "auto"))}
     if non_default:
         lines.append("realtime-conformance: set " + ", ".join(f"{k}={v}" for k, v in sorted(non_default.items())))
     return [settings.redactor.text(line) for line in lines]

@@ -144,7 +144,7 @@ def started(named: list[tuple[str, Settings]]) -> Iterator[list[BenchTarget]]:
                 else:
                     queue = f"{settings.queue}.bench-{i}"
             redis = None
-            if settings.cluster and settings.target_kind != "url":
+            if settings.gives_redis:  # a cluster's, or one --redis chose for a lone instance
                 redis = make_redis(settings, network=getattr(broker, "network", None))
                 services.append(redis)
                 redis.start()

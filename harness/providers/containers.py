@@ -71,6 +71,7 @@ from realtime_conformance.harness.providers.broker import RabbitCtl, wait_for_am
 from realtime_conformance.harness.providers.gateway import wait_for_engineio  # noqa: E402
 from realtime_conformance.harness.providers.ports import LOOPBACK, free_port  # noqa: E402
 from realtime_conformance.harness.providers.redis_server import wait_for_redis  # noqa: E402
+from realtime_conformance.harness.redaction import strip_terminal_codes  # noqa: E402
 
 DEFAULT_RABBITMQ_IMAGE = "rabbitmq:3-management"
 LOCAL_RABBITMQ_IMAGE = "rtc/rabbitmq:local"
@@ -334,7 +335,7 @@ class _ManagedContainer:
             data = container.logs(stdout=True, stderr=True)
         except docker.errors.NotFound:
             return ""
-        return data.decode("utf-8", errors="replace")[-max_chars:]
+        return strip_terminal_codes(data.decode("utf-8", errors="replace"))[-max_chars:]
 
     def state(self) -> str:
         """"running", "exited with code N", or "not created", for error messages."""

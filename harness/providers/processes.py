@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from realtime_conformance.harness.redaction import strip_terminal_codes
+
 _LIVE: "set[ManagedProcess]" = set()
 _LOCK = threading.Lock()
 
@@ -124,7 +126,8 @@ class ManagedProcess:
             data = self.log_path.read_bytes()
         except FileNotFoundError:
             return ""
-        return data[-max_bytes:].decode("utf-8", errors="replace")
+        # Colours and cursor codes out: every caller shows the tail in a message or a report.
+        return strip_terminal_codes(data[-max_bytes:].decode("utf-8", errors="replace"))
 
 
 def processes_with_env(name: str, value: str) -> list[tuple[int, str]]:

@@ -32,11 +32,12 @@ from realtime_conformance.harness.providers.broker import (
 from realtime_conformance.harness.providers.gateway import CommandGateway, Gateway, UrlGateway, engineio_open, websocket_open
 from realtime_conformance.harness.providers.ports import LOOPBACK, free_port
 from realtime_conformance.harness.providers.redis_server import ExternalRedis, PrivateRedis, Redis
+from realtime_conformance.harness.redaction import strip_terminal_codes
 from realtime_conformance.harness.wire.proxy import FaultProxy
 from realtime_conformance.harness.wire.idle import IdleWatch
 from realtime_conformance.harness.wire.publisher import Publisher
 from realtime_conformance.harness.wire.scenario import Scenario
-from realtime_conformance.harness.settings import Settings
+from realtime_conformance.harness.settings import NO_REDIS, Settings
 from realtime_conformance.harness.wire.tokens import TokenFactory
 
 _INSTANCES = itertools.count(1)
@@ -72,10 +73,13 @@ def make_redis(settings: Settings, network: Any = None) -> Redis:
 
     On a shared network every Redis gets an alias of its own: the main cluster's and a dedicated
     cluster's Redis run side by side there, and one alias for both would resolve to either."""
-    if settings.redis == "external":
+    kind = settings.redis
+    if kind == "none":  # a cluster asked for in a one-instance run: what auto would give a cluster
+        kind = "container" if settings.target_kind == "image" else "process"
+    if kind == "external":
         assert settings.redis_url
         return ExternalRedis(settings.redis_url)
-    if settings.redis == "container":
+    if kind == "container":
         from realtime_conformance.harness.providers import containers as _containers
         alias = f"redis-{uuid.uuid4().hex[:8]}" if network is not None else "redis"
         return _containers.RedisContainer(settings.redis_image, network=network, alias=alias)
@@ -428,7 +432,7 @@ class Target:
         self._vhost_pool = maker.submit(self._make_vhosts)
         maker.shutdown(wait=False)
         replicas = self.settings.gateway_replicas
-        if self.settings.cluster and self.settings.target_kind != "url":
+        if self.settings.gives_redis:  # a cluster's, or one chosen with --redis for a lone instance
             self.redis = make_redis(self.settings, network=getattr(self.broker, "network", None))
             self.redis.start()
         # One folder every replica shares (bind-mounted into containers); a lone instance uses its own.
@@ -557,11 +561,19 @@ class Target:
             if not own_broker or broker_down != "refused":
                 raise ValueError("broker_down without a broker link needs own_broker=True and 'refused'")
             await asyncio.to_thread(getattr(broker, "broker", broker).kill)
+        redis: Redis | None = None
+        if self.settings.redis_chosen and self.settings.gives_redis:
+            # --redis chose one: a dedicated instance gets its own (the external one is shared).
+            redis = make_redis(self.settings, network=getattr(broker, "network", None))  # where its gateway runs
+            self._extra_redis.append(redis)
         gateway = make_gateway(self.settings, gateway_broker, queue=queue, workdir=self.workdir / f"{label}-{n}",
-                               name=f"gateway-{label}-{n}")
+                               name=f"gateway-{label}-{n}", redis_url=redis_url_for(self.settings, redis),
+                               network=gateway_network(broker, redis))
         self._extra.append(gateway)
         failed = True
         try:
+            if redis is not None:
+                await asyncio.to_thread(redis.start)
             await asyncio.to_thread(gateway.start)
             instance = Instance(self, gateway, queue, broker, private_vhost=isolated)
             instance.broker_link = link
@@ -591,6 +603,10 @@ class Target:
                 real = getattr(broker, "broker", broker)
                 await asyncio.to_thread(getattr(real, "close", real.stop))
                 self._extra_brokers.remove(real)
+            if redis is not None:
+                with contextlib.suppress(Exception):  # a Redis that never started has nothing to stop
+                    await asyncio.to_thread(getattr(redis, "close", redis.stop))
+                self._extra_redis.remove(redis)
 
     @contextlib.asynccontextmanager
     async def dedicated_cluster(self, label: str, replicas: int | None = None, *,
@@ -598,7 +614,7 @@ class Target:
         """A fresh cluster of the configured size for checks that kill an instance: a vhost, a
         Redis (as --redis says: a process, a container, or the one --redis-url names) and a
         shared folder of its own. ``broker_links`` puts a FaultProxy between each instance and the
-        broker (process targets; ``cluster.broker_links``), which shows what each instance consumed."""
+        broker (process targets; each instance's ``broker_link``), which shows what each instance consumed."""
         assert self.broker is not None
         replicas = replicas or self.settings.gateway_replicas
         n = next(_INSTANCES)
@@ -697,8 +713,10 @@ class Target:
         if vhost is not None:
             broker = BrokerView(broker, url_with_vhost(broker.amqp_url, vhost),
                                 url_with_vhost(getattr(broker, "gateway_amqp_url", broker.amqp_url), vhost))
-        gateway = make_gateway(trial, broker, queue=self.settings.queue,
-                               workdir=self.workdir / f"trial-{n}", name=f"gateway-trial-{n}")
+        lone_redis = self.redis if self.settings.redis_chosen else None  # short-lived: the main's will do
+        gateway = make_gateway(trial, broker, queue=self.settings.queue, workdir=self.workdir / f"trial-{n}",
+                               name=f"gateway-trial-{n}", redis_url=redis_url_for(self.settings, lone_redis),
+                               network=gateway_network(self.broker, lone_redis))
         if isinstance(gateway, CommandGateway):
             # The variables removed from the template must not leak in from our own environment.
             for key in set(self.settings.gateway_env) - set(env):
@@ -726,7 +744,7 @@ class Target:
             out["gateway" if n == 0 else f"gateway-{n + 1}"] = instance.gateway.logs()[-20000 if n == 0 else -8000:]
         log_path = getattr(self.broker, "log_path", None)
         if log_path is not None and Path(log_path).exists():
-            out["broker"] = Path(log_path).read_text(errors="replace")[-8000:]
+            out["broker"] = strip_terminal_codes(Path(log_path).read_text(errors="replace"))[-8000:]
         elif callable(getattr(self.broker, "logs", None)):
             with contextlib.suppress(Exception):
                 out["broker"] = self.broker.logs()[-8000:]  # type: ignore[union-attr]
@@ -750,8 +768,10 @@ class Target:
             "packages": packages,
             "gateway": gateway,
             "broker": self.broker.describe() if self.broker else {},
+            "redis": self.redis.describe() if self.redis else {
+                "kind": "none", "note": "a URL target's Redis is its own" if self.settings.target_kind == "url"
+                else NO_REDIS},
             **({"replicas": len(self.instances), "instances": [i.url for i in self.instances],
-                "redis": self.redis.describe() if self.redis else None,
                 "cluster_warm_up": self.cluster.warm if self.cluster else None} if len(self.instances) > 1 else {}),
             "delivery_profile": self.delivery_profile,
             "control_types": list(self.control_types),

@@ -21,11 +21,14 @@ from typing import Any
 
 import jinja2
 
+from realtime_conformance.harness.redaction import strip_terminal_codes
+
 __all__ = [
     "DEFAULT_BOUNDS",
     "VERDICTS",
     "histogram",
     "latency_summary",
+    "ran_line",
     "render_html",
     "summary_details",
     "summary_line",
@@ -193,6 +196,29 @@ def gate_line(result: Mapping[str, Any]) -> str:
     return (f"gate level: {gate.get('level')} (idle window {_fmt_number(gate.get('idle_window_s'))} s, "
             f"{gate.get('examples')} examples per generated check"
             + (f"; set by hand: {', '.join(overridden)}" if overridden else "") + ")")
+
+
+def _part(role: str, described: Any, replicas: Any = None) -> str:
+    """One provider of the run in a few words: kind, address, then image, command or server."""
+    if not isinstance(described, Mapping) or not described:
+        return f"{role} not recorded"
+    kind = str(described.get("kind") or "?")
+    if kind == "none":
+        return f"{role} none: {described.get('note') or 'none'}"
+    where = described.get("url") or ""
+    more = f" and {int(replicas) - 1} more instance(s)" if isinstance(replicas, int) and replicas > 1 else ""
+    how = described.get("image") or described.get("command") or described.get("server") or ""
+    return " ".join(p for p in (role, kind, str(where) + more, f"({how})" if how else "") if p)
+
+
+def ran_line(result: Mapping[str, Any]) -> str:
+    """What actually ran, once the target was up: the broker, the gateway and the Redis it was given."""
+    env = result.get("environment") if isinstance(result.get("environment"), Mapping) else {}
+    if not env.get("broker") and not env.get("gateway"):
+        return "ran: no target was started (no selected test needed one)"
+    return "ran: " + "; ".join((_part("broker", env.get("broker")),
+                                _part("gateway", env.get("gateway"), env.get("replicas")),
+                                _part("redis", env.get("redis"))))
 
 
 def _fmt_number(value: Any) -> str:
@@ -515,6 +541,7 @@ def _context(result: Mapping[str, Any]) -> dict:
         "attention": [r for r in reqs if r["open"]],
         "strict": bool(result.get("strict")),
         "target": _target_text(result.get("target")),
+        "ran": ran_line(result).removeprefix("ran: "),
         "generated_at": result.get("generated_at") or "not recorded",
         "duration": _fmt_s(result.get("duration_s")),
         "harness_version": env.get("harness_version"),
@@ -522,7 +549,7 @@ def _context(result: Mapping[str, Any]) -> dict:
         "total": len(reqs),
         "environment": _flatten(env),
         "settings": [(str(k), _fmt_value(v)) for k, v in settings.items()],
-        "logs": [(str(k), str(v)) for k, v in logs.items() if v],
+        "logs": [(str(k), strip_terminal_codes(str(v))) for k, v in logs.items() if v],
         "catalogue_version": result.get("catalogue_version"),
         "gate": gate_line(result).removeprefix("gate level: ") if result.get("gate") else None,
         "catalogue_pinned": bool(result.get("catalogue_pinned")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import uuid
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
@@ -25,6 +26,17 @@ def envelope_for(event_type: str, tenant_id: str, data: Any) -> dict[str, Any]:
         "data": data,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
+
+
+def amqp_message(body: bytes) -> aio_pika.Message:
+    """A persistent JSON message with a ``message_id`` of our own.
+
+    Without one, aiormq makes it from the global ``random`` module; when that happens in a thread
+    of ours (MET-3's idle watch publishes its control there) while Hypothesis draws a test's
+    arguments in the main thread, Hypothesis sees the global random state move during the draw
+    and warns ("Do not use the `random` module inside strategies"). ``uuid4`` reads os.urandom."""
+    return aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, content_type="application/json",
+                            message_id=uuid.uuid4().hex)
 
 
 class Publisher:
@@ -69,8 +81,7 @@ class Publisher:
         """Publish raw bytes (valid or not); returns perf_counter() taken just before sending."""
         if self._channel is None:
             raise RuntimeError("Publisher.connect() first")
-        message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                   content_type="application/json")
+        message = amqp_message(body)
         sent_at = time.perf_counter()
         await self._channel.default_exchange.publish(message, routing_key=queue or self.queue, timeout=10)
         return sent_at

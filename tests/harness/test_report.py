@@ -286,3 +286,44 @@ def test_the_report_states_the_gate_level_that_ran() -> None:
     assert gate_line(result) == line
     assert "release (idle window 20 s, 40 examples per generated check; set by hand: idle_window_s)" in render_html(result)
     assert gate_line({"verdict": "PASS"}) == "gate level: not recorded"
+
+
+@pytest.mark.parametrize("raw, clean", [
+    ("\x1b[32minfo\x1b[39m consumer ready", "info consumer ready"),  # colour (SGR)
+    ("\x1b[1;38;5;208mWARN\x1b[0m slow", "WARN slow"),  # 256-colour, bold
+    ("\x1b[2K\x1b[1Gprogress 10%", "progress 10%"),  # erase line, cursor move
+    ("\x1b]0;gateway\x07started", "started"),  # window title (OSC, BEL-ended)
+    ("see \x1b]8;;https://x.example/\x1b\\the docs\x1b]8;;\x1b\\ now", "see the docs now"),  # a link (OSC 8, ST)
+    ("\x1b(Bplain\x1b", "plain"),  # a charset switch, a lone ESC
+    ("\x9b31mred\x9b0m", "red"),  # the 8-bit CSI
+    ("tabs\tnew\nlines é 🚀 \\x1b as text", "tabs\tnew\nlines é 🚀 \\x1b as text"),  # nothing to strip
+])
+def test_terminal_codes_are_stripped(raw: str, clean: str) -> None:
+    from realtime_conformance.harness.redaction import strip_terminal_codes
+
+    assert strip_terminal_codes(raw) == clean
+
+
+def test_a_coloured_gateway_log_reads_as_words_in_the_html(tmp_path: Path) -> None:
+    result = sample_result()
+    result["logs"] = {"gateway": "\x1b[31mERROR\x1b[0m consumer lost\n\x1b]0;title\x07"}
+    html = render_html(result)
+    assert "\x1b" not in html and "\x07" not in html and "[31m" not in html
+    assert "ERROR consumer lost" in html
+
+
+def test_ran_line_names_broker_gateway_and_redis() -> None:
+    from realtime_conformance.harness.report.render import ran_line
+
+    result = {"environment": {
+        "broker": {"kind": "container", "url": "amqp://127.0.0.1:5999/", "image": "rabbitmq:3-management"},
+        "gateway": {"kind": "process", "url": "http://127.0.0.1:4001", "command": "node src/index.js"},
+        "redis": {"kind": "process", "url": "redis://127.0.0.1:6401/0", "server": "redis-server"},
+        "replicas": 2}}
+    assert ran_line(result) == ("ran: broker container amqp://127.0.0.1:5999/ (rabbitmq:3-management); "
+                                "gateway process http://127.0.0.1:4001 and 1 more instance(s) (node src/index.js); "
+                                "redis process redis://127.0.0.1:6401/0 (redis-server)")
+    result["environment"]["redis"] = {"kind": "none", "note": "no Redis given to the gateway: it will use its own default"}
+    assert ran_line(result).endswith("; redis none: no Redis given to the gateway: it will use its own default")
+    assert ran_line({}) == "ran: no target was started (no selected test needed one)"
+    assert "What ran" in render_html({**sample_result(), **result})

@@ -8,6 +8,7 @@ messages are matched exactly, as pytest-httpx's own tests do.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from realtime_conformance import contract
 from realtime_conformance.harness import plugin
 from realtime_conformance.harness.wire.portal import ReconnectPolicy
 from realtime_conformance.harness.judging.catalogue import CATALOGUE_VERSION, CHANGELOG
+from realtime_conformance.harness import settings as _settings_module
 from realtime_conformance.harness.settings import BY_NAME, DEFAULT_GATEWAY_ENV, OPTIONS, Settings
 
 pytest_plugins = ["pytester"]
@@ -152,9 +154,11 @@ def test_gate_level_sets_the_window_and_the_examples(pytester: pytest.Pytester, 
 
 def test_defaults(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
     s = _settings_of(pytester)
-    assert (s.broker, s.jwt_algorithm, s.queue, s.latency_budget_ms, s.strict, s.report_dir) == (
-        "auto", "HS256", QUEUE, 1000.0, False, "reports")
-    assert s.sources["broker"] == "default"
+    assert (s.jwt_algorithm, s.queue, s.latency_budget_ms, s.strict, s.report_dir) == (
+        "HS256", QUEUE, 1000.0, False, "reports")
+    # auto is resolved as the settings are read, and says why (which depends on this machine).
+    assert (s.broker, s.sources["broker"]) == (*_settings_module.detect_broker(os.environ)[:1],
+                                               "auto: " + _settings_module.detect_broker(os.environ)[1])
     assert s.sources["jwt_secret"] == "generated for this run"
     assert len(s.jwt_secret.encode()) >= 32
     assert s.rest_paths == dict(contract.rest_paths())
@@ -206,8 +210,10 @@ def test_header_shows_target_broker_budget(pytester: pytest.Pytester, clean_env:
     target = (f"realtime-conformance: target=process {shlex.quote(sys.executable)} -m realtime_conformance.gateway "
               f"(cwd {pytester.path})")
     assert target in result.outlines
-    assert (f"realtime-conformance: broker=auto queue={QUEUE} budget=250 ms strict=False report_dir=reports"
+    broker, why = _settings_module.detect_broker(os.environ)
+    assert (f"realtime-conformance: broker={broker} queue={QUEUE} budget=250 ms strict=False report_dir=reports"
             in result.outlines)
+    assert f"realtime-conformance: broker={broker} chosen by --broker auto ({why})" in result.outlines
     assert ("realtime-conformance: set jwt_secret=*** (64 bytes, generated for this run), latency_budget_ms=250.0"
             in result.outlines)
 
@@ -768,12 +774,18 @@ def test_one_replica_by_default_and_no_redis(pytester: pytest.Pytester, clean_en
 
 
 @pytest.mark.parametrize("args, expected", [
-    ((), ("process", "default")),
-    (("--gateway-image=example/gw:1",), ("container", "implied by gateway_image")),
-    (("--redis-url=redis://127.0.0.1:6390/0",), ("external", "implied by redis_url (command line)")),
-    (("--gateway-image=example/gw:1", "--redis-url=redis://10.0.0.7:6379/0"), ("external", "implied by redis_url (command line)")),
+    (("--gateway-replicas=2",), ("process", "default")),
+    (("--gateway-replicas=2", "--gateway-image=example/gw:1",), ("container", "implied by gateway_image")),
+    (("--gateway-replicas=2", "--redis-url=redis://127.0.0.1:6390/0",), ("external", "implied by redis_url (command line)")),
+    (("--gateway-replicas=2", "--gateway-image=example/gw:1", "--redis-url=redis://10.0.0.7:6379/0"),
+     ("external", "implied by redis_url (command line)")),
     (("--redis=container",), ("container", "command line")),
     (("--redis=external", "--redis-url=redis://127.0.0.1:6390/0"), ("external", "command line")),
+    # One instance and auto: no Redis, as before; the header says what that means.
+    ((), ("none", "auto: one instance gets no Redis")),
+    (("--gateway-image=example/gw:1",), ("none", "auto: one instance gets no Redis")),
+    (("--redis-url=redis://127.0.0.1:6390/0",),
+     ("none", "auto: one instance gets no Redis (--redis-url is for 2 or more replicas, or with --redis external)")),
 ])
 def test_redis_auto_picks_url_then_container_for_images_then_process(
         pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, args: tuple[str, ...],
@@ -813,3 +825,85 @@ def test_redis_kind_in_the_set_line(pytester: pytest.Pytester, clean_env: pytest
     result.assert_outcomes(passed=1)
     set_line = next(l for l in result.outlines if l.startswith("realtime-conformance: set "))
     assert "redis=container" in set_line and "redis_image=example/redis:7" in set_line
+
+
+def test_gateway_env_merges_key_by_key_across_ini_environment_and_command_line(
+        pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    pytester.makeini("[pytest]\ngateway_env =\n    CACHE_DB=3\n    LOG_LEVEL=info\n    MODE=ini\n    PING_TIMEOUT=\n")
+    clean_env.setenv("RTC_GATEWAY_ENV", "MODE=env;EXTRA_FROM_ENV=1")
+    s = _settings_of(pytester, "--gateway-env=MODE=cli", "--gateway-env=LOG_LEVEL=", "--gateway-env=PING_TIMEOUT=9")
+    env = dict(s.gateway_env)
+    # The ini's own entries stay unless a later layer names the same key.
+    assert env["CACHE_DB"] == "3" and env["EXTRA_FROM_ENV"] == "1"
+    assert env["MODE"] == "cli"  # command line over environment over ini
+    assert "LOG_LEVEL" not in env  # KEY= removes what the ini added
+    assert env["PING_TIMEOUT"] == "9"  # removed by the ini, put back by the command line
+    assert env["RABBITMQ_URL"] == DEFAULT_GATEWAY_ENV["RABBITMQ_URL"]  # the seed's defaults under all of them
+    assert s.sources["gateway_env"] == "ini + environment + command line"
+
+
+def test_gateway_env_from_the_command_line_alone_keeps_the_defaults(pytester: pytest.Pytester,
+                                                                    clean_env: pytest.MonkeyPatch) -> None:
+    s = _settings_of(pytester, "--gateway-env=REDIS_URL=")
+    assert dict(s.gateway_env) == {k: v for k, v in DEFAULT_GATEWAY_ENV.items() if k != "REDIS_URL"}
+    assert s.sources["gateway_env"] == "command line"
+
+
+@pytest.mark.parametrize("args, redis, chosen, gives", [
+    ((), "none", False, False),
+    (("--redis=process",), "process", True, True),
+    (("--redis=container",), "container", True, True),
+    (("--redis=external", "--redis-url=redis://127.0.0.1:6390/0"), "external", True, True),
+    (("--gateway-replicas=2",), "process", False, True),
+    (("--gateway-url=http://127.0.0.1:3015", f"--jwt-secret={SECRET}"), "none", False, False),
+])
+def test_a_lone_instance_gets_a_redis_only_when_redis_names_one(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch,
+                                                                 args: tuple[str, ...], redis: str, chosen: bool,
+                                                                 gives: bool) -> None:
+    s = _settings_of(pytester, *args)
+    assert (s.redis, s.redis_chosen, s.gives_redis) == (redis, chosen, gives)
+
+
+@pytest.mark.parametrize("args, line", [
+    ((), "realtime-conformance: redis=none: no Redis given to the gateway: it will use its own default "
+         "({redis_url} is empty in REDIS_URL; --redis process or --redis container gives it one of the harness's own)"),
+    (("--redis-url=redis://127.0.0.1:6390/0",),
+     "realtime-conformance: redis=none: no Redis given to the gateway: it will use its own default "
+     "({redis_url} is empty in REDIS_URL; --redis external gives it the one --redis-url names)"),
+    (("--gateway-env=REDIS_URL=",),
+     "realtime-conformance: redis=none: no Redis given to the gateway: it will use its own default "
+     "(no gateway_env entry uses {redis_url}; --redis process or --redis container gives it one of the harness's own)"),
+    (("--redis=process", "--gateway-env=CACHE_URL={redis_url}"),
+     "realtime-conformance: redis=private redis-server given to the gateway in REDIS_URL, CACHE_URL; "
+     "each dedicated instance gets one of its own"),
+])
+def test_header_says_whether_a_lone_instance_gets_a_redis(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch,
+                                                          args: tuple[str, ...], line: str) -> None:
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=1)
+    assert line in result.outlines
+
+
+@pytest.mark.parametrize("docker_host, socket, answers, rabbit, expected", [
+    ("", False, False, True, ("process", "no Docker engine configured; rabbitmq-server is installed")),
+    ("unix:///run/d.sock", False, True, True, ("container", "a Docker engine answered")),
+    ("", True, False, True, ("process", "the Docker engine did not answer; rabbitmq-server is installed")),
+    ("", False, False, False, ("auto", "no Docker engine configured and rabbitmq-server is not installed")),
+])
+def test_broker_auto_is_resolved_with_its_reason(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, docker_host: str,
+                                                 socket: bool, answers: bool, rabbit: bool,
+                                                 expected: tuple[str, str]) -> None:
+    from realtime_conformance.harness.providers import broker, containers
+
+    sock = tmp_path / "docker.sock"
+    if socket:
+        sock.touch()
+    server = tmp_path / "rabbitmq-server"
+    if rabbit:
+        server.touch()
+    monkeypatch.setattr(_settings_module, "DOCKER_SOCKET", sock)
+    monkeypatch.setattr(broker, "RABBITMQ_SERVER", server)
+    monkeypatch.setattr(containers, "docker_available", lambda: answers)
+    monkeypatch.setattr(_settings_module, "_DOCKER_PROBES", {})
+    assert _settings_module.detect_broker({"DOCKER_HOST": docker_host} if docker_host else {}) == expected

@@ -117,8 +117,10 @@ def test_report_json_and_html_shape(pytester: pytest.Pytester) -> None:
     assert "DLV-2" in lines[at + 1]
     assert lines[at + 2] == "  FAIL DLV-2: gateway said no"
     assert lines[at + 3] == "gate level: pr (idle window 60 s, 8 examples per generated check)"
-    assert lines[at + 4] == f"json: {pytester.path / 'rep' / 'compliance.json'}"
-    assert lines[at + 5] == f"html: {pytester.path / 'rep' / 'compliance.html'}"
+    assert lines[at + 4] == "ran: no target was started (no selected test needed one)"
+    assert lines[at + 5] == f"json: {pytester.path / 'rep' / 'compliance.json'}"
+    assert lines[at + 6] == f"html: {pytester.path / 'rep' / 'compliance.html'}"
+    assert report["ran"] == lines[at + 4]
 
 
 def test_all_pass_is_a_pass(pytester: pytest.Pytester) -> None:
@@ -400,7 +402,42 @@ def test_ISO_1():
     lines = result.outlines
     at = next(i for i, l in enumerate(lines) if l.startswith("COMPLIANCE: FAIL"))
     assert lines[at + 1] == f"  FAIL ISO-1: {headline}"
-    result.stdout.fnmatch_lines([f"E   *ConformanceFailure: {headline}", "E   *3 violations:"])
+    # The terminal's failure is that one line; the three violations are in the report.
+    result.stdout.fnmatch_lines([f"FAIL ISO-1: {headline} (evidence: compliance.html)"])
+
+
+def test_conformance_failure_and_unknown_are_one_line_without_a_traceback(pytester: pytest.Pytester) -> None:
+    source = suite(ISO_1=None, DLV_4=None, DLV_2=None) + """
+def _deep():
+    raise ConformanceFailure([Violation("ISO-1", "Event delivered to another tenant", "b got a's event",
+                                        example={"tenant": "t-1"})])
+
+@pytest.mark.requirement("ISO-1")
+def test_ISO_1():
+    _deep()
+
+@pytest.mark.requirement("DLV-4")
+def test_DLV_4():
+    raise UnknownEvidence("the positive control saw nothing\\nsecond line")
+
+@pytest.mark.requirement("DLV-2")
+def test_DLV_2_harness_error():
+    {}["missing"]
+"""
+    result, report = run(pytester, source, "--junitxml=junit.xml", "-rf")
+    out = result.stdout.str()
+    fail = "FAIL ISO-1: Event delivered to another tenant: b got a's event (evidence: compliance.html)"
+    unknown = "UNKNOWN DLV-4: the positive control saw nothing second line (evidence: compliance.html)"
+    result.stdout.fnmatch_lines([f"_* test_ISO_1 _*", fail, "_* test_DLV_4 _*", unknown])
+    assert "def _deep" not in out and "raise ConformanceFailure" not in out and "E   " not in out.split(
+        "test_DLV_2_harness_error")[0]
+    result.stdout.fnmatch_lines(["FAILED test_inner.py::test_ISO_1 - FAIL ISO-1: Event delivered*"])  # the summary too
+    # A harness error is not a verdict the harness reached: its traceback stays.
+    result.stdout.fnmatch_lines(["E       KeyError: 'missing'"])
+    # The evidence is intact in the report, and JUnit XML carries the one line as the message.
+    assert by_id(report)["ISO-1"]["failures"][0]["example"] == {"tenant": "t-1"}
+    failure = ET.parse(pytester.path / "junit.xml").find(".//testcase[@name='test_ISO_1']/failure")
+    assert failure is not None and failure.get("message") == fail
 
 
 def test_terminal_lists_each_fail_and_unknown_with_its_reason(pytester: pytest.Pytester) -> None:
@@ -525,3 +562,11 @@ def test_order_and_dupes():
     assert (v["DLV-4"], v["DLV-5"]) == ("WAIVED", "FAIL")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=len(ALL_IDS) - 2, failed=1)
+
+
+def test_terminal_codes_are_stripped_from_what_junit_stores(pytester: pytest.Pytester) -> None:
+    body = "print('\\x1b[31mERROR\\x1b[0m gateway log'); raise AssertionError('\\x1b[1mbold\\x1b[0m no')"
+    result, _ = run(pytester, suite(DLV_2=body), "--junitxml=junit.xml", "-o", "junit_logging=all")
+    xml = (pytester.path / "junit.xml").read_text(encoding="utf-8")
+    assert "ERROR gateway log" in xml and "AssertionError: bold no" in xml  # captured output, failure text
+    assert "\x1b" not in xml and "&#27;" not in xml and "#x1B" not in xml.upper()
