@@ -96,6 +96,9 @@ EXPECTED: dict[str, Expect] = {
     "rest_skips_signature": Expect("REST-2"),
     "purges_backlog_on_start": Expect("RECON-3"),
     "weak_secret_allowed": Expect("FAULT-5", strict=True),
+    # issue 16
+    "preflight_without_authorization": Expect("ORIG-3", sentinels=("ORIG-1", "ORIG-2", "REST-2", "CONN-1")),
+    "preflight_any_origin": Expect("ORIG-3", sentinels=("ORIG-1", "ORIG-2", "REST-2", "CONN-1")),
 }
 # The reference gateway itself does not meet RECON-4 (python-socketio has no connection
 # state recovery), so the control run shows that check failing too.

@@ -59,6 +59,7 @@ FULL: dict[str, Full] = {
     "queue_with_arguments": Full(()),  # a queue declared with arguments: not a defect
     "intermittent_leak": Full(("ISO-1",)),
     "origin_unanchored_suffix": Full(("ORIG-2",)),
+    "preflight_without_authorization": Full(("ORIG-3",)),  # issue 16: REST CORS without Authorization
 }
 # The older variants, judged by the whole suite: besides the requirement each was written for,
 # some defects genuinely break others (a token check shared by handshake and REST, a delay that

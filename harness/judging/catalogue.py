@@ -64,6 +64,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("AUTH-12", "MUST", "A connection whose token has expired is not resumed by connection state recovery: a reconnect that presents the expired token with its session id and offset is refused, and nothing published meanwhile is sent to it, not even before the refusal."),
     _R("ORIG-1", "MUST", "A handshake from an Origin listed in ALLOWED_ORIGINS is accepted, on polling and on websocket."),
     _R("ORIG-2", "MUST", "A handshake from an Origin not listed is refused, on polling and on the websocket upgrade, including look-alikes of a listed origin (other scheme, other port, added suffix or prefix, a listed name inside a longer host)."),
+    _R("ORIG-3", "MUST", "The REST API answers a browser's CORS requests for the listed origins only: for each listed Origin, the preflight of each REST call with Authorization (OPTIONS with Access-Control-Request-Method and Access-Control-Request-Headers: authorization) is answered 2xx with Access-Control-Allow-Origin naming that origin (or *) and Access-Control-Allow-Headers listing authorization (a * does not cover it), and the actual answer carries Access-Control-Allow-Origin; for an Origin not listed (the ORIG-2 look-alikes), neither the preflight nor the answer allows it. N/A with --lacks rest."),
     _R("DLV-1", "MUST", "Every valid event published on the queue reaches every connected client of its tenant as a Socket.IO event named after type, with a payload JSON-equal to data.", "New WhatsApp message appears immediately"),
     _R("DLV-2", "MUST", "Publish-to-receive latency is within the budget (default 1 s) for every delivery; p50, p95, p99 and max are reported per event type.", "<1 second fresh data"),
     _R("DLV-3", "SHOULD", "p99 latency is at most 100 ms in the conformance load profile."),
@@ -164,6 +165,8 @@ CHANGELOG: tuple[Change, ...] = (
     Change("3", added=ids("CLU-1..8"),
            note="gateways with several instances: the cluster area, judged with --gateway-replicas 2 or more "
                 "(SKIPPED with one instance)"),
+    Change("5", added=ids("ORIG-3"),
+           note="issue 16: REST CORS from the portal's origin, a preflight that must allow Authorization"),
 )
 CATALOGUE_VERSION: str = CHANGELOG[-1].version
 

@@ -548,6 +548,19 @@ def rest_ignores_tenant() -> None:
 
 
 @variant
+def preflight_without_authorization() -> None:
+    """The REST preflight leaves Authorization out of Access-Control-Allow-Headers: every check over
+    plain HTTP passes, and a browser at a listed origin cannot send its token ("Failed to fetch")."""
+    rest.PREFLIGHT_ALLOW_HEADERS = "Content-Type"
+
+
+@variant
+def preflight_any_origin() -> None:
+    """REST serves every Origin and echoes it in its CORS headers; Socket.IO keeps the exact policy."""
+    rest.cors_allowed = lambda origin, allowed: True
+
+
+@variant
 def drops_failed_status() -> None:
     async def emit(sio, tenant_id, event_type, data):
         if not (event_type == "status_update" and isinstance(data, dict) and data.get("status") == "failed"):
