@@ -97,7 +97,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("RECON-4", "SHOULD", "A client disconnected for less than 2 minutes misses no event published meanwhile (connection state recovery or replay)."),
     _R("RECON-5", "MUST", "A reconnect storm is absorbed: 200 clients reconnecting at once after a restart are all accepted within the policy."),
     _R("FAULT-1", "MUST", "After a RabbitMQ restart the gateway resumes consuming within 30 s without being restarted; events published afterwards are delivered."),
-    _R("FAULT-2", "MUST", "Malformed queue messages (not JSON, not an object, missing tenantId, type or data, unknown type, wrong field types, oversize) do not stop the gateway, are not redelivered forever, and are not dropped silently (dead-lettered; SHOULD to <queue>.dlq); valid events published after them are delivered."),
+    _R("FAULT-2", "MUST", "Malformed queue messages (not JSON, not an object, missing tenantId, type or data, unknown type, wrong field types, oversize) do not stop the gateway, are not redelivered forever, and are not dropped silently (dead-lettered, SHOULD to <queue>.dlq; with --lacks dead-letter-queue, each is named in the gateway's log by its AMQP message_id or its body's SHA-256); valid events published after them are delivered."),
     _R("FAULT-3", "MUST", "A gateway killed with SIGKILL while events are in flight loses none of them: each reaches its tenant's clients after the restart (at-least-once)."),
     _R("FAULT-4", "MUST", "A stalled client (connected, not reading) does not push other clients' deliveries over the budget."),
     _R("FAULT-5", "SHOULD", "The gateway refuses to start with a missing or weak (under 32 bytes) JWT secret."),
@@ -166,7 +166,8 @@ CHANGELOG: tuple[Change, ...] = (
            note="gateways with several instances: the cluster area, judged with --gateway-replicas 2 or more "
                 "(SKIPPED with one instance)"),
     Change("5", added=ids("ORIG-3"),
-           note="issue 16: REST CORS from the portal's origin, a preflight that must allow Authorization"),
+           note="issue 16: REST CORS from the portal's origin, a preflight that must allow Authorization; "
+                "FAULT-2 without a dead-letter queue judged from the gateway's log"),
 )
 CATALOGUE_VERSION: str = CHANGELOG[-1].version
 

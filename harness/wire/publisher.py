@@ -65,12 +65,15 @@ class Publisher:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def publish_body(self, body: bytes, *, queue: str | None = None) -> float:
-        """Publish raw bytes (valid or not); returns perf_counter() taken just before sending."""
+    async def publish_body(self, body: bytes, *, queue: str | None = None, message_id: str | None = None) -> float:
+        """Publish raw bytes (valid or not); returns perf_counter() taken just before sending.
+
+        ``message_id`` sets the AMQP message_id property: a name the gateway can log a message by
+        (FAULT-2 looks for it when the gateway has no dead-letter queue)."""
         if self._channel is None:
             raise RuntimeError("Publisher.connect() first")
         message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                   content_type="application/json")
+                                   content_type="application/json", message_id=message_id)
         sent_at = time.perf_counter()
         await self._channel.default_exchange.publish(message, routing_key=queue or self.queue, timeout=10)
         return sent_at

@@ -279,6 +279,22 @@ def poison_requeued_forever() -> None:
 
 
 @variant
+def drops_malformed_silently() -> None:
+    """Acks a malformed message and forgets it: no dead-letter queue, no log line. Judged with
+    --lacks dead-letter-queue, FAULT-2 reads the gateway's log and finds nothing naming them."""
+    handle = consumer.EventConsumer.handle_message
+
+    async def drop(self, message):
+        try:
+            consumer.contract.parse_envelope(message.body)
+        except consumer.contract.EnvelopeError:
+            await message.ack()
+            return
+        await handle(self, message)
+    consumer.EventConsumer.handle_message = drop
+
+
+@variant
 def poison_kills_consumer() -> None:
     handle = consumer.EventConsumer.handle_message
 
