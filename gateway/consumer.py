@@ -265,5 +265,7 @@ class EventConsumer:
             ),
             timeout=OP_TIMEOUT,
         )
+        # Named by its AMQP message_id (when the publisher set one) and its body's hash, so a
+        # message can be traced from the publisher's side to this line (FAULT-2).
         log("message dead-lettered", level=logging.WARNING, reason=reason, dlq=self.settings.dlq,
-            bytes=len(message.body), sha256=body_hash(message.body))
+            message_id=message.message_id, bytes=len(message.body), sha256=body_hash(message.body))

@@ -3,7 +3,9 @@
 Every route but /health authenticates ``Authorization: Bearer <jwt>`` with the
 very same ``auth.verify_token`` as the Socket.IO handshake, and answers only
 for the token's tenant (ISO-4, REST-2). CORS follows the same exact-match
-ALLOWED_ORIGINS policy as Socket.IO.
+ALLOWED_ORIGINS policy as Socket.IO (ORIG-3): a listed origin's preflight is answered 204 with
+the origin echoed and Authorization allowed by name (a ``*`` in Access-Control-Allow-Headers
+never covers Authorization), an unlisted origin gets 403 and no CORS headers.
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ from .readmodel import ReadModel
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+# What a preflight allows the actual request to carry. Authorization is named: the Fetch
+# standard never lets a wildcard cover it. Read at call time: a patchable seam.
+PREFLIGHT_ALLOW_HEADERS = "Authorization, Content-Type"
+
+
+def cors_allowed(origin: str | None, allowed: tuple[str, ...] | list[str]) -> bool:
+    """Whether a REST request from ``origin`` is served and answered with CORS headers. Patchable seam."""
+    return origins.origin_allowed(origin, allowed)
 
 
 class HttpError(Exception):
@@ -66,12 +78,12 @@ class RestApp:
         origin = headers.get("origin")
         cors = self._cors_headers(origin)
         try:
-            if origin and not origins.origin_allowed(origin, self.settings.allowed_origins):
+            if origin and not cors_allowed(origin, self.settings.allowed_origins):
                 raise HttpError(403, f"origin {origin} is not allowed", "origin_not_allowed")
             if scope["method"] == "OPTIONS":
                 await self._respond(send, 204, None, cors + [
                     ("access-control-allow-methods", "GET, POST, OPTIONS"),
-                    ("access-control-allow-headers", "Authorization, Content-Type"),
+                    ("access-control-allow-headers", PREFLIGHT_ALLOW_HEADERS),
                     ("access-control-max-age", "600")])
                 return
             status, body = await self._route(scope, headers)
@@ -83,7 +95,7 @@ class RestApp:
         await self._respond(send, status, body, cors)
 
     def _cors_headers(self, origin: str | None) -> list[tuple[str, str]]:
-        if origin and origins.origin_allowed(origin, self.settings.allowed_origins):
+        if origin and cors_allowed(origin, self.settings.allowed_origins):
             return [("access-control-allow-origin", origin), ("access-control-allow-credentials", "true"),
                     ("vary", "Origin")]
         return [("vary", "Origin")]

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from realtime_conformance import contract
+from realtime_conformance.harness import capabilities
 from realtime_conformance.harness.judging.waivers import WaiverError, Waivers, load as load_waivers
 from realtime_conformance.harness.redaction import Redactor, is_secret_name, url_passwords
 from realtime_conformance.harness.wire.portal import ReconnectPolicy
@@ -38,7 +39,7 @@ BROKER_KINDS = ("auto", "process", "container", "external")
 REDIS_KINDS = ("auto", "process", "container", "external")
 LOCAL_REDIS_IMAGE = "rtc/redis:local"  # scripts/prepare-docker.sh builds it from Debian's redis-server
 ALGORITHMS = ("HS256", "HS384", "HS512")
-CAPABILITIES = ("rest", "restart", "polling", "broker-restart", "dead-letter-queue")
+CAPABILITIES = capabilities.NAMES  # registered in harness/capabilities.py, with what each means
 
 # How thorough a run is. Each level fixes the evidence that costs time: MET-3's idle window and the
 # Hypothesis examples per generated check. Hypothesis's own profiles (ci, dev) keep deciding how

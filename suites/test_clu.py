@@ -241,6 +241,7 @@ async def test_killing_an_instance_moves_its_clients_and_loses_nothing(conforman
 @pytest.mark.requirement("CLU-6")
 async def test_rest_answers_the_same_whichever_instance_serves_it(conformance):
     conformance.require("rest")
+    conformance.require("event-read-model", "it looks for published events in every instance's REST")
     async with conformance.cluster_scenario() as sc:
         tenant = sc.tenant("rest")
         await sc.connect(tenant, tabs=len(sc.urls))

@@ -82,16 +82,22 @@ async def test_consumption_resumes_after_a_broker_restart(conformance):
 
 @pytest.mark.requirement("FAULT-2")
 async def test_malformed_messages_are_dead_lettered_and_do_not_stop_delivery(conformance):
+    """Poison is settled, valid events still flow, and nothing is dropped silently: each malformed
+    message is in ``<queue>.dlq``, or, for a gateway declared without one, named in its log."""
+    import uuid
+
     bodies = malformed_bodies()
-    dlq = None
+    run = uuid.uuid4().hex[:10]
+    ids = {kind: f"rtc-fault2-{run}-{n}" for n, kind in enumerate(bodies)}  # each message's AMQP message_id
+    with_dlq = "dead-letter-queue" not in conformance.settings.lacks
     async with conformance.target.dedicated("fault2") if conformance.settings.has("restart") else _main(conformance) as instance:
         async with instance.scenario() as sc:
             tenant = sc.tenant()
             await sc.connect(tenant)
             dlq = f"{instance.queue}.dlq"
             await sc.publisher.drain(dlq)  # start from an empty dead-letter queue
-            for body in bodies.values():
-                await sc.publisher.publish_body(body, queue=instance.queue)
+            for kind, body in bodies.items():
+                await sc.publisher.publish_body(body, queue=instance.queue, message_id=ids[kind])
             valid = await sc.publish_control(tenant, 4)
             await sc.settle()
             violations = []
@@ -113,13 +119,46 @@ async def test_malformed_messages_are_dead_lettered_and_do_not_stop_delivery(con
             dead = await sc.publisher.drain(dlq)
             conformance.record("dead_lettered", len(dead))
             conformance.record("malformed_published", len(bodies))
-            if "dead-letter-queue" not in conformance.settings.lacks and len(dead) < len(bodies):
-                reasons = [m.headers.get("x-dlq-reason") for m in dead]
+            if with_dlq:
+                if len(dead) < len(bodies):
+                    reasons = [m.headers.get("x-dlq-reason") for m in dead]
+                    violations.append(conformance.violation(
+                        "Malformed messages dropped silently",
+                        f"{len(bodies)} malformed messages published, {len(dead)} found in {dlq}",
+                        {"kinds": list(bodies), "reasons_seen": [str(r) for r in reasons]}))
+                conformance.fail(violations)
+                return
+            # No dead-letter queue declared: the gateway's log must name each malformed message, by
+            # its message_id or its body's SHA-256.
+            if conformance.settings.target_kind == "url":
+                conformance.fail(violations)
+                conformance.unknown("--lacks dead-letter-queue: whether malformed messages are dropped silently is "
+                                    "judged from the gateway's log, and a --gateway-url target's log cannot be read "
+                                    "(use --gateway-cmd or --gateway-image)")
+            silent = await _not_in_log(instance, bodies, ids)
+            conformance.record("named_in_log", len(bodies) - len(silent))
+            if silent:
                 violations.append(conformance.violation(
                     "Malformed messages dropped silently",
-                    f"{len(bodies)} malformed messages published, {len(dead)} found in {dlq}",
-                    {"kinds": list(bodies), "reasons_seen": [str(r) for r in reasons]}))
+                    f"{len(silent)} of {len(bodies)} malformed messages neither dead-lettered nor named in the gateway's "
+                    "log by their AMQP message_id or their body's SHA-256",
+                    {"silent": {kind: ids[kind] for kind in silent}, "log_tail": instance.gateway.logs()[-2000:]}))
             conformance.fail(violations)
+
+
+async def _not_in_log(instance, bodies: dict[str, bytes], ids: dict[str, str], within_s: float = 5.0) -> list[str]:
+    """The kinds whose message neither its message_id nor its body's SHA-256 names in the gateway's
+    log, waiting up to ``within_s`` for the log to be written (bounded)."""
+    import hashlib
+
+    names = {kind: (ids[kind], hashlib.sha256(body).hexdigest()) for kind, body in bodies.items()}
+    deadline, silent = time.monotonic() + within_s, list(names)
+    while True:
+        log = await asyncio.to_thread(instance.gateway.logs)
+        silent = [kind for kind, keys in names.items() if not any(k in log for k in keys)]
+        if not silent or time.monotonic() >= deadline:
+            return silent
+        await asyncio.sleep(0.2)
 
 
 class _main:

@@ -45,6 +45,7 @@ async def test_manual_refresh_works_while_the_socket_is_down(conformance):
     from realtime_conformance.harness.samples import new_message
 
     conformance.require("rest")
+    conformance.require("event-read-model", "it looks for a published event in REST's answers")
     async with conformance.scenario() as sc, RestClient(conformance.main.url, conformance.settings.rest_paths) as rest:
         tenant = sc.tenant()
         (client,) = await sc.connect(tenant)
@@ -80,6 +81,7 @@ async def test_read_model_survives_a_gateway_restart(conformance):
     from realtime_conformance.harness.samples import new_message
 
     conformance.require("rest")
+    conformance.require("event-read-model", "it looks for published events in REST's answers")
     conformance.require("restart")
     async with conformance.target.dedicated("rest1") as instance, instance.scenario() as sc:
         tenant = sc.tenant()

@@ -108,6 +108,7 @@ async def test_messages_endpoint_shows_the_furthest_status(conformance, flow):
     from realtime_conformance.harness.samples import new_message
 
     conformance.require("rest")
+    conformance.require("event-read-model", "it reads published statuses back from REST")
     async with conformance.scenario() as sc, RestClient(conformance.main.url, conformance.settings.rest_paths) as rest:
         tenant = sc.tenant()
         await sc.connect(tenant)

@@ -37,6 +37,7 @@ class Expect:
     own_broker: bool = False  # needs a broker the harness can restart or count unacked messages on
     sentinels: tuple[str, ...] = SENTINELS
     also: tuple[str, ...] = ()  # further requirements the same defect breaks
+    args: tuple[str, ...] = ()  # further options of the run (e.g. a capability the variant declares it lacks)
 
     @property
     def intended(self) -> tuple[str, ...]:
@@ -99,6 +100,11 @@ EXPECTED: dict[str, Expect] = {
     "rest_skips_signature": Expect("REST-2"),
     "purges_backlog_on_start": Expect("RECON-3"),
     "weak_secret_allowed": Expect("FAULT-5", strict=True),
+    # issue 16
+    "preflight_without_authorization": Expect("ORIG-3", sentinels=("ORIG-1", "ORIG-2", "REST-2", "CONN-1")),
+    "preflight_any_origin": Expect("ORIG-3", sentinels=("ORIG-1", "ORIG-2", "REST-2", "CONN-1")),
+    # no dead-letter queue declared, and malformed messages dropped without a word: FAULT-2 reads the log
+    "drops_malformed_silently": Expect("FAULT-2", args=("--lacks", "dead-letter-queue")),
 }
 # The reference gateway itself does not meet RECON-4 (python-socketio has no connection
 # state recovery), so the control run shows that check failing too.
@@ -122,7 +128,7 @@ def _command(variant: str, expect: Expect | None, amqp_url: str, report_dir: Pat
         cmd += ["--broker", "external", "--amqp-url", amqp_url]
     if expect is not None and expect.strict:
         cmd.append("--conformance-strict")
-    return cmd
+    return cmd + list(expect.args if expect is not None else ())
 
 
 def _run(variant: str, expect: Expect | None, amqp_url: str, report_dir: Path) -> dict:

@@ -67,6 +67,7 @@ FULL: dict[str, Full] = {
     "consumer_not_reregistered": Full(("FAULT-1", "FAULT-6")),  # its first connect fails when the broker is down
     "stalls_every_10th_emit": Full(("DLV-2", "DLV-3", "MET-4"), {
         "FAULT-4": "the load alone is over the budget, so a stalled peer's effect cannot be told apart"}),
+    "preflight_without_authorization": Full(("ORIG-3",)),  # issue 16: REST CORS without Authorization
 }
 # The older variants, judged by the whole suite: besides the requirement each was written for,
 # some defects genuinely break others (a token check shared by handshake and REST, a delay that

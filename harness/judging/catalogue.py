@@ -64,6 +64,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("AUTH-12", "MUST", "A connection whose token has expired is not resumed by connection state recovery: a reconnect that presents the expired token with its session id and offset is refused, and nothing published meanwhile is sent to it, not even before the refusal."),
     _R("ORIG-1", "MUST", "A handshake from an Origin listed in ALLOWED_ORIGINS is accepted, on polling and on websocket."),
     _R("ORIG-2", "MUST", "A handshake from an Origin not listed is refused, on polling and on the websocket upgrade, including look-alikes of a listed origin (other scheme, other port, added suffix or prefix, a listed name inside a longer host)."),
+    _R("ORIG-3", "MUST", "The REST API answers a browser's CORS requests for the listed origins only: for each listed Origin, the preflight of each REST call with Authorization (OPTIONS with Access-Control-Request-Method and Access-Control-Request-Headers: authorization) is answered 2xx with Access-Control-Allow-Origin naming that origin (or *) and Access-Control-Allow-Headers listing authorization (a * does not cover it), and the actual answer carries Access-Control-Allow-Origin; for an Origin not listed (the ORIG-2 look-alikes), neither the preflight nor the answer allows it. N/A with --lacks rest."),
     _R("DLV-1", "MUST", "Every valid event published on the queue reaches every connected client of its tenant as a Socket.IO event named after type, with a payload JSON-equal to data.", "New WhatsApp message appears immediately"),
     _R("DLV-2", "MUST", "Publish-to-receive latency is within the budget (default 1 s) for every delivery; p50, p95, p99 and max are reported per event type.", "<1 second fresh data"),
     _R("DLV-3", "SHOULD", "p99 latency is at most 100 ms in the conformance load profile."),
@@ -96,7 +97,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("RECON-4", "SHOULD", "A client disconnected for less than 2 minutes misses no event published meanwhile (connection state recovery or replay)."),
     _R("RECON-5", "MUST", "A reconnect storm is absorbed: 200 clients reconnecting at once after a restart are all accepted within the policy."),
     _R("FAULT-1", "MUST", "After a RabbitMQ restart the gateway resumes consuming within 30 s without being restarted; events published afterwards are delivered."),
-    _R("FAULT-2", "MUST", "Malformed queue messages (not JSON, not an object, missing tenantId, type or data, unknown type, wrong field types, oversize) do not stop the gateway, are not redelivered forever, and are not dropped silently (dead-lettered; SHOULD to <queue>.dlq); valid events published after them are delivered."),
+    _R("FAULT-2", "MUST", "Malformed queue messages (not JSON, not an object, missing tenantId, type or data, unknown type, wrong field types, oversize) do not stop the gateway, are not redelivered forever, and are not dropped silently (dead-lettered, SHOULD to <queue>.dlq; with --lacks dead-letter-queue, each is named in the gateway's log by its AMQP message_id or its body's SHA-256); valid events published after them are delivered."),
     _R("FAULT-3", "MUST", "A gateway killed with SIGKILL while events are in flight loses none of them: each reaches its tenant's clients after the restart (at-least-once)."),
     _R("FAULT-4", "MUST", "A stalled client (connected, not reading) does not push other clients' deliveries over the budget."),
     _R("FAULT-5", "SHOULD", "The gateway refuses to start with a missing or weak (under 32 bytes) JWT secret."),
@@ -170,6 +171,9 @@ CHANGELOG: tuple[Change, ...] = (
                 "requirement of its own, FAULT-6, and checks whose set-up met it say UNKNOWN, blocked by FAULT-6; "
                 "late is not lost (an event is lost only once a later one reached the client); CLU-7 judges one "
                 "tenant's burst consumed by several instances"),
+    Change("5", added=ids("ORIG-3"),
+           note="issue 16: REST CORS from the portal's origin, a preflight that must allow Authorization; "
+                "FAULT-2 without a dead-letter queue judged from the gateway's log"),
 )
 CATALOGUE_VERSION: str = CHANGELOG[-1].version
 

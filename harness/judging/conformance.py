@@ -11,6 +11,7 @@ from typing import Any, Iterable, Sequence
 
 import pytest
 
+from realtime_conformance.harness import capabilities as _capabilities
 from realtime_conformance.harness.judging import catalogue as _catalogue
 from realtime_conformance.harness.judging.checks import OWNER, CheckResult
 from realtime_conformance.harness.judging.failures import ConformanceFailure, UnknownEvidence, Violation
@@ -95,7 +96,9 @@ class Conformance:
 
     # -- capabilities ---------------------------------------------------
     def require(self, capability: str, why: str = "") -> None:
-        """Report N/A (not a failure) when the target declares it lacks ``capability``."""
+        """Report N/A (not a failure) when the target declares it lacks ``capability``, one of
+        harness/capabilities.py's (a name it does not know is a ValueError: a typo must not pass)."""
+        _capabilities.validate(capability)
         if not self.settings.has(capability):
             how = ("the target is a URL the harness cannot restart" if capability == "restart"
                    and self.settings.target_kind == "url" else f"the target declares --lacks {capability}")

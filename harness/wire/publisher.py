@@ -28,7 +28,7 @@ def envelope_for(event_type: str, tenant_id: str, data: Any) -> dict[str, Any]:
     }
 
 
-def amqp_message(body: bytes) -> aio_pika.Message:
+def amqp_message(body: bytes, message_id: str | None = None) -> aio_pika.Message:
     """A persistent JSON message with a ``message_id`` of our own.
 
     Without one, aiormq makes it from the global ``random`` module; when that happens in a thread
@@ -36,7 +36,7 @@ def amqp_message(body: bytes) -> aio_pika.Message:
     arguments in the main thread, Hypothesis sees the global random state move during the draw
     and warns ("Do not use the `random` module inside strategies"). ``uuid4`` reads os.urandom."""
     return aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, content_type="application/json",
-                            message_id=uuid.uuid4().hex)
+                            message_id=message_id or uuid.uuid4().hex)
 
 
 class Publisher:
@@ -77,11 +77,14 @@ class Publisher:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def publish_body(self, body: bytes, *, queue: str | None = None) -> float:
-        """Publish raw bytes (valid or not); returns perf_counter() taken just before sending."""
+    async def publish_body(self, body: bytes, *, queue: str | None = None, message_id: str | None = None) -> float:
+        """Publish raw bytes (valid or not); returns perf_counter() taken just before sending.
+
+        ``message_id`` sets the AMQP message_id property: a name the gateway can log a message by
+        (FAULT-2 looks for it when the gateway has no dead-letter queue)."""
         if self._channel is None:
             raise RuntimeError("Publisher.connect() first")
-        message = amqp_message(body)
+        message = amqp_message(body, message_id)
         sent_at = time.perf_counter()
         await self._channel.default_exchange.publish(message, routing_key=queue or self.queue, timeout=10)
         return sent_at

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import quote
 
 import aiohttp
+
+
+@dataclass(frozen=True)
+class RestAnswer:
+    """One HTTP answer with its headers: what CORS checks read. Header names are lowercase; a
+    header sent more than once is joined with ", " (as a browser's header list combines it)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: Any
 
 
 class RestClient:
@@ -33,6 +44,12 @@ class RestClient:
 
     async def call(self, method: str, path: str, token: str | None = None,
                    headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+        answer = await self.exchange(method, path, token, headers)
+        return answer.status, answer.body
+
+    async def exchange(self, method: str, path: str, token: str | None = None,
+                       headers: Mapping[str, str] | None = None) -> RestAnswer:
+        """One request, answered with status, headers and body (ORIG-3 reads the CORS headers)."""
         assert self._session is not None, "use `async with RestClient(...)`"
         sent = dict(headers or {})
         if token is not None:
@@ -43,7 +60,10 @@ class RestClient:
                 body: Any = await resp.json(content_type=None) if text else None
             except ValueError:
                 body = text
-            return resp.status, body
+            seen: dict[str, list[str]] = {}
+            for name, value in resp.headers.items():
+                seen.setdefault(name.lower(), []).append(value)
+            return RestAnswer(resp.status, {k: ", ".join(v) for k, v in seen.items()}, body)
 
     async def stats(self, token: str | None) -> tuple[int, Any]:
         return await self.call("GET", self.path("stats"), token)

@@ -279,6 +279,22 @@ def poison_requeued_forever() -> None:
 
 
 @variant
+def drops_malformed_silently() -> None:
+    """Acks a malformed message and forgets it: no dead-letter queue, no log line. Judged with
+    --lacks dead-letter-queue, FAULT-2 reads the gateway's log and finds nothing naming them."""
+    handle = consumer.EventConsumer.handle_message
+
+    async def drop(self, message):
+        try:
+            consumer.contract.parse_envelope(message.body)
+        except consumer.contract.EnvelopeError:
+            await message.ack()
+            return
+        await handle(self, message)
+    consumer.EventConsumer.handle_message = drop
+
+
+@variant
 def poison_kills_consumer() -> None:
     handle = consumer.EventConsumer.handle_message
 
@@ -545,6 +561,19 @@ def rest_ignores_tenant() -> None:
         owner = self._db.execute("SELECT tenant_id FROM conversations WHERE conversation_id = ?", (conv,)).fetchone()
         return messages(self, owner[0] if owner else tenant, conv)
     readmodel.ReadModel.messages = any_tenant
+
+
+@variant
+def preflight_without_authorization() -> None:
+    """The REST preflight leaves Authorization out of Access-Control-Allow-Headers: every check over
+    plain HTTP passes, and a browser at a listed origin cannot send its token ("Failed to fetch")."""
+    rest.PREFLIGHT_ALLOW_HEADERS = "Content-Type"
+
+
+@variant
+def preflight_any_origin() -> None:
+    """REST serves every Origin and echoes it in its CORS headers; Socket.IO keeps the exact policy."""
+    rest.cors_allowed = lambda origin, allowed: True
 
 
 @variant

@@ -292,7 +292,7 @@ BAD: list[tuple[str, list[str], str]] = [
      "--gateway-env (ini 'gateway_env', env RTC_GATEWAY_ENV): 'URL={nope}' uses the unknown placeholder {nope}; known: "
      + PLACEHOLDERS),
     ("lacks", ["--lacks=rest,teleport"],
-     "--lacks (ini 'lacks', env RTC_LACKS): 'teleport' is not a valid choice; choose from: rest, restart, polling, broker-restart, dead-letter-queue"),
+     "--lacks (ini 'lacks', env RTC_LACKS): 'teleport' is not a valid choice; choose from: rest, event-read-model, restart, polling, broker-restart, dead-letter-queue"),
     ("requirements", ["--requirements=DLV-1,XYZ-9"],
      "--requirements (ini 'requirements', env RTC_REQUIREMENTS): 'XYZ-9' is not a requirement ID; see CONFORMANCE.md (e.g. DLV-1,ISO-1)"),
     ("url_no_secret", ["--gateway-url=http://127.0.0.1:3015"],

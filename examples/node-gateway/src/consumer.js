@@ -9,6 +9,7 @@
 // unacked messages go to the next one. An emit that Redis did not take leaves the message
 // unacked: the session is dropped and the broker delivers it again.
 
+const crypto = require('node:crypto');
 const amqp = require('amqplib');
 const contract = require('./contract');
 const log = require('./log');
@@ -135,7 +136,9 @@ class Consumer {
   }
 
   _deadLetter(ch, msg, reason) {
-    log.warn('dead-lettered', { queue: this.dlq, reason });
+    // Named by its AMQP message_id and body hash, so a publisher can trace a message to this line (FAULT-2).
+    const sha256 = crypto.createHash('sha256').update(msg.content).digest('hex');
+    log.warn('dead-lettered', { queue: this.dlq, reason, messageId: msg.properties.messageId, sha256 });
     const headers = { ...(msg.properties.headers || {}), 'x-dlq-reason': reason, 'x-original-queue': this.queue };
     return new Promise((resolve, reject) => {
       ch.sendToQueue(this.dlq, msg.content, {
