@@ -65,8 +65,9 @@ FULL: dict[str, Full] = {
     # issue 15: attribution, and late is not lost
     "no_consume_after_failed_first_connect": Full(("FAULT-6",)),
     "consumer_not_reregistered": Full(("FAULT-1", "FAULT-6")),  # its first connect fails when the broker is down
-    "stalls_every_10th_emit": Full(("DLV-2", "DLV-3", "MET-4"), {
-        "FAULT-4": "the load alone is over the budget, so a stalled peer's effect cannot be told apart"}),
+    "stalls_every_10th_emit": Full(("DLV-2", "DLV-3"), {
+        "FAULT-4": "the load alone is over the budget, so a stalled peer's effect cannot be told apart",
+        "MET-4": "NON-STRICT when its new_message is one of the stalled emits (its own 1 s bound), else PASS"}),
     "preflight_without_authorization": Full(("ORIG-3",)),  # issue 16: REST CORS without Authorization
 }
 # The older variants, judged by the whole suite: besides the requirement each was written for,
