@@ -96,6 +96,11 @@ EXPECTED: dict[str, Expect] = {
     "rest_skips_signature": Expect("REST-2"),
     "purges_backlog_on_start": Expect("RECON-3"),
     "weak_secret_allowed": Expect("FAULT-5", strict=True),
+    # issue 17: robustness against broken and hostile clients
+    "dies_on_reserved_event": Expect("ROB-1", sentinels=(*SENTINELS, "ROB-2", "ROB-3")),
+    "dies_on_bad_attachment": Expect("ROB-1", sentinels=(*SENTINELS, "ROB-2", "ROB-3")),
+    "http_dies_on_reset_upgrade": Expect("ROB-2", sentinels=(*SENTINELS, "ROB-1", "ROB-3")),
+    "leaks_traceback_in_refusal": Expect("ROB-3", sentinels=(*SENTINELS, "ROB-1", "ROB-2")),
 }
 # The reference gateway itself does not meet RECON-4 (python-socketio has no connection
 # state recovery), so the control run shows that check failing too.
