@@ -34,6 +34,7 @@ class LivenessReport:
     exit_status: int | None = None  # the gateway process's exit status, if it has exited
     log_tail: str = ""
     fresh_handshake: bool | None = None  # a new client connected and received an event afterwards
+    log_lines: int | None = None  # lines the gateway logged while the inputs were sent (where its log is readable)
 
     @property
     def alive(self) -> bool:
@@ -42,7 +43,7 @@ class LivenessReport:
     def evidence(self) -> dict[str, Any]:
         return {"published": self.published, "missing": self.missing[:20], "late": self.late,
                 "p99_ms": self.p99_ms, "max_ms": self.max_ms, "exit_status": self.exit_status,
-                "fresh_handshake": self.fresh_handshake, "log_tail": self.log_tail[-1500:] if self.log_tail else ""}
+                "fresh_handshake": self.fresh_handshake, "log_lines_during": self.log_lines, "log_tail": self.log_tail[-1500:] if self.log_tail else ""}
 
 
 def exit_status(gateway: Any) -> int | None:
@@ -65,8 +66,10 @@ class Liveness:
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self.report = LivenessReport()
+        self._log_start: int | None = None
 
     async def __aenter__(self) -> "Liveness":
+        self._log_start = _line_count(self.gateway)
         self.client = (await self.sc.connect(self.tenant))[0]
         self._task = asyncio.create_task(self._pace())
         return self
@@ -97,6 +100,9 @@ class Liveness:
         fresh handshake, and say what was seen."""
         await self._halt()
         assert self.client is not None
+        end = _line_count(self.gateway)
+        if end is not None and self._log_start is not None:
+            self.report.log_lines = end - self._log_start
         self.publishes.append(await self.sc.publish_control(self.tenant, 10_001))
         # Until the late-versus-lost rule (issue 15, item 2) lands in Scenario, "missing" means not
         # received within the scenario's grace after the last publish.
@@ -125,6 +131,19 @@ class Liveness:
         sent = await self.sc.publish_control(tenant, 1)
         left = await self.sc.wait_delivered([fresh], [sent], timeout=self.sc.grace_s)
         return not left
+
+
+def _line_count(gateway: Any) -> int | None:
+    """Lines in the gateway's whole log file where the harness writes one, else in what logs() returns."""
+    path = getattr(getattr(gateway, "_process", None), "log_path", None)
+    if path is not None:
+        with contextlib.suppress(OSError):
+            with open(path, "rb") as log:
+                return sum(chunk.count(b"\n") for chunk in iter(lambda: log.read(1 << 16), b""))
+    with contextlib.suppress(Exception):
+        text = str(gateway.logs())
+        return text.count("\n") if text else None
+    return None
 
 
 def _tail(gateway: Any, lines: int = 30) -> str:
