@@ -342,8 +342,11 @@ async def test_malformed_http_and_websocket_never_stop_the_gateway(conformance):
             conformance.record("websocket_outcomes", frames)
             if alive.exited() is not None:
                 await alive.finish()
-                first_dead = next((item.label for item, r in answers if r.error.startswith("cannot connect")), sent[-1])
-                _crash(conformance, alive, f"by input {first_dead!r} or one shortly before it")
+                refused_at = next((n for n, (_, r) in enumerate(answers) if r.error.startswith("cannot connect")), None)
+                culprit = answers[refused_at - 1][0] if refused_at else None
+                what = (f"{culprit.label!r}" + (f", the class of {culprit.source}" if culprit.source else "")
+                        if culprit is not None else f"one of the inputs up to {sent[-1]!r}")
+                _crash(conformance, alive, f"after input {what} (the next connection was refused)")
             violations = [conformance.violation(
                 "Server error on malformed input", f"{item.label}: answered {r.describe()} (a 4xx or a close is the "
                 "right answer)", {"input": item.label, **_shown(r), "source": item.source})
