@@ -95,6 +95,18 @@ class Liveness:
     def exited(self) -> int | None:
         return exit_status(self.gateway)
 
+    async def exited_within(self, timeout: float) -> int | None:
+        """The exit status if the process ends within ``timeout``, else None. Polled (a process's
+        end is no event this loop can await) and bounded; call it after an input that closed its
+        connection, so a crash is pinned on the input that caused it, not the next one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            status = self.exited()
+            if status is not None or loop.time() >= deadline:
+                return status
+            await asyncio.sleep(0.01)
+
     async def finish(self) -> LivenessReport:
         """Stop pacing, publish one event after the inputs, wait (bounded) for every delivery, try a
         fresh handshake, and say what was seen."""
