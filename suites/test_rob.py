@@ -297,7 +297,8 @@ async def _http_inputs(go, url: str, path: str, crash_classes: bool) -> None:
     await go(HttpInput("upgrade without a key", must_refuse=False), send_raw(url, f"GET {wq} HTTP/1.1\r\nHost: x\r\n{ws_headers}\r\n".encode()))
     await go(HttpInput("not HTTP at all (a TLS ClientHello)"),
              send_raw(url, bytes.fromhex("16030100a5010000a10303") + b"\x00" * 64))
-    await go(HttpInput("request line without a version"), send_raw(url, f"GET {q}EIO=4&transport=polling\r\n\r\n".encode()))
+    # An HTTP/0.9-style request line: Node.js answers it as a GET, which is no crash and no leak.
+    await go(HttpInput("request line without a version", must_refuse=False), send_raw(url, f"GET {q}EIO=4&transport=polling\r\n\r\n".encode()))
     if not crash_classes:
         return
     many = "".join(f"X-Filler-{n}: {n}\r\n" for n in range(3000))
