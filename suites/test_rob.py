@@ -156,7 +156,7 @@ async def _run_packets(conformance, label: str, corpus: list[Packets]) -> None:
         async with Liveness(sc, instance.gateway) as alive:
             token = sc.tokens.valid(sc.tenant("rob"))
             sent, outcomes = [], []
-            for packets in corpus:
+            for index, packets in enumerate(corpus):
                 t0 = time.perf_counter()
                 outcomes.append(await _send_packets(instance.url, path, token, packets))
                 outcomes[-1]["ms"] = round((time.perf_counter() - t0) * 1000)
@@ -165,8 +165,12 @@ async def _run_packets(conformance, label: str, corpus: list[Packets]) -> None:
                 if await alive.exited_within(EXIT_WAIT_S if closed else 0.0) is not None:
                     await alive.finish()
                     conformance.record("outcomes", outcomes)
-                    _crash(conformance, alive, f"on input {packets.label!r}: {list(packets.before + packets.after)!r:.300}"
-                           + (f" (the class of {packets.source})" if packets.source else ""))
+                    # Found dead when this input could not even connect: the previous one did it.
+                    late = outcomes[-1]["outcome"].startswith("no connection") and index > 0
+                    culprit = corpus[index - 1] if late else packets
+                    _crash(conformance, alive, f"on input {culprit.label!r}: {list(culprit.before + culprit.after)!r:.300}"
+                           + (f" (the class of {culprit.source})" if culprit.source else "")
+                           + (" (found dead when the next input could not connect)" if late else ""))
             conformance.record("outcomes", outcomes)
             refused = [o for o in outcomes if o["outcome"].startswith(("no connection", "CONNECT with a valid"))]
             await _judge_liveness(conformance, alive, sent)
