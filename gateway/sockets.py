@@ -139,6 +139,16 @@ class ExpiryTimers:
         self._timers.clear()
 
 
+def _client_event(sio: socketio.AsyncServer, sid: str) -> bool:
+    """Whether a connect/disconnect handler was reached by a client event of that name.
+
+    python-socketio dispatches ``42["connect", ...]`` and ``42["disconnect"]`` from a connected
+    client to the handlers of those names. Its own calls happen while the sid is pending
+    (connecting or disconnecting), when ``is_connected`` is False; a client's event arrives only
+    on a fully connected sid."""
+    return bool(sio.manager.is_connected(sid, "/"))
+
+
 def create_server(settings: Settings) -> tuple[socketio.AsyncServer, ExpiryTimers]:
     """Build the AsyncServer with its connect/disconnect handlers (and nothing else)."""
     sio = socketio.AsyncServer(
@@ -157,7 +167,9 @@ def create_server(settings: Settings) -> tuple[socketio.AsyncServer, ExpiryTimer
     timers = ExpiryTimers(sio)
 
     @sio.event
-    async def connect(sid: str, environ: dict[str, Any], auth_payload: Any = None) -> None:
+    async def connect(sid: str, environ: Any = None, auth_payload: Any = None) -> None:
+        if _client_event(sio, sid):
+            return  # a client EVENT named "connect" (ROB-1): python-socketio routes it to this handler
         token = extract_token(auth_payload, environ)
         try:
             claims = auth.verify_token(token, settings)
@@ -174,6 +186,8 @@ def create_server(settings: Settings) -> tuple[socketio.AsyncServer, ExpiryTimer
 
     @sio.event
     async def disconnect(sid: str, reason: Any = None) -> None:
+        if _client_event(sio, sid):
+            return  # a client EVENT named "disconnect": it must not cancel the expiry timer (AUTH-8)
         timers.cancel(sid)
         _release_long_poll(sio, sid)
         log("client disconnected", level=logging.DEBUG, sid=sid, reason=str(reason))

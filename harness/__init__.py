@@ -21,19 +21,23 @@ from realtime_conformance.harness.judging.failures import ConformanceFailure, Un
 from realtime_conformance.harness.providers.target import Cluster, Instance, WrongQueue, wait_for_consumer
 from realtime_conformance.harness.report.render import latency_summary
 from realtime_conformance.harness.wire.clients import Received, TenantClient
+from realtime_conformance.harness.judging.verdicts import NA_PREFIX
+from realtime_conformance.harness.wire import rawclient
 from realtime_conformance.harness.wire.idle import IdleEvidence
+from realtime_conformance.harness.wire.liveness import Liveness, LivenessReport, exit_status
 from realtime_conformance.harness.wire.portal import PortalTab, ReconnectPolicy
 from realtime_conformance.harness.wire.proxy import FaultProxy
 from realtime_conformance.harness.wire.publisher import Publisher
+from realtime_conformance.harness.wire.rawclient import HandshakeFailed, RawResponse, RawWebSocket, http_request, send_raw
 from realtime_conformance.harness.wire.refusals import refusal_code
 from realtime_conformance.harness.wire.rest import RestClient
 from realtime_conformance.harness.wire.scenario import Publish, Scenario, unique_tenant
 from realtime_conformance.harness.wire.tokens import TokenFactory
 
 __all__ = [
-    "CheckResult", "Cluster", "Conformance", "ConformanceFailure", "FaultProxy", "IdleEvidence", "Instance",
-    "PortalTab", "Publish",
+    "CheckResult", "Cluster", "Conformance", "ConformanceFailure", "FaultProxy", "HandshakeFailed", "IdleEvidence",
+    "Instance", "Liveness", "LivenessReport", "NA_PREFIX", "PortalTab", "Publish", "RawResponse", "RawWebSocket",
     "Publisher", "REQUIREMENTS", "ReconnectPolicy", "Received", "Requirement", "RestClient", "Scenario",
     "TenantClient", "TokenFactory", "UnknownEvidence", "Violation", "WrongQueue", "canonical", "latency_summary",
-    "check", "refusal_code", "samples", "unique_tenant", "wait_for_consumer",
+    "check", "exit_status", "http_request", "rawclient", "refusal_code", "samples", "send_raw", "unique_tenant", "wait_for_consumer",
 ]

@@ -65,6 +65,8 @@ def pytest_configure(config: pytest.Config) -> None:
                             "tests ran (MET-3's idle window); it runs last so the gathering overlaps them")
     config.addinivalue_line("markers", "cluster: a check that needs the gateway running as several instances "
                             "(--gateway-replicas 2 or more); SKIPPED otherwise")
+    config.addinivalue_line("markers", "rob: robustness against broken and hostile clients (the ROB area): malformed "
+                            "packets and requests sent to dedicated gateways; -m rob selects it alone")
     config.addinivalue_line("markers", "bench: the load bench (realtime-conformance bench); records numbers, never in -m realtime")
     config.stash[SETTINGS_KEY] = settings = _settings.resolve(config)
     if "bench" in (config.option.markexpr or ""):  # the bench's own options fail at start too, not mid-run

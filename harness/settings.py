@@ -157,7 +157,7 @@ OPTIONS: tuple[Option, ...] = (
            "Default: the gate level's (pr 60, release 300).", kind="float"),
     Option("examples", "Hypothesis examples per generated check. Default: the gate level's (pr 8, release 40).", kind="int"),
     Option("conformance_strict", "SHOULD failures fail the run (pytest's own --strict does the same).", False, kind="bool"),
-    Option("requirements", "Only run the tests of these requirement IDs (comma list); the rest report SKIPPED.", "", kind="list"),
+    Option("requirements", "Only run the tests of these requirement IDs (comma list; AREA-* for a whole area, e.g. ROB-*); the rest report SKIPPED.", "", kind="list"),
     Option("report_dir", "Where compliance.html and compliance.json are written.", "reports"),
     Option("waivers", "YAML file of requirement IDs accepted as failing, each with a reason and an expiry date (README: Adopting the gate gradually). Relative to the ini file's folder, else the rootdir."),
     Option("catalogue_version", "The catalogue version this configuration was written for; a run against another version stops at start and lists what changed."),
@@ -479,6 +479,22 @@ def _parse_list(opt: Option, value: Any) -> tuple[str, ...]:
     return out
 
 
+def _expand_areas(opt: Option, items: tuple[str, ...]) -> list[str]:
+    """``ROB-*`` (an area wildcard) is every active ID of that area; other items are kept as given."""
+    from realtime_conformance.harness.judging.catalogue import ACTIVE, AREAS
+
+    out: list[str] = []
+    for item in items:
+        if item.endswith("-*"):
+            area = item[:-2].upper()
+            if area not in AREAS:
+                raise _fail(opt, item, f"names no area; areas: {', '.join(AREAS)} (e.g. ROB-*)")
+            out += [r.id for r in ACTIVE if r.area == area]
+        else:
+            out.append(item)
+    return out
+
+
 def _parse_json_object(opt: Option, value: Any) -> dict[str, Any]:
     if isinstance(value, Mapping):
         return dict(value)
@@ -720,9 +736,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
                     "(pr for every pull request, release before a release)")
 
     strict = _parse_bool(o["conformance_strict"], raw["conformance_strict"]) or bool(config.getoption("strict", False))
-    requirement_ids = frozenset(_parse_list(o["requirements"], raw["requirements"]))
     from realtime_conformance.harness.judging.catalogue import BY_ID  # local: settings must not depend on the catalogue at import
 
+    requirement_ids = frozenset(_expand_areas(o["requirements"], _parse_list(o["requirements"], raw["requirements"])))
     unknown_ids = sorted(requirement_ids - set(BY_ID))
     if unknown_ids:
         raise _fail(o["requirements"], ",".join(unknown_ids), "is not a requirement ID; see CONFORMANCE.md (e.g. DLV-1,ISO-1)")

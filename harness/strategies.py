@@ -9,6 +9,7 @@ Arguments are checked when the strategy is built, with errors that say the fix.
 
 from __future__ import annotations
 
+import json
 import string
 from dataclasses import dataclass
 
@@ -167,3 +168,42 @@ def plans(*, max_tenants: int = 4, max_tabs: int = 3, max_events: int = 24) -> s
         return Plan(tabs, tuple(mixed[k] for k in order))
 
     return build()
+
+
+# -- the Socket.IO / Engine.IO framing grammar, valid and not (ROB-1) ------------------------------
+
+_JSON_FRAGMENTS = st.sampled_from([
+    "", "[", "]", "{", "}", "[]", "{}", '"', '"x', "null", "1", "-0", "1e999", "true", "[[[[[[[[", '["a"', '["a",',
+    '{"_placeholder":true,"num":', '{"_placeholder":true}', '"\\ud800"', "\u0000", ",", ":", "NaN",
+])
+
+
+def engineio_text_frames() -> st.SearchStrategy[str]:
+    """Text frames a broken or hostile client may send on an Engine.IO v4 connection after its
+    Socket.IO CONNECT: an Engine.IO type digit (valid or not), then for message packets a Socket.IO
+    type digit, an optional attachment count, an optional namespace, an optional ack id and a
+    payload built from JSON fragments or noise. Most are malformed; some are valid by chance."""
+    eio_type = st.sampled_from("0123456789x")
+    sio_type = st.sampled_from("0123456789")
+    attachments = st.one_of(st.just(""), st.integers(0, 3).map(lambda n: f"{n}-"),
+                            st.sampled_from(["-", "x-", "99999999999999999999-"]))
+    namespace = st.one_of(st.just(""), st.sampled_from(["/,", "/admin,", "/nope,", "/%,", ",", "/" + "n" * 300 + ","]))
+    ack = st.one_of(st.just(""), st.integers(0, 2**53).map(str), st.just("99999999999999999999999"))
+    payload = st.one_of(
+        st.lists(_JSON_FRAGMENTS, max_size=6).map("".join),
+        st.builds(lambda name, args: json.dumps([name, *args]),
+                  st.sampled_from(["error", "connect", "disconnect", "disconnecting", "newListener", "", "x"]),
+                  st.lists(st.one_of(st.none(), st.integers(), st.text(max_size=8),
+                                     st.fixed_dictionaries({"_placeholder": st.booleans(),
+                                                            "num": st.one_of(st.integers(-2, 5), st.text(max_size=3))})),
+                           max_size=3)),
+        _TEXT,
+    )
+    message = st.builds(lambda t, a, n, i, p: f"4{t}{a}{n}{i}{p}", sio_type, attachments, namespace, ack, payload)
+    other = st.builds(lambda t, p: t + p, eio_type, payload)
+    return st.one_of(message, other)
+
+
+def noise_frames() -> st.SearchStrategy[bytes]:
+    """Binary frames and byte noise where Engine.IO expects text."""
+    return st.binary(max_size=64)

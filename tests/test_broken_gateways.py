@@ -105,6 +105,11 @@ EXPECTED: dict[str, Expect] = {
     "preflight_any_origin": Expect("ORIG-3", sentinels=("ORIG-1", "ORIG-2", "REST-2", "CONN-1")),
     # no dead-letter queue declared, and malformed messages dropped without a word: FAULT-2 reads the log
     "drops_malformed_silently": Expect("FAULT-2", args=("--lacks", "dead-letter-queue")),
+    # issue 17: robustness against broken and hostile clients
+    "dies_on_reserved_event": Expect("ROB-1", sentinels=(*SENTINELS, "ROB-2", "ROB-3")),
+    "dies_on_bad_attachment": Expect("ROB-1", sentinels=(*SENTINELS, "ROB-2", "ROB-3")),
+    "http_dies_on_reset_upgrade": Expect("ROB-2", sentinels=(*SENTINELS, "ROB-1", "ROB-3")),
+    "leaks_traceback_in_refusal": Expect("ROB-3", sentinels=(*SENTINELS, "ROB-1", "ROB-2")),
 }
 # The reference gateway itself does not meet RECON-4 (python-socketio has no connection
 # state recovery), so the control run shows that check failing too.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+import subprocess
 import sys
 from concurrent.futures import Future
 from pathlib import Path
@@ -26,7 +27,7 @@ from nodekit import ensure_node_modules
 ROOT = Path(__file__).resolve().parents[1]
 NODE_GATEWAY = ROOT / "examples" / "node-gateway"
 PRELOADS = ROOT / "tests" / "broken" / "node"
-SENTINELS = ("CONN-1", "AUTH-3", "AUTH-8", "DLV-5", "RECON-4")
+SENTINELS = ("CONN-1", "AUTH-3", "AUTH-8", "DLV-5", "RECON-4", "ROB-1", "ROB-2", "ROB-3")
 RUN_TIMEOUT_S = 300
 RUNS = MarkedRuns("RTC_BROKEN_NODE_RUN")
 
@@ -34,7 +35,10 @@ RUNS = MarkedRuns("RTC_BROKEN_NODE_RUN")
 VARIANTS: dict[str, tuple[str, ...]] = {
     "none": (),
     "resume_expired": ("AUTH-12",),
+    # socket.io 4.6.1 behind a preload (issue 17): dies on a client event named `error` (CVE-2024-38355)
+    "old_socketio": ("ROB-1",),
 }
+OLD_SOCKETIO = PRELOADS / "old-socketio"
 
 pytestmark = pytest.mark.skipif(
     shutil.which("node") is None or shutil.which("npm") is None,
@@ -63,8 +67,13 @@ def _run(variant: str, amqp_url: str, report_dir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def node_modules() -> None:
-    """The gateway's dependencies, installed from its lock file if any is missing."""
+    """The gateway's dependencies, installed from its lock file if any is missing; and the old
+    socket.io the old_socketio variant loads instead of the gateway's own."""
     ensure_node_modules()
+    if not (OLD_SOCKETIO / "node_modules" / "socket.io" / "package.json").is_file():
+        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=OLD_SOCKETIO, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, f"`npm ci` in {OLD_SOCKETIO} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,7 @@ AREAS: dict[str, str] = {
     "RECON": "Reconnection",
     "FAULT": "Broker and input faults",
     "CLU": "Several instances (run with --gateway-replicas 2 or more; SKIPPED with one)",
+    "ROB": "Robustness against broken and hostile clients",
 }
 
 _R = Requirement
@@ -110,6 +111,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("CLU-6", "MUST", "The REST endpoints answer the same data whichever instance serves them: what any instance consumed, every instance's REST shows."),
     _R("CLU-7", "MUST", "Per-tenant order holds across instances: a tenant's events reach each client in publish order (DLV-5), and a message's status updates in publish order (STAT-1), whichever instance consumed each."),
     _R("CLU-8", "SHOULD", "A client that reconnects to another instance within 2 minutes misses no event published meanwhile (RECON-4 across instances: the recovery state is shared, or events are replayed)."),
+    _R("ROB-1", "MUST", "Malformed Socket.IO and Engine.IO packets from a connecting or connected client (unknown packet types, truncated or invalid JSON, non-array event payloads, reserved event names such as error, connect, disconnect, disconnecting, newListener, attachment placeholders with an out-of-range or non-numeric num, attachments that never arrive, binary frames where text is expected, unknown namespaces) never stop the gateway: the offending connection may be closed, another tenant's client keeps receiving its events within the latency budget, and a fresh handshake succeeds afterwards."),
+    _R("ROB-2", "MUST", "Malformed HTTP and WebSocket input on the Engine.IO path (bad or missing EIO, transport or sid, unknown sids, polling POSTs with garbage or truncated bodies, two long-polls at once on one sid, upgrades with bad or very many headers, a reset in the middle of an upgrade or a body, WebSocket frames with invalid UTF-8, reserved bits, unknown opcodes or fragmented control frames) never stop the gateway: each is answered with a 4xx or a closed connection, never a 5xx, and other clients are unaffected."),
+    _R("ROB-3", "MUST", "Errors leak nothing: no stack trace, no file path of the gateway's installation, not the JWT secret, not the AMQP URL or its credentials, in a connect_error, an HTTP error body or a WebSocket close reason."),
 )
 
 BY_ID: dict[str, Requirement] = {r.id: r for r in REQUIREMENTS}
@@ -174,6 +178,9 @@ CHANGELOG: tuple[Change, ...] = (
     Change("5", added=ids("ORIG-3"),
            note="issue 16: REST CORS from the portal's origin, a preflight that must allow Authorization; "
                 "FAULT-2 without a dead-letter queue judged from the gateway's log"),
+    Change("6", added=ids("ROB-1..3"),
+           note="issue 17: robustness against broken and hostile clients, part 1 (the crash classes): malformed "
+                "packets, malformed HTTP and WebSocket input, and what errors reveal"),
 )
 CATALOGUE_VERSION: str = CHANGELOG[-1].version
 

@@ -41,7 +41,7 @@ from realtime_conformance.harness.settings import NO_REDIS, Settings
 from realtime_conformance.harness.wire.tokens import TokenFactory
 
 _INSTANCES = itertools.count(1)
-VHOST_POOL = 10  # dedicated gateways in one run: RECON, FAULT, REST-3, DLV-8 and FAULT-5's trials
+VHOST_POOL = 16  # dedicated gateways in one run: RECON, FAULT, REST-3, DLV-8, FAULT-5's trials and ROB (3, plus one per generated example)
 
 
 def make_broker(settings: Settings) -> Broker:

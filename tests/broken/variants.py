@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import os
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -906,3 +907,71 @@ def no_consume_after_failed_first_connect() -> None:
             raise
         self._ever_connected = True
     consumer.EventConsumer._connect_and_consume = once_or_never
+
+# -- ROB (issue 17): one hostile client takes the process down, or learns its insides --------------
+
+CRASH_STATUS = 70  # what a crashed variant exits with, so a report's exit status is recognisable
+
+
+@variant
+def dies_on_reserved_event() -> None:
+    """The process exits on a client event named ``error``, as a socket.io < 4.6.2 server with no
+    error listener did (CVE-2024-38355): FAIL on ROB-1 only."""
+    def die(sid: str, *args: Any) -> None:
+        os._exit(CRASH_STATUS)
+    _after_create(lambda sio: sio.on("error", die))
+
+
+@variant
+def dies_on_bad_attachment() -> None:
+    """The process exits when a binary attachment placeholder names no attachment (an out-of-range
+    or non-numeric ``num``), the socket.io-parser advisories' class: FAIL on ROB-1 only."""
+    packet_class = socketio.packet.Packet
+    original = packet_class._reconstruct_binary_internal.__func__
+
+    def strict(cls, data, attachments):
+        try:
+            return original(cls, data, attachments)
+        except (IndexError, TypeError, KeyError):
+            os._exit(CRASH_STATUS)
+    packet_class._reconstruct_binary_internal = classmethod(strict)
+
+
+@variant
+def http_dies_on_reset_upgrade() -> None:
+    """The HTTP layer takes the process down when a client resets its connection in the middle of
+    a WebSocket upgrade request (the engine.io advisories' class): FAIL on ROB-2 only. The server
+    runs on uvicorn's h11 protocol here, whose connection_lost sees the half-read request."""
+    import uvicorn
+    from uvicorn.protocols.http import h11_impl
+
+    init = uvicorn.Config.__init__
+
+    def h11_only(self, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **{**kwargs, "http": "h11"})
+    uvicorn.Config.__init__ = h11_only
+    received, lost = h11_impl.H11Protocol.data_received, h11_impl.H11Protocol.connection_lost
+
+    def data_received(self, data: bytes) -> None:
+        self._head = (getattr(self, "_head", b"") + data)[:65536]
+        received(self, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and b"upgrade: websocket" in getattr(self, "_head", b"").lower():
+            os._exit(CRASH_STATUS)
+        lost(self, exc)
+    h11_impl.H11Protocol.data_received = data_received
+    h11_impl.H11Protocol.connection_lost = connection_lost
+
+
+@variant
+def leaks_traceback_in_refusal() -> None:
+    """Handshake refusals carry the stack of the check that refused (a debug setting left on):
+    FAIL on ROB-3 only."""
+    refused = sockets.HandshakeRefused
+
+    class Verbose(refused):  # type: ignore[misc, valid-type]
+        def __init__(self, code: str, message: str) -> None:
+            super().__init__(code, message + "\nTraceback (most recent call last):\n"
+                             + "".join(traceback.format_stack(limit=6)))
+    sockets.HandshakeRefused = Verbose

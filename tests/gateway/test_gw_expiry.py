@@ -39,3 +39,18 @@ def test_disconnect_before_expiry_cancels_timer(gateway: GatewayProcess) -> None
         await again.close()
 
     arun(body())
+
+
+def test_client_events_named_connect_or_disconnect_change_nothing(gateway: GatewayProcess) -> None:
+    """python-socketio routes a client EVENT named "disconnect" to the disconnect handler; it must
+    not cancel the expiry timer (the token would then never expire), nor may one named "connect"
+    run the handshake again (ROB-1's reserved names)."""
+
+    async def body() -> None:
+        tenant = unique("exp3")
+        c = await connected(gateway.url, mint(tenant, exp_in=2))
+        await c.sio.eio.send('2["disconnect"]')  # Socket.IO EVENT packets, sent below the client's API
+        await c.sio.eio.send('2["connect",{},{"token":"x"}]')
+        await asyncio.wait_for(c.disconnected.wait(), timeout=6)  # still ended at exp
+
+    arun(body())

@@ -19,7 +19,7 @@ import pytest
 from realtime_conformance import contract
 from realtime_conformance.harness import plugin
 from realtime_conformance.harness.wire.portal import ReconnectPolicy
-from realtime_conformance.harness.judging.catalogue import CATALOGUE_VERSION, CHANGELOG
+from realtime_conformance.harness.judging.catalogue import AREAS, CATALOGUE_VERSION, CHANGELOG
 from realtime_conformance.harness import settings as _settings_module
 from realtime_conformance.harness.settings import BY_NAME, DEFAULT_GATEWAY_ENV, OPTIONS, Settings
 
@@ -109,6 +109,12 @@ CASES: list[tuple[str, Any, dict[str, Any], Callable[[Settings], Any], Any]] = [
 ]
 
 SOURCE = {"cli": "command line", "env": "environment", "ini": "ini"}
+
+
+def test_an_area_wildcard_selects_the_area() -> None:
+    from realtime_conformance.harness.settings import _expand_areas
+
+    assert _expand_areas(BY_NAME["requirements"], ("ROB-*", "DLV-1")) == ["ROB-1", "ROB-2", "ROB-3", "DLV-1"]
 
 
 # Options that can be given together; three groups because a run has one target.
@@ -293,6 +299,9 @@ BAD: list[tuple[str, list[str], str]] = [
      + PLACEHOLDERS),
     ("lacks", ["--lacks=rest,teleport"],
      "--lacks (ini 'lacks', env RTC_LACKS): 'teleport' is not a valid choice; choose from: rest, event-read-model, restart, polling, broker-restart, dead-letter-queue"),
+    ("requirements_area", ["--requirements=XYZ-*"],
+     "--requirements (ini 'requirements', env RTC_REQUIREMENTS): 'XYZ-*' names no area; areas: "
+     + ", ".join(AREAS) + " (e.g. ROB-*)"),
     ("requirements", ["--requirements=DLV-1,XYZ-9"],
      "--requirements (ini 'requirements', env RTC_REQUIREMENTS): 'XYZ-9' is not a requirement ID; see CONFORMANCE.md (e.g. DLV-1,ISO-1)"),
     ("url_no_secret", ["--gateway-url=http://127.0.0.1:3015"],
