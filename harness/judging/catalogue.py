@@ -100,6 +100,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("FAULT-3", "MUST", "A gateway killed with SIGKILL while events are in flight loses none of them: each reaches its tenant's clients after the restart (at-least-once)."),
     _R("FAULT-4", "MUST", "A stalled client (connected, not reading) does not push other clients' deliveries over the budget."),
     _R("FAULT-5", "SHOULD", "The gateway refuses to start with a missing or weak (under 32 bytes) JWT secret."),
+    _R("FAULT-7", "SHOULD", "On SIGTERM with clients connected and events in flight, the gateway exits within the stop bound (--stop-grace-s, default 10 s: the deployment's grace period) and loses none of those events: each reaches its tenant's clients before the exit or after the restart."),
     _R("CLU-1", "MUST", "With the gateway running as several instances, each event reaches every client of its tenant, whichever instance the client is connected to and whichever instance consumed the event: tabs of one tenant spread over the instances all receive it."),
     _R("CLU-2", "MUST", "With several instances, no client receives an event twice: the instances deliver each event once between them (no instance emits its own copy of what another already delivered)."),
     _R("CLU-3", "MUST", "Tenant ids of every shape (room-like, unicode, very long) reach their clients on every instance as ordinary ids do: all instances name a tenant's room the same way."),
@@ -164,6 +165,9 @@ CHANGELOG: tuple[Change, ...] = (
     Change("3", added=ids("CLU-1..8"),
            note="gateways with several instances: the cluster area, judged with --gateway-replicas 2 or more "
                 "(SKIPPED with one instance)"),
+    Change("5", added=ids("FAULT-7"),
+           note="issue 16: a graceful stop (SIGTERM) ends within the deployment's grace period and loses nothing in "
+                "flight"),
 )
 CATALOGUE_VERSION: str = CHANGELOG[-1].version
 
