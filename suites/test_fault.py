@@ -195,13 +195,36 @@ async def test_sigkill_in_flight_loses_nothing(conformance):
             {"first_lost": lost[0].envelope, "lost_seqs": [p.seq for p in lost][:50]})] if lost else [])
 
 
-STOP_BURST, STOP_AFTER = 200, 20  # events published at once before the SIGTERM, and one by one after it
+# Events published at once around the SIGTERM (more than FAULT-3's burst: a graceful gateway keeps
+# working through its backlog until it acts on the signal, and must still hold one then), and one by
+# one once it is down.
+STOP_BURST, STOP_AFTER = 1000, 20
 
 
 async def _all_at_once(sc, tenant, seqs) -> None:
     """Control events published together, not one confirm at a time, so the broker hands the gateway
     a backlog faster than it works through it (FAULT-3's burst; a shared helper later)."""
     await asyncio.gather(*(sc.publish_control(tenant, n) for n in seqs))
+
+
+def _lost(sc, tabs) -> list:
+    """The events no tab has received (each tab's events read once: a thousand events are cheap)."""
+    got = {seq for tab in tabs for e in tab.events if (seq := sc.seq_of(e, e[2])) is not None}
+    return [p for p in sc.publishes if p.seq not in got]
+
+
+async def _until_delivered(sc, tabs, quiet_s: float, cap_s: float = 120.0) -> list:
+    """The events still lost once every one has arrived, or nothing more arrived for ``quiet_s``
+    (``cap_s`` in all): a gateway working through a redelivered backlog gets the time it keeps using."""
+    deadline = time.monotonic() + cap_s
+    while True:
+        lost = _lost(sc, tabs)
+        left = deadline - time.monotonic()
+        if not lost or left <= 0:
+            return lost
+        before = len(lost)
+        if not await sc.wait_until(lambda: len(_lost(sc, tabs)) < before, timeout=min(quiet_s, left)):
+            return _lost(sc, tabs)
 
 
 @pytest.mark.requirement("FAULT-7")
@@ -218,19 +241,18 @@ async def test_sigterm_stops_within_the_bound_and_loses_nothing(conformance):
             await tab.connect()
         stream = asyncio.create_task(_all_at_once(sc, tenant, range(STOP_BURST)))
         await tabs[0].wait_for_event(sc.control_type, timeout=5, since=0)
-        before_stop = list(sc.publishes)
-        in_flight = sum(1 for p in before_stop if not any(sc.delivered(tab, p) for tab in tabs))
+        in_flight = len(_lost(sc, tabs))  # published, and not yet received by any tab
         conformance.record("in_flight_at_sigterm", in_flight)
         t0 = time.perf_counter()
         conformance.record_timeline(0, "gateway SIGTERM mid-stream")
         stopped = await asyncio.to_thread(instance.gateway.stop)  # the bound, plus the harness's margin
+        await stream
         if stopped is None:
             conformance.unknown("the harness could not stop this gateway, so its SIGTERM handling was not seen")
         conformance.record("stop", stopped.as_dict())
         conformance.record_timeline(stopped.elapsed_s * 1000, "gateway killed (SIGKILL) after the margin"
                                     if stopped.escalated else f"gateway exited (code {stopped.returncode})")
         if stopped.escalated or stopped.elapsed_s > bound:
-            await stream
             conformance.fail([conformance.violation(
                 "Gateway did not stop within the bound",
                 (f"still running {stopped.waited_s:g} s after SIGTERM (the bound is {bound:g} s): the harness had "
@@ -241,7 +263,6 @@ async def test_sigterm_stops_within_the_bound_and_loses_nothing(conformance):
         link = instance.broker_link
         if link is not None:
             link.cut()  # the restarted gateway consumes only once the tabs are back
-        await stream
         for n in range(STOP_BURST, STOP_BURST + STOP_AFTER):  # and a few while it is down
             await sc.publish_control(tenant, n)
         conformance.record_timeline((time.perf_counter() - t0) * 1000, f"{len(sc.publishes)} events published in all")
@@ -252,12 +273,14 @@ async def test_sigterm_stops_within_the_bound_and_loses_nothing(conformance):
         conformance.record_timeline((time.perf_counter() - t0) * 1000, "gateway back, tabs live, broker link restored")
         if stuck:
             conformance.unknown("tabs could not reconnect to the restarted gateway (see RECON-1)")
+        try:  # its reconnect backoff after the held link is not this check's business: wait it out
+            await instance.wait_ready()
+        except TimeoutError as exc:
+            conformance.unknown(f"the restarted gateway did not consume again once its broker link was back "
+                                f"(FAULT-1's business), so what it kept could not be seen: {exc}")
+        conformance.record_timeline((time.perf_counter() - t0) * 1000, "restarted gateway consuming")
 
-        def lost_fn():
-            return [p for p in sc.publishes if not any(sc.delivered(tab, p) for tab in tabs)]
-
-        await sc.wait_until(lambda: not lost_fn(), timeout=10.0 + sc.grace_s)
-        lost = lost_fn()
+        lost = await _until_delivered(sc, tabs, quiet_s=10.0 + sc.grace_s)
         conformance.record("published", len(sc.publishes))
         conformance.record("lost", len(lost))
         conformance.record_timeline((time.perf_counter() - t0) * 1000, f"{len(lost)} events lost")
