@@ -3,8 +3,9 @@
 The consumer runs as a background task started next to the HTTP server, so a
 broker that is down at start-up does not keep /health or the handshake from
 answering. Shutdown order on SIGTERM: stop consuming (the message in hand is
-finished and acked), disconnect Socket.IO clients, stop uvicorn, close the
-database; the process then exits 0.
+finished and acked), stop accepting connections, send every Socket.IO client a
+CLOSE behind what was already emitted to it and wait (at most DRAIN_S) for it to
+hang up, stop uvicorn, close the database; the process then exits 0.
 """
 
 from __future__ import annotations
@@ -100,9 +101,10 @@ class Gateway:
         self.timers.cancel_all()
         eio_sockets = list(self.sio.eio.sockets.values())
         if eio_sockets:
+            # The CLOSE goes behind whatever is still queued for the client; _Server._drained waits
+            # for the client to read up to it and hang up.
             await asyncio.wait(
                 [asyncio.create_task(s.close(wait=False)) for s in eio_sockets], timeout=2)
-            await asyncio.sleep(0.1)  # let the writer tasks flush the CLOSE packets
         self.sio.eio.sockets.clear()
         await self.sio.shutdown()
 
@@ -113,6 +115,9 @@ class Gateway:
             except Exception:
                 pass
         self.readmodel.close()
+
+
+DRAIN_S = 3.0  # how long a SIGTERM waits for clients to read what was emitted to them and hang up
 
 
 class _Server(uvicorn.Server):
@@ -131,8 +136,22 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
         log("shutting down")
         await self.gateway.stop_consumer()
+        for server in self.servers:  # no new connections while the open ones drain
+            server.close()
         await self.gateway.disconnect_clients()
+        await self._drained(DRAIN_S)
         await super().shutdown(sockets=sockets)
+
+    async def _drained(self, timeout: float) -> None:
+        """Wait (bounded) for every client to hang up after its CLOSE.
+
+        An event is acked once its emit is queued on each socket, not once it is on the wire;
+        uvicorn's own shutdown fails open websockets at once, dropping what their writers have
+        not sent yet. A client hangs up only after it has read everything queued before its
+        CLOSE, so waiting for that loses nothing (FAULT-7); a stalled one costs ``timeout``."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.server_state.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
 
 
 async def serve(settings: Settings) -> None:

@@ -142,6 +142,9 @@ OPTIONS: tuple[Option, ...] = (
            "(this instance's folder) {shared_dir} (one folder all replicas of the target share) {redis_url} (empty with "
            "one instance unless --redis names one) {replica} (which replica: 1, 2, ...).", "", kind="env"),
     Option("gateway_startup_timeout", "Seconds a started gateway may take to answer an Engine.IO handshake.", 30.0, kind="float"),
+    Option("stop_grace_s", "Seconds a harness-started gateway may take to exit after SIGTERM (FAULT-7): your "
+           "deployment's grace period (docker stop's 10 s; Kubernetes' terminationGracePeriodSeconds, 30 s by "
+           "default). The harness sends SIGKILL 2 s after it. From 1 to 600.", 10.0, kind="float"),
     Option("lacks", f"Capabilities the target declares it lacks, comma list of: {', '.join(CAPABILITIES)}. Their requirements report N/A.", "", kind="list", choices=CAPABILITIES),
     Option("allowed_origins", "Origins the gateway allows (comma list of scheme://host[:port]; scheme://*.domain[:port] allows "
            "every subdomain of domain, one or more labels deep, not domain itself); passed to a harness-started gateway.",
@@ -204,6 +207,7 @@ class Settings:
     gateway_urls: tuple[str, ...] = ()  # every instance of a URL target
     redis: str = "process"  # process, container, external, or none (auto with one instance): auto resolved
     redis_image: str = LOCAL_REDIS_IMAGE
+    stop_grace_s: float = 10.0  # the stop bound (FAULT-7)
     redis_chosen: bool = False  # --redis named a kind: lone and dedicated instances get a Redis too
 
     @property
@@ -519,6 +523,18 @@ def _parse_number(opt: Option, value: Any, cast: Callable[[Any], Any], minimum: 
     return number
 
 
+MAX_STOP_GRACE_S = 600.0
+
+
+def _stop_grace(opt: Option, value: Any) -> float:
+    """The stop bound: at least 1 s, and at most MAX_STOP_GRACE_S (a run waits that long per hung stop)."""
+    seconds = float(_parse_number(opt, value, float, 1))
+    if seconds > MAX_STOP_GRACE_S:
+        raise _fail(opt, value, f"must be at most {MAX_STOP_GRACE_S:g} (seconds); give your deployment's grace period, "
+                                "e.g. 30 for Kubernetes' default")
+    return seconds
+
+
 def _level_value(opt: Option, value: Any, cast: Callable[[Any], Any], level: str) -> Any:
     """The option as given, else the gate level's value for it."""
     default = GATE_LEVELS[level][opt.name]
@@ -762,6 +778,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         rest_paths=rest_paths,
         gateway_env=_parse_env(o["gateway_env"], raw["gateway_env"]),
         gateway_startup_timeout=_parse_number(o["gateway_startup_timeout"], raw["gateway_startup_timeout"], float, 1),
+        stop_grace_s=_stop_grace(o["stop_grace_s"], raw["stop_grace_s"]),
         lacks=frozenset(_parse_list(o["lacks"], raw["lacks"])),
         allowed_origins=allowed,
         forbidden_origins=forbidden,
@@ -945,6 +962,11 @@ def header_lines(settings: Settings) -> list[str]:
     lines.append(f"realtime-conformance: catalogue version {CATALOGUE_VERSION} ({pinned})")
     lines.append(f"realtime-conformance: gate level {settings.gate_level} (idle window {settings.idle_window_s:g} s, "
                  f"{settings.examples} Hypothesis examples per generated check)")
+    if settings.target_kind != "url":
+        from realtime_conformance.harness.providers.gateway import STOP_MARGIN_S
+
+        lines.append(f"realtime-conformance: graceful stop bound {settings.stop_grace_s:g} s (FAULT-7; SIGKILL "
+                     f"{settings.stop_grace_s + STOP_MARGIN_S:g} s after SIGTERM)")
     if settings.waivers is not None:
         today = datetime.date.today()
         expired = [w.id for w in settings.waivers.entries if w.expired(today)]

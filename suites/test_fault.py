@@ -1,4 +1,4 @@
-"""FAULT: broker restarts, poison messages, a killed gateway and a stalled client lose nothing and slow nobody."""
+"""FAULT: broker restarts, poison messages, a killed or stopped gateway and a stalled client lose nothing and slow nobody."""
 
 from __future__ import annotations
 
@@ -248,6 +248,107 @@ async def test_sigkill_in_flight_loses_nothing(conformance):
                                 "after them had either, so late cannot be told from lost: see DLV-2")
 
 
+# Events published at once around the SIGTERM (more than FAULT-3's burst: a graceful gateway keeps
+# working through its backlog until it acts on the signal, and must still hold one then), and one by
+# one once it is down.
+STOP_BURST, STOP_AFTER = 1000, 20
+
+
+async def _all_at_once(sc, tenant, seqs) -> None:
+    """Control events published together, not one confirm at a time, so the broker hands the gateway
+    a backlog faster than it works through it (FAULT-3's burst; a shared helper later)."""
+    await asyncio.gather(*(sc.publish_control(tenant, n) for n in seqs))
+
+
+def _lost(sc, tabs) -> list:
+    """The events no tab has received (each tab's events read once: a thousand events are cheap)."""
+    got = {seq for tab in tabs for e in tab.events if (seq := sc.seq_of(e, e[2])) is not None}
+    return [p for p in sc.publishes if p.seq not in got]
+
+
+async def _lost_and_pending(sc, tabs, *, first_s: float, cap_s: float = 120.0) -> tuple[list, list]:
+    """After the restart, by the rule that late is not lost: the events no tab received though a later
+    one reached every tab (lost), and those no tab received with nothing later either (still arriving).
+    The wait goes on while the redelivered backlog keeps arriving (``cap_s`` in all)."""
+    wanted = list(sc.publishes)
+    outcome = await sc.delivery(tabs, wanted, first_s=first_s, cap_s=cap_s)
+    missing = _lost(sc, tabs)
+    lost = [p for p in missing if all(p.seq in outcome.lost.get(tab.name, ()) for tab in tabs)]
+    return lost, [p for p in missing if p not in lost and p in wanted]
+
+
+@pytest.mark.requirement("FAULT-7")
+async def test_sigterm_stops_within_the_bound_and_loses_nothing(conformance):
+    """A deploy's SIGTERM: the gateway exits within the stop bound, and every event it had in hand
+    reaches the tabs, before the exit or after the restart (judged as FAULT-3, SIGTERM for SIGKILL)."""
+    conformance.require("restart")
+    bound = conformance.settings.stop_grace_s
+    conformance.record("stop_bound_s", bound)
+    async with conformance.target.dedicated("fault7", broker_link=True) as instance, instance.scenario() as sc:
+        tenant = sc.tenant()
+        tabs = [sc.tab(tenant, seed=n) for n in range(2)]
+        for tab in tabs:
+            await tab.connect()
+        stream = asyncio.create_task(_all_at_once(sc, tenant, range(STOP_BURST)))
+        await tabs[0].wait_for_event(sc.control_type, timeout=5, since=0)
+        in_flight = len(_lost(sc, tabs))  # published, and not yet received by any tab
+        conformance.record("in_flight_at_sigterm", in_flight)
+        t0 = time.perf_counter()
+        conformance.record_timeline(0, "gateway SIGTERM mid-stream")
+        stopped = await asyncio.to_thread(instance.gateway.stop)  # the bound, plus the harness's margin
+        await stream
+        if stopped is None:
+            conformance.unknown("the harness could not stop this gateway, so its SIGTERM handling was not seen")
+        conformance.record("stop", stopped.as_dict())
+        conformance.record_timeline(stopped.elapsed_s * 1000, "gateway killed (SIGKILL) after the margin"
+                                    if stopped.escalated else f"gateway exited (code {stopped.returncode})")
+        if stopped.escalated or stopped.elapsed_s > bound:
+            conformance.fail([conformance.violation(
+                "Gateway did not stop within the bound",
+                (f"still running {stopped.waited_s:g} s after SIGTERM (the bound is {bound:g} s): the harness had "
+                 "to SIGKILL it, as a deployment would" if stopped.escalated else
+                 f"it took {stopped.elapsed_s:.1f} s to exit after SIGTERM, over the bound of {bound:g} s"),
+                {"stop": stopped.as_dict(), "stop_bound_s": bound, "clients_connected": len(tabs),
+                 "log_tail": instance.gateway.logs()[-2000:]})])
+        link = instance.broker_link
+        if link is not None:
+            link.hold_deliveries()  # the restarted gateway consumes, but gets nothing until the tabs are back
+        for n in range(STOP_BURST, STOP_BURST + STOP_AFTER):  # and a few while it is down
+            await sc.publish_control(tenant, n)
+        conformance.record_timeline((time.perf_counter() - t0) * 1000, f"{len(sc.publishes)} events published in all")
+        await asyncio.to_thread(instance.gateway.start)
+        stuck = await wait_all_live(conformance, tabs, policy_window(conformance.settings.reconnect_policy))
+        if link is not None:
+            link.pass_through()
+        conformance.record_timeline((time.perf_counter() - t0) * 1000, "gateway back, tabs live, deliveries released")
+        if stuck:
+            conformance.unknown("tabs could not reconnect to the restarted gateway (see RECON-1)")
+        await conformance.precondition_consuming(instance, after="its restart after the SIGTERM", blocked_by="FAULT-6")
+        conformance.record_timeline((time.perf_counter() - t0) * 1000, "restarted gateway consuming")
+
+        lost, pending = await _lost_and_pending(sc, tabs, first_s=10.0 + sc.grace_s)
+        conformance.record("published", len(sc.publishes))
+        conformance.record("lost", len(lost))
+        conformance.record("still_arriving", len(pending))
+        conformance.record_timeline((time.perf_counter() - t0) * 1000, f"{len(lost)} events lost")
+        if not lost and not pending and not in_flight:
+            conformance.unknown("every event published before the SIGTERM had already been delivered when it "
+                                "landed: nothing was in flight, so the stop showed nothing")
+        if lost and link is None:
+            conformance.unknown(f"{len(lost)} events never arrived, but without holding the gateway's broker link "
+                                "(not possible for this target) they may have been emitted before the tabs were back")
+        conformance.fail([conformance.violation(
+            "Events lost to a graceful stop",
+            f"{len(lost)} of {len(sc.publishes)} events never reached any client: acknowledged on the way out "
+            "without being emitted, or emitted after the sockets were closed",
+            {"first_lost": lost[0].envelope, "lost_seqs": [p.seq for p in lost][:50],
+             "stop": stopped.as_dict()})] if lost else [])
+        if pending:
+            conformance.unknown(f"still arriving: {len(pending)} of {len(sc.publishes)} events had reached no client "
+                                "when deliveries stopped arriving, and nothing published after them had either, so "
+                                "late cannot be told from lost: see DLV-2")
+
+
 STALL_EVENTS, STALL_BODY_CHARS, STALL_PACING_S = 120, 4096, 0.003
 
 
@@ -268,7 +369,7 @@ async def _burst(sc, tenant, label: str) -> None:
 def _over_budget(sc, clients) -> list:
     """The readers' late or missing deliveries (what a stalled peer could cause)."""
     result = sc.check(clients)
-    return result.of("late", "missing"), result
+    return result.of("late", "missing", "pending"), result
 
 
 async def _peer_and_readers(conformance, sc, proxy, label: str):

@@ -89,7 +89,7 @@ async def test_read_model_survives_a_gateway_restart(conformance):
         conv = f"conv_restart_{tenant}"
         before = await sc.publish(tenant, "new_message", new_message(conv, f"wamid.before.{tenant}", "before the restart"))
         await sc.settle(barrier=False)
-        await asyncio.to_thread(instance.gateway.stop)  # every socket is down now
+        await instance.stop()  # every socket is down now
         during = await sc.publish(tenant, "new_message", new_message(conv, f"wamid.during.{tenant}", "while it was down"))
         await asyncio.to_thread(instance.gateway.start)
         await conformance.precondition_consuming(instance, after="its restart", blocked_by="RECON-1",

@@ -103,6 +103,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("FAULT-4", "MUST", "A stalled client (connected, not reading) does not push other clients' deliveries over the budget."),
     _R("FAULT-5", "SHOULD", "The gateway refuses to start with a missing or weak (under 32 bytes) JWT secret."),
     _R("FAULT-6", "MUST", "A gateway started while its broker is unreachable (connection refused, or accepted and then reset) consumes within 30 s of the broker becoming reachable, without being restarted."),
+    _R("FAULT-7", "SHOULD", "On SIGTERM with clients connected and events in flight, the gateway exits within the stop bound (--stop-grace-s, default 10 s: the deployment's grace period) and loses none of those events: each reaches its tenant's clients before the exit or after the restart."),
     _R("CLU-1", "MUST", "With the gateway running as several instances, each event reaches every client of its tenant, whichever instance the client is connected to and whichever instance consumed the event: tabs of one tenant spread over the instances all receive it."),
     _R("CLU-2", "MUST", "With several instances, no client receives an event twice: the instances deliver each event once between them (no instance emits its own copy of what another already delivered)."),
     _R("CLU-3", "MUST", "Tenant ids of every shape (room-like, unicode, very long) reach their clients on every instance as ordinary ids do: all instances name a tenant's room the same way."),
@@ -175,9 +176,10 @@ CHANGELOG: tuple[Change, ...] = (
                 "requirement of its own, FAULT-6, and checks whose set-up met it say UNKNOWN, blocked by FAULT-6; "
                 "late is not lost (an event is lost only once a later one reached the client); CLU-7 judges one "
                 "tenant's burst consumed by several instances"),
-    Change("5", added=ids("ORIG-3"),
+    Change("5", added=ids("ORIG-3 FAULT-7"),
            note="issue 16: REST CORS from the portal's origin, a preflight that must allow Authorization; "
-                "FAULT-2 without a dead-letter queue judged from the gateway's log"),
+                "FAULT-2 without a dead-letter queue judged from the gateway's log; a graceful stop (SIGTERM) ends "
+                "within the deployment's grace period and loses nothing in flight"),
     Change("6", added=ids("ROB-1..3"),
            note="issue 17: robustness against broken and hostile clients, part 1 (the crash classes): malformed "
                 "packets, malformed HTTP and WebSocket input, and what errors reveal"),

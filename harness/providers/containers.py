@@ -46,6 +46,7 @@ host port and ``with_volume(shared, shared)`` on one host folder they share.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import socket
 import struct
@@ -68,7 +69,8 @@ from testcontainers.core.container import DockerContainer  # noqa: E402
 from testcontainers.core.network import Network  # noqa: E402
 
 from realtime_conformance.harness.providers.broker import RabbitCtl, wait_for_amqp  # noqa: E402
-from realtime_conformance.harness.providers.gateway import wait_for_engineio  # noqa: E402
+from realtime_conformance.harness.providers.gateway import STOP_MARGIN_S, wait_for_engineio  # noqa: E402
+from realtime_conformance.harness.providers.processes import StopResult  # noqa: E402
 from realtime_conformance.harness.providers.ports import LOOPBACK, free_port  # noqa: E402
 from realtime_conformance.harness.providers.redis_server import wait_for_redis  # noqa: E402
 from realtime_conformance.harness.redaction import strip_terminal_codes  # noqa: E402
@@ -709,8 +711,10 @@ class ImageGateway:
         path: str = "/socket.io/",
         startup_timeout: float = 60.0,
         command: str | list[str] | None = None,
+        stop_grace_s: float = 10.0,
     ) -> None:
         self.image = image
+        self.stop_grace_s = stop_grace_s  # the stop bound: how long a SIGTERM may take (FAULT-7)
         self.network = network
         self.container_port = container_port
         self.host_port = host_port or free_port()
@@ -798,18 +802,33 @@ class ImageGateway:
         alive: Callable[[], bool] = self._container.running
         wait_for_engineio(self.url, timeout, self.path, alive=_throttled(alive, 0.5))
 
-    def stop(self) -> None:
-        """SIGTERM, 10 s grace, then SIGKILL (docker stop); the container stays."""
-        if self._container is not None:
-            self._container.stop(timeout=10)
+    last_stop: StopResult | None = None
+
+    def stop(self, grace_s: float | None = None) -> StopResult | None:
+        """``docker stop -t``: SIGTERM, then SIGKILL after ``grace_s`` s (default: the stop bound
+        plus the margin, rounded up to whole seconds as Docker takes them); the container stays.
+
+        Returns how it went (None if it was not running). Docker kills exactly at the timeout, so
+        an exit code of 137 (128 + SIGKILL) at or past it is taken as the harness's SIGKILL."""
+        if self._container is None or not self._container.running():
+            return None
+        timeout = math.ceil(self.stop_grace_s + STOP_MARGIN_S if grace_s is None else grace_s)
+        started = time.monotonic()
+        self._container.stop(timeout=timeout)
+        elapsed = time.monotonic() - started
+        self._container.state()
+        code = self._container.last_exit_code
+        self.last_stop = StopResult(waited_s=timeout, elapsed_s=elapsed,
+                                    escalated=code == 137 and elapsed >= timeout, returncode=code)
+        return self.last_stop
 
     def kill(self) -> None:
         if self._container is not None:
             self._container.kill()
 
-    def restart(self, *, hard: bool = False) -> None:
+    def restart(self, *, hard: bool = False, grace_s: float | None = None) -> None:
         """Stop (or kill) and start the same container: same URL, same files inside."""
-        self.kill() if hard else self.stop()
+        self.kill() if hard else self.stop(grace_s)
         self.start()
 
     def logs(self) -> str:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -22,8 +23,27 @@ _LIVE: "set[ManagedProcess]" = set()
 _LOCK = threading.Lock()
 
 
+@dataclass(frozen=True)
+class StopResult:
+    """How one SIGTERM went: how long until the process was gone, and whether it took a SIGKILL.
+
+    ``waited_s`` is how long the harness gave it before the SIGKILL; ``elapsed_s`` runs from the
+    SIGTERM to the moment the process was gone (past ``waited_s`` only when it was killed)."""
+
+    waited_s: float
+    elapsed_s: float
+    escalated: bool
+    returncode: int | None
+
+    def as_dict(self) -> dict[str, float | bool | int | None]:
+        return {"waited_s": round(self.waited_s, 2), "elapsed_s": round(self.elapsed_s, 2),
+                "escalated_to_sigkill": self.escalated, "returncode": self.returncode}
+
+
 class ManagedProcess:
     """One command run in a new session, its output appended to ``log_path``."""
+
+    last_stop: StopResult | None = None  # how the latest terminate() went
 
     def __init__(
         self,
@@ -97,16 +117,24 @@ class ManagedProcess:
         self._forget()
 
     def terminate(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM the group; SIGKILL it if it has not exited within ``timeout`` s."""
+        """SIGTERM the group; SIGKILL it if it has not exited within ``timeout`` s.
+
+        How it went (elapsed time, whether the SIGKILL was needed) is kept in ``last_stop``."""
         if self._popen is None:
             return None
+        already_gone = self._popen.poll() is not None
+        started = time.monotonic()
         self._signal_group(signal.SIGTERM)
-        if not self._wait(timeout):
+        escalated = not self._wait(timeout)
+        if escalated:
             self._signal_group(signal.SIGKILL)
             self._wait(10.0)
+        elapsed = 0.0 if already_gone else time.monotonic() - started
         # Anything the leader left in its group (a forked beam.smp, say) goes too.
         self._signal_group(signal.SIGKILL)
         self._forget()
+        self.last_stop = StopResult(waited_s=timeout, elapsed_s=elapsed, escalated=escalated,
+                                    returncode=self._popen.returncode)
         return self._popen.returncode
 
     def _wait(self, timeout: float) -> bool:

@@ -29,7 +29,8 @@ import pytest
 from realtime_conformance.harness.judging.failures import UnknownEvidence
 from realtime_conformance.harness.providers.broker import (
     RABBITMQ_SERVER, Broker, ExternalBroker, PrivateRabbitNode, url_with_vhost, user_of, vhost_of)
-from realtime_conformance.harness.providers.gateway import CommandGateway, Gateway, UrlGateway, engineio_open, websocket_open
+from realtime_conformance.harness.providers.gateway import (
+    CommandGateway, Gateway, UrlGateway, engineio_open, quick_grace, websocket_open)
 from realtime_conformance.harness.providers.ports import LOOPBACK, free_port
 from realtime_conformance.harness.providers.redis_server import ExternalRedis, PrivateRedis, Redis
 from realtime_conformance.harness.redaction import strip_terminal_codes
@@ -149,7 +150,7 @@ def make_gateway(settings: Settings, broker: Broker, *, queue: str, workdir: Pat
         gateway = _containers.ImageGateway(settings.gateway_image, env=env,
                                            network=network or getattr(broker, "network", None),
                                            startup_timeout=settings.gateway_startup_timeout,
-                                           path=settings.socketio_path)
+                                           path=settings.socketio_path, stop_grace_s=settings.stop_grace_s)
         if shared_dir is not None:
             # A container may run as another user than the harness: let every replica write here.
             shared_dir.chmod(0o777)
@@ -160,7 +161,7 @@ def make_gateway(settings: Settings, broker: Broker, *, queue: str, workdir: Pat
                                                shared_dir=shared_dir, redis_url=redis_url, replica=replica + 1)}
     return CommandGateway(settings.command, url=f"http://{LOOPBACK}:{port}", env=env, cwd=Path(settings.gateway_cwd),
                           log_path=workdir / f"{name}.log", path=settings.socketio_path,
-                          startup_timeout=settings.gateway_startup_timeout)
+                          startup_timeout=settings.gateway_startup_timeout, stop_grace_s=settings.stop_grace_s)
 
 
 class WrongQueue(TimeoutError):
@@ -285,10 +286,19 @@ class Instance:
         await wait_for_consumer(self.amqp_url, self.queue, timeout or self.target.settings.gateway_startup_timeout,
                                 lister=self._lister())
 
+    async def stop(self) -> None:
+        """SIGTERM with a short grace, then SIGKILL (``quick_grace``): for checks that need the gateway
+        down, not a judgement of how it stops (FAULT-7's, which calls ``gateway.stop()`` with the bound)."""
+        await asyncio.to_thread(self.gateway.stop, quick_grace(self.target.settings.stop_grace_s))
+
     async def restart(self, *, hard: bool) -> None:
-        """Stop (SIGTERM, or SIGKILL if ``hard``) and start again; ready when consuming. A gateway
-        that does not consume again is RECON-1's defect: other checks are UNKNOWN, blocked by it."""
-        await asyncio.to_thread(self.gateway.restart, hard=hard)
+        """Stop (SIGTERM, or SIGKILL if ``hard``) and start again; ready when consuming.
+
+        A SIGTERM gets a short grace (``quick_grace``), not the whole stop bound: a restart judges
+        what comes after it, and how long stopping takes is FAULT-7's alone. A gateway that does
+        not consume again is RECON-1's defect: other checks are UNKNOWN, blocked by it."""
+        grace = quick_grace(self.target.settings.stop_grace_s)
+        await asyncio.to_thread(self.gateway.restart, hard=hard, grace_s=grace)
         timeout = self.target.settings.gateway_startup_timeout
         try:
             await self.wait_ready(timeout)
@@ -780,9 +790,13 @@ class Target:
 
 
 def _dispose(gateway: Gateway) -> None:
-    """Stop a gateway for good: containers are removed, processes stopped."""
+    """Stop a gateway for good: containers are removed, processes stopped with a short grace
+    (nothing is judged here, so a gateway that hangs on SIGTERM costs seconds, not the bound)."""
     close = getattr(gateway, "close", None)
-    (close or gateway.stop)()
+    if close is not None:
+        close()
+    else:
+        gateway.stop(quick_grace(getattr(gateway, "stop_grace_s", 10.0)))
 
 
 def _version() -> str:

@@ -21,7 +21,7 @@ import jwt
 import socketio
 
 from realtime_conformance import contract
-from realtime_conformance.gateway import auth, config, consumer, metrics, origins, readmodel, rest, sockets
+from realtime_conformance.gateway import app, auth, config, consumer, metrics, origins, readmodel, rest, sockets
 
 VARIANTS: dict[str, Callable[[], None]] = {}
 
@@ -749,6 +749,41 @@ def queue_with_arguments() -> None:
         await channel.declare_queue(self.settings.dlq, durable=True)
         return queue
     consumer.EventConsumer._declare = declare
+
+
+# -- stopping (FAULT-7: a deploy's SIGTERM) ----------------------------------------------------------
+
+
+@variant
+def sigterm_hangs_with_open_sockets() -> None:
+    """On SIGTERM it stops consuming, then waits for every client to leave before it closes anything,
+    as a server closed without closing its connections does: with tabs open it never exits by itself."""
+    disconnect = app.Gateway.disconnect_clients
+
+    async def wait_for_clients_to_leave(self):
+        while self.sio.eio.sockets:  # open tabs ping on, so this ends only when they are gone
+            await asyncio.sleep(0.1)
+        await disconnect(self)
+    app.Gateway.disconnect_clients = wait_for_clients_to_leave
+
+
+@variant
+def acks_unemitted_on_shutdown() -> None:
+    """On SIGTERM it acks every delivery it holds ("done with them") before closing, though it has not
+    emitted them: the broker forgets events no tab ever saw."""
+    stop = consumer.EventConsumer.stop
+
+    async def stop_and_ack_the_rest(self):
+        held = []
+        while not self._inbox.empty():
+            held.append(self._inbox.get_nowait())
+        await stop(self)
+        if held:
+            try:
+                await held[-1].ack(multiple=True)  # up to and including the last one held
+            except Exception:
+                pass  # the channel is gone already: nothing was acked after all
+    consumer.EventConsumer.stop = stop_and_ack_the_rest
 
 
 # -- several instances (REDIS_URL set; the harness passes GATEWAY_REPLICA={replica}) -------------

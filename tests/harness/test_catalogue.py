@@ -46,7 +46,7 @@ def test_get_names_the_known_ids_of_the_area() -> None:
     assert _catalogue.get("DLV-1").level == "MUST"
     with pytest.raises(KeyError) as excinfo:
         _catalogue.get("FAULT-9")
-    assert excinfo.value.args[0] == "unknown requirement 'FAULT-9'; known here: FAULT-1, FAULT-2, FAULT-3, FAULT-4, FAULT-5, FAULT-6"
+    assert excinfo.value.args[0] == "unknown requirement 'FAULT-9'; known here: FAULT-1, FAULT-2, FAULT-3, FAULT-4, FAULT-5, FAULT-6, FAULT-7"
 
 
 def test_same_ids_and_levels_as_the_shared_catalogue() -> None:

@@ -21,7 +21,7 @@ from realtime_conformance.harness import plugin
 from realtime_conformance.harness.wire.portal import ReconnectPolicy
 from realtime_conformance.harness.judging.catalogue import AREAS, CATALOGUE_VERSION, CHANGELOG
 from realtime_conformance.harness import settings as _settings_module
-from realtime_conformance.harness.settings import BY_NAME, DEFAULT_GATEWAY_ENV, OPTIONS, Settings
+from realtime_conformance.harness.settings import BY_NAME, DEFAULT_GATEWAY_ENV, OPTIONS, Settings, header_lines
 
 pytest_plugins = ["pytester"]
 
@@ -91,6 +91,7 @@ CASES: list[tuple[str, Any, dict[str, Any], Callable[[Settings], Any], Any]] = [
      lambda s: dict(s.gateway_env),
      {**{k: v for k, v in DEFAULT_GATEWAY_ENV.items() if k != "PING_TIMEOUT"}, "EXTRA": "1", "MYPORT": "{port}"}),
     ("gateway_startup_timeout", "7.5", {}, lambda s: s.gateway_startup_timeout, 7.5),
+    ("stop_grace_s", "30", {}, lambda s: s.stop_grace_s, 30.0),
     ("lacks", "rest,polling", {}, lambda s: s.lacks, frozenset({"rest", "polling"})),
     ("allowed_origins", "http://a.example,http://b.example", {}, lambda s: s.allowed_origins, ("http://a.example", "http://b.example")),
     ("forbidden_origins", "http://c.example", {}, lambda s: (s.forbidden_origins[0], "https://a.example" in s.forbidden_origins),
@@ -120,8 +121,10 @@ def test_an_area_wildcard_selects_the_area() -> None:
 # Options that can be given together; three groups because a run has one target.
 GROUPS = {
     "url-target": [c for c in CASES if c[0] not in ("gateway_cmd", "gateway_image", "broker", "gateway_cwd",
-                                                    "gateway_replicas", "redis_url", "redis", "redis_image")],
-    "cmd-target": [c for c in CASES if c[0] in ("gateway_cmd", "broker", "gateway_cwd", "gateway_replicas", "redis_url")],
+                                                    "gateway_replicas", "redis_url", "redis", "redis_image",
+                                                    "stop_grace_s")],
+    "cmd-target": [c for c in CASES if c[0] in ("gateway_cmd", "broker", "gateway_cwd", "gateway_replicas", "redis_url",
+                                                "stop_grace_s")],
     # A Redis the harness starts and a Redis URL exclude each other: the Redis kind goes with the image.
     "image-target": [c for c in CASES if c[0] in ("gateway_image", "redis", "redis_image")],
 }
@@ -292,6 +295,11 @@ BAD: list[tuple[str, list[str], str]] = [
      "--latency-budget-ms (ini 'latency_budget_ms', env RTC_LATENCY_BUDGET_MS): 'fast' is not a number; give e.g. 1000.0"),
     ("latency_low", ["--latency-budget-ms=0"],
      "--latency-budget-ms (ini 'latency_budget_ms', env RTC_LATENCY_BUDGET_MS): '0' must be at least 1"),
+    ("stop_grace_low", ["--stop-grace-s=0"],
+     "--stop-grace-s (ini 'stop_grace_s', env RTC_STOP_GRACE_S): '0' must be at least 1"),
+    ("stop_grace_high", ["--stop-grace-s=3600"],
+     "--stop-grace-s (ini 'stop_grace_s', env RTC_STOP_GRACE_S): '3600' must be at most 600 (seconds); give your "
+     "deployment's grace period, e.g. 30 for Kubernetes' default"),
     ("env_no_equals", ["--gateway-env=FOO"],
      "--gateway-env (ini 'gateway_env', env RTC_GATEWAY_ENV): 'FOO' is not KEY=TEMPLATE; e.g. --gateway-env AMQP_URL={amqp_url}"),
     ("env_placeholder", ["--gateway-env=URL={nope}"],
@@ -767,6 +775,13 @@ def test_the_gate_level_sets_how_many_examples_hypothesis_draws(pytester: pytest
     result = pytester.runpytest("--hypothesis-profile", "ci", *args)
     result.assert_outcomes(passed=2)
     assert "gate level " in result.stdout.str()
+
+
+def test_the_header_shows_the_stop_bound(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    s = _settings_of(pytester, "--stop-grace-s=25")
+    assert "realtime-conformance: graceful stop bound 25 s (FAULT-7; SIGKILL 27 s after SIGTERM)" in header_lines(s)
+    url = _settings_of(pytester, "--gateway-url=http://127.0.0.1:3015", f"--jwt-secret={SECRET}")
+    assert not any("graceful stop" in line for line in header_lines(url))  # the harness cannot stop a URL target
 
 
 def test_a_url_target_lists_its_instances(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
