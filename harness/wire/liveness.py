@@ -27,7 +27,8 @@ class LivenessReport:
     """What the bystander saw: its deliveries and their latencies, and the process's state."""
 
     published: int = 0
-    missing: list[int] = field(default_factory=list)  # seqs never received
+    missing: list[int] = field(default_factory=list)  # seqs lost: a later event reached the bystander, not these
+    pending: list[int] = field(default_factory=list)  # seqs still arriving: nothing later had arrived either
     late: int = 0  # deliveries over the budget
     p99_ms: float | None = None
     max_ms: float | None = None
@@ -41,7 +42,8 @@ class LivenessReport:
         return self.exit_status is None and not self.missing and self.fresh_handshake is not False
 
     def evidence(self) -> dict[str, Any]:
-        return {"published": self.published, "missing": self.missing[:20], "late": self.late,
+        return {"published": self.published, "missing": self.missing[:20], "still_arriving": self.pending[:20],
+                "late": self.late,
                 "p99_ms": self.p99_ms, "max_ms": self.max_ms, "exit_status": self.exit_status,
                 "fresh_handshake": self.fresh_handshake, "log_lines_during": self.log_lines, "log_tail": self.log_tail[-1500:] if self.log_tail else ""}
 
@@ -116,12 +118,12 @@ class Liveness:
         if end is not None and self._log_start is not None:
             self.report.log_lines = end - self._log_start
         self.publishes.append(await self.sc.publish_control(self.tenant, 10_001))
-        # Until the late-versus-lost rule (issue 15, item 2) lands in Scenario, "missing" means not
-        # received within the scenario's grace after the last publish.
-        missing = await self.sc.wait_delivered([self.client], self.publishes, timeout=self.sc.grace_s)
+        # Late is not lost: an event is missing only once a later one reached the bystander.
+        outcome = await self.sc.delivery([self.client], self.publishes)
         report = self.report
         report.published = len(self.publishes)
-        report.missing = missing.get(self.client.name, [])
+        report.missing = outcome.lost.get(self.client.name, [])
+        report.pending = outcome.pending.get(self.client.name, [])
         result = self.sc.check([self.client])
         values = sorted(v for vs in result.latencies_ms.values() for v in vs)
         if values:
@@ -135,14 +137,17 @@ class Liveness:
             report.log_tail = _tail(self.gateway)
         return report
 
-    async def _fresh_handshake(self) -> bool:
+    async def _fresh_handshake(self) -> bool | None:
         tenant = self.sc.tenant("fresh")
         fresh = self.sc.client(tenant)
         if not await fresh.connect(timeout=5.0):
             return False
         sent = await self.sc.publish_control(tenant, 1)
-        left = await self.sc.wait_delivered([fresh], [sent], timeout=self.sc.grace_s)
-        return not left
+        outcome = await self.sc.delivery([fresh], [sent])
+        if outcome.pending:  # nothing reached the new client, late or lost: not a refusal
+            self.report.pending.append(sent.seq)
+            return None
+        return not outcome.lost
 
 
 def _line_count(gateway: Any) -> int | None:
