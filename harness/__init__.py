@@ -33,10 +33,11 @@ from realtime_conformance.harness.wire.refusals import refusal_code
 from realtime_conformance.harness.wire.rest import RestClient
 from realtime_conformance.harness.wire.scenario import Publish, Scenario, unique_tenant
 from realtime_conformance.harness.wire.tokens import TokenFactory
+from realtime_conformance.harness.wire.waits import LATE_CAP_S
 
 __all__ = [
     "CheckResult", "Cluster", "Conformance", "ConformanceFailure", "FaultProxy", "HandshakeFailed", "IdleEvidence",
-    "Instance", "Liveness", "LivenessReport", "NA_PREFIX", "PortalTab", "Publish", "RawResponse", "RawWebSocket",
+    "Instance", "LATE_CAP_S", "Liveness", "LivenessReport", "NA_PREFIX", "PortalTab", "Publish", "RawResponse", "RawWebSocket",
     "Publisher", "REQUIREMENTS", "ReconnectPolicy", "Received", "Requirement", "RestClient", "Scenario",
     "TenantClient", "TokenFactory", "UnknownEvidence", "Violation", "WrongQueue", "canonical", "latency_summary",
     "check", "exit_status", "http_request", "rawclient", "refusal_code", "samples", "send_raw", "unique_tenant", "wait_for_consumer",
