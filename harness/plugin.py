@@ -24,6 +24,7 @@ from realtime_conformance.harness.judging.failures import ConformanceFailure, Un
 from realtime_conformance.harness.providers.processes import reap_all
 from realtime_conformance.harness.settings import Settings
 from realtime_conformance.harness.providers.target import Target
+from realtime_conformance.harness.wire import browser as _browser
 from realtime_conformance.harness.wire.tokens import TokenFactory
 from realtime_conformance.harness.judging.verdicts import NA_PREFIX, NON_STRICT_PREFIX, WAIVED_PREFIX, Run, verdict_for
 from realtime_conformance.harness.judging.waivers import WAIVABLE
@@ -35,6 +36,8 @@ TARGET_KEY = pytest.StashKey[Target]()
 RESULT_KEY = pytest.StashKey[dict]()
 SELECTED_KEY = pytest.StashKey[set]()  # requirement IDs of the tests this run will run
 BENCH_KEY = pytest.StashKey[object]()  # the validated bench options, when the bench runs
+PAGE_KEY = pytest.StashKey[_browser.PortalPage]()  # the browser checks' page server, when they run
+BROWSER_SELECTED_KEY = pytest.StashKey[bool]()  # whether any browser check is selected
 
 # Deterministic and bounded for CI; broader locally. Selected with --hypothesis-profile.
 # CI does not shrink: every example costs a live round trip, and the failing example is
@@ -63,6 +66,8 @@ def pytest_configure(config: pytest.Config) -> None:
                             "tests ran (MET-3's idle window); it runs last so the gathering overlaps them")
     config.addinivalue_line("markers", "cluster: a check that needs the gateway running as several instances "
                             "(--gateway-replicas 2 or more); SKIPPED otherwise")
+    config.addinivalue_line("markers", "browser: a check made by the portal page in Chromium (a second witness under an "
+                            "existing requirement); --browser decides whether it runs, -m 'not browser' deselects it")
     config.addinivalue_line("markers", "bench: the load bench (realtime-conformance bench); records numbers, never in -m realtime")
     config.stash[SETTINGS_KEY] = settings = _settings.resolve(config)
     if "bench" in (config.option.markexpr or ""):  # the bench's own options fail at start too, not mid-run
@@ -145,6 +150,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     session.config.stash[SELECTED_KEY] = {rid for item in session.items for rid in _requirements_of(item)}
+    session.config.stash[BROWSER_SELECTED_KEY] = any(item.get_closest_marker("browser") for item in session.items)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -257,7 +263,13 @@ def conformance_settings(pytestconfig: pytest.Config) -> Settings:
 @pytest.fixture(scope="session")
 def conformance_target(pytestconfig: pytest.Config) -> Iterator[Target]:
     """The broker and gateway under test, started once per run and always stopped."""
-    target = Target(pytestconfig.stash[SETTINGS_KEY])
+    settings = pytestconfig.stash[SETTINGS_KEY]
+    page: _browser.PortalPage | None = None
+    if pytestconfig.stash.get(BROWSER_SELECTED_KEY, False):
+        # Before the gateway starts: a harness-started gateway is told to allow the page's origin.
+        page = pytestconfig.stash[PAGE_KEY] = _browser.PortalPage.prepare(settings)
+        settings = page.settings
+    target = Target(settings)
     pytestconfig.stash[TARGET_KEY] = target
     try:
         target.start()
@@ -269,7 +281,25 @@ def conformance_target(pytestconfig: pytest.Config) -> Iterator[Target]:
             target.start_idle_watch(settings.idle_window_s)  # its window passes while the other checks run
         yield target
     finally:
-        target.close()
+        try:
+            target.close()
+        finally:
+            if page is not None:
+                page.close()
+
+
+@pytest.fixture
+def portal_browser(conformance_target: Target, pytestconfig: pytest.Config) -> _browser.PortalPage:
+    """The portal page and the Chromium that opens it (see harness.wire.browser): a check asks it
+    for ``async with portal_browser.launch() as browser``. Where the browser checks cannot run
+    it is SKIPPED (--browser auto or off, with the reason and the install command) or UNKNOWN
+    (--browser required)."""
+    page = pytestconfig.stash.get(PAGE_KEY, None)
+    if page is None:  # the page's origin must be allowed before the gateway starts, so the mark is needed
+        raise pytest.UsageError("a check that uses portal_browser needs @pytest.mark.browser, so the harness "
+                                "serves the page (and a gateway it starts allows its origin) from the start")
+    page.require()
+    return page
 
 
 @pytest.fixture

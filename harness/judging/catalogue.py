@@ -64,6 +64,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("AUTH-12", "MUST", "A connection whose token has expired is not resumed by connection state recovery: a reconnect that presents the expired token with its session id and offset is refused, and nothing published meanwhile is sent to it, not even before the refusal."),
     _R("ORIG-1", "MUST", "A handshake from an Origin listed in ALLOWED_ORIGINS is accepted, on polling and on websocket."),
     _R("ORIG-2", "MUST", "A handshake from an Origin not listed is refused, on polling and on the websocket upgrade, including look-alikes of a listed origin (other scheme, other port, added suffix or prefix, a listed name inside a longer host)."),
+    # Temporary (issue 19's branch): the wire-level ORIG-3 and its text come with issue 16's branch.
+    _R("ORIG-3", "MUST", "The REST API answers a browser's CORS requests for the listed origins only: from a listed "
+                         "origin a REST call with Authorization (and its preflight) is allowed; from an origin not "
+                         "listed the browser is refused. N/A with --lacks rest."),
     _R("DLV-1", "MUST", "Every valid event published on the queue reaches every connected client of its tenant as a Socket.IO event named after type, with a payload JSON-equal to data.", "New WhatsApp message appears immediately"),
     _R("DLV-2", "MUST", "Publish-to-receive latency is within the budget (default 1 s) for every delivery; p50, p95, p99 and max are reported per event type.", "<1 second fresh data"),
     _R("DLV-3", "SHOULD", "p99 latency is at most 100 ms in the conformance load profile."),
@@ -170,6 +174,9 @@ CHANGELOG: tuple[Change, ...] = (
                 "requirement of its own, FAULT-6, and checks whose set-up met it say UNKNOWN, blocked by FAULT-6; "
                 "late is not lost (an event is lost only once a later one reached the client); CLU-7 judges one "
                 "tenant's burst consumed by several instances"),
+    Change("5", added=ids("ORIG-3"),
+           note="issue 16: REST CORS from the portal's origin (temporary entry of issue 19's branch, whose browser "
+                "check is ORIG-3's second witness; issue 16's entry replaces it)"),
 )
 CATALOGUE_VERSION: str = CHANGELOG[-1].version
 
