@@ -150,7 +150,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     session.config.stash[SELECTED_KEY] = {rid for item in session.items for rid in _requirements_of(item)}
-    session.config.stash[BROWSER_SELECTED_KEY] = any(item.get_closest_marker("browser") for item in session.items)
+    browser_items = [item for item in session.items if item.get_closest_marker("browser")]
+    session.config.stash[BROWSER_SELECTED_KEY] = bool(browser_items)
+    if browser_items and not session.config.option.collectonly:
+        # Now, before any fixture: where the browser cannot run, its checks are SKIPPED without a
+        # broker or gateway being started for them (with --browser required they become UNKNOWN).
+        page = session.config.stash[PAGE_KEY] = _browser.PortalPage.prepare(session.config.stash[SETTINGS_KEY])
+        if page.problem and page.settings.browser != "required":
+            for item in browser_items:
+                item.add_marker(pytest.mark.skip(reason=f"browser check not run: {page.problem}"))
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -225,7 +233,7 @@ def _judge(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestRe
                 record.message = exc.headline[:500]
             else:
                 record.message = first_line[:500]
-            if report.when == "setup":
+            if report.when == "setup" and not isinstance(exc, UnknownEvidence):
                 record.message = f"setup failed: {type(exc).__name__}: {first_line}"[:500]
             if intermittent:
                 record.message = (f"{seen[0].title}: {seen[0].message} (seen in one example; it did not "
@@ -261,14 +269,12 @@ def conformance_settings(pytestconfig: pytest.Config) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def conformance_target(pytestconfig: pytest.Config) -> Iterator[Target]:
+def conformance_target(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Iterator[Target]:
     """The broker and gateway under test, started once per run and always stopped."""
     settings = pytestconfig.stash[SETTINGS_KEY]
-    page: _browser.PortalPage | None = None
     if pytestconfig.stash.get(BROWSER_SELECTED_KEY, False):
         # Before the gateway starts: a harness-started gateway is told to allow the page's origin.
-        page = pytestconfig.stash[PAGE_KEY] = _browser.PortalPage.prepare(settings)
-        settings = page.settings
+        settings = request.getfixturevalue("portal_page").settings
     target = Target(settings)
     pytestconfig.stash[TARGET_KEY] = target
     try:
@@ -281,25 +287,33 @@ def conformance_target(pytestconfig: pytest.Config) -> Iterator[Target]:
             target.start_idle_watch(settings.idle_window_s)  # its window passes while the other checks run
         yield target
     finally:
-        try:
-            target.close()
-        finally:
-            if page is not None:
-                page.close()
+        target.close()
+
+
+@pytest.fixture(scope="session")
+def portal_page(pytestconfig: pytest.Config) -> Iterator[_browser.PortalPage]:
+    """The browser checks' page server (or why there is none), for the whole run."""
+    page = pytestconfig.stash.get(PAGE_KEY, None)
+    if page is None:
+        page = pytestconfig.stash[PAGE_KEY] = _browser.PortalPage.prepare(pytestconfig.stash[SETTINGS_KEY])
+    try:
+        yield page
+    finally:
+        page.close()
 
 
 @pytest.fixture
-def portal_browser(conformance_target: Target, pytestconfig: pytest.Config) -> _browser.PortalPage:
+def portal_browser(portal_page: _browser.PortalPage, pytestconfig: pytest.Config) -> _browser.PortalPage:
     """The portal page and the Chromium that opens it (see harness.wire.browser): a check asks it
     for ``async with portal_browser.launch() as browser``. Where the browser checks cannot run
     it is SKIPPED (--browser auto or off, with the reason and the install command) or UNKNOWN
     (--browser required)."""
-    page = pytestconfig.stash.get(PAGE_KEY, None)
-    if page is None:  # the page's origin must be allowed before the gateway starts, so the mark is needed
+    if not pytestconfig.stash.get(BROWSER_SELECTED_KEY, False):
+        # The page's origin must be allowed before the gateway starts, so the mark is needed.
         raise pytest.UsageError("a check that uses portal_browser needs @pytest.mark.browser, so the harness "
                                 "serves the page (and a gateway it starts allows its origin) from the start")
-    page.require()
-    return page
+    portal_page.require()  # UNKNOWN with --browser required (auto and off were SKIPPED at collection)
+    return portal_page
 
 
 @pytest.fixture
@@ -321,6 +335,9 @@ def tokens(conformance_settings: Settings) -> TokenFactory:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
+    page = config.stash.get(PAGE_KEY, None)
+    if page is not None:
+        page.close()  # its checks may all have been skipped, so no fixture closed it
     run = config.stash.get(RUN_KEY, None)
     if run is None or not run.records or config.option.collectonly:
         return  # nothing was judged: keep the last real report

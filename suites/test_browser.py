@@ -95,7 +95,7 @@ async def _two_tabs_scenario(conformance, portal_browser, judged_types):
 
 
 @pytest.mark.requirement("CONN-1")
-async def test_browser_page_opens_a_websocket(conformance, portal_browser):
+async def test_browser_page_opens_a_websocket(portal_browser, conformance):
     """What DevTools' Network tab shows: the page's websocket, at the Socket.IO path, EIO=4, transport=websocket."""
     async with conformance.scenario() as sc, portal_browser.launch() as browser:
         tenant = sc.tenant("browser")
@@ -116,7 +116,7 @@ async def test_browser_page_opens_a_websocket(conformance, portal_browser):
 
 
 @pytest.mark.requirement("TAB-1")
-async def test_browser_two_tabs_both_update(conformance, portal_browser):
+async def test_browser_two_tabs_both_update(portal_browser, conformance):
     """The seed's "Multi-tab: both tabs receive same events", in Chromium: each tab shows each event once."""
     async with _two_tabs_scenario(conformance, portal_browser, None) as (sc, published, seen):
         violations = []
@@ -143,7 +143,7 @@ async def test_browser_two_tabs_both_update(conformance, portal_browser):
 
 
 @pytest.mark.requirement("DLV-1")
-async def test_browser_tab_shows_each_payload_as_published(conformance, portal_browser):
+async def test_browser_tab_shows_each_payload_as_published(portal_browser, conformance):
     """Each of the four event types reaches the page under its type, its payload JSON-equal to what was published."""
     async with _two_tabs_scenario(conformance, portal_browser, EVENT_TYPES) as (sc, published, seen):
         violations = []
@@ -168,7 +168,7 @@ async def test_browser_tab_shows_each_payload_as_published(conformance, portal_b
 
 
 @pytest.mark.requirement("ISO-1")
-async def test_browser_other_tenant_tab_sees_nothing(conformance, portal_browser):
+async def test_browser_other_tenant_tab_sees_nothing(portal_browser, conformance):
     """The seed's "tenants only see their own events": another tenant's tab, in its own profile, shows none of them."""
     async with conformance.scenario() as sc, portal_browser.launch() as browser:
         mine, other = sc.tenant("browser-a"), sc.tenant("browser-b")
@@ -195,7 +195,7 @@ async def test_browser_other_tenant_tab_sees_nothing(conformance, portal_browser
 
 
 @pytest.mark.requirement("ORIG-3")
-async def test_browser_rest_cors_from_allowed_and_forbidden_origin(conformance, portal_browser):
+async def test_browser_rest_cors_from_allowed_and_forbidden_origin(portal_browser, conformance):
     """REST from the page with Authorization: the browser lets the allowed origin read the answer and refuses the other."""
     conformance.require("rest", "the browser's REST calls")
     path = conformance.settings.rest_paths["conversations"]

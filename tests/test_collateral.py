@@ -96,7 +96,7 @@ if os.environ.get("RTC_COLLATERAL") == "all":
 
 def _command(variant: str, report_dir: Path) -> list[str]:
     return [
-        sys.executable, "-m", "pytest", "suites", "-m", "realtime", "-q", "-p", "no:cacheprovider",
+        sys.executable, "-m", "pytest", "suites", "-m", "realtime and not browser", "-q", "-p", "no:cacheprovider",
         "--gateway-cmd", f"{sys.executable} {LAUNCH} {variant}",
         "--broker", "process",  # a node of its own: restarts, exact counts, vhosts
         "--report-dir", str(report_dir),

@@ -431,8 +431,10 @@ class PortalPage:
         return _Launch(self)
 
     def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        """Stop the page server (twice is harmless: the fixture and the session's end both call it)."""
+        server, self.server = self.server, None
+        if server is not None:
+            server.close()
 
 
 class _Launch:
