@@ -233,3 +233,45 @@ async def test_browser_rest_cors_from_allowed_and_forbidden_origin(portal_browse
                     f"read GET {path}'s answer (HTTP {refused['status']}): the gateway's CORS headers allowed it",
                     {"origin": portal_browser.other_origin, **refused}))
         conformance.fail(violations)
+
+
+@pytest.mark.requirement("AUTH-7")
+async def test_browser_token_refresh_after_expiry(portal_browser, conformance):
+    """The seed's "token refresh: socket reconnects with new token": the page, refused for an expired token,
+    takes a fresh one from the harness, connects again and shows events; a second tab is the positive control."""
+    async with conformance.scenario() as sc, portal_browser.launch() as browser:
+        tenant = sc.tenant("browser")
+        control = await _live_tab(conformance, browser, portal_browser, tenant, profile="control", name="control tab")
+        settings = conformance.settings
+        tab = await browser.tab(portal_browser.origin, profile="agent", name="refreshed tab")
+        await tab.start(url=conformance.main.url, token=conformance.tokens.expired(tenant), path=settings.socketio_path,
+                        rest_paths={}, policy=settings.reconnect_policy, label="refreshed tab")
+        state = await tab.wait_state(["refused", "live"], LIVE_S)
+        errors = await tab.errors()
+        conformance.record("refused_with", _redacted(conformance, errors[-1] if errors else None))
+        if state == "live":
+            conformance.unknown("the page's expired token was accepted (see AUTH-3); a refresh cannot be observed")
+        if state != "refused":
+            conformance.unknown(f"the page with an expired token was neither refused nor Live within {LIVE_S:g} s "
+                                f"(state {await tab.state()}): see AUTH-3")
+        data = errors[-1].get("data") if errors else None
+        conformance.record("acted_on", data.get("code") if isinstance(data, dict) and data.get("code")
+                           else "no data.code (AUTH-11's finding): the page refreshes anyway")
+        await tab.reconnect_with(conformance.tokens.valid(tenant))
+        if await tab.wait_state(["live"], LIVE_S) != "live":
+            await conformance.screenshot(tab, "refreshed tab: not Live with a fresh token")
+            conformance.fail([conformance.violation(
+                "Fresh token refused after an expired one", f"the page, reconnecting with a fresh token, was not Live "
+                f"within {LIVE_S:g} s", {"connect_errors": _redacted(conformance, (await tab.errors())[-3:])})])
+        published = [await sc.publish_control(tenant, n) for n in (1, 2)]
+        wait = _wait_s(conformance)
+        control_ok = await control.wait_markers([p.marker for p in published], wait)
+        refreshed_ok = await tab.wait_markers([p.marker for p in published], 1.0 if not control_ok else wait)
+        await conformance.screenshot(tab, "refreshed tab: Live again, showing events")
+        if not control_ok:
+            conformance.unknown(f"positive control failed: the control tab did not show its tenant's events within "
+                                f"{wait:g} s (see DLV-1, DLV-2)")
+        if not refreshed_ok:
+            conformance.fail([conformance.violation(
+                "No events after a token refresh", "the page reconnected with a fresh token and showed Live, but not "
+                "the events the control tab of the same tenant showed", {"published": [p.data for p in published]})])
