@@ -11,12 +11,17 @@ them. Each test judges one requirement, so one defect keeps one verdict.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 
-from realtime_conformance.harness import canonical, samples
+from realtime_conformance.harness import FaultProxy, canonical, samples
+
+from ._support import policy_window
 
 # Every suite test is an end-to-end check, and async whatever the project's asyncio_mode.
 pytestmark = [pytest.mark.realtime, pytest.mark.asyncio, pytest.mark.browser]
@@ -30,13 +35,16 @@ def _wait_s(conformance) -> float:
     return conformance.settings.latency_budget_ms / 1000 * 1.5 + 5.0
 
 
-async def _live_tab(conformance, browser, page, tenant: str, *, profile: str, name: str, token: str | None = None):
-    """A portal tab of ``tenant`` that is Live, or UNKNOWN: a page that cannot connect is other checks' finding."""
+async def _live_tab(conformance, browser, page, tenant: str, *, profile: str, name: str, token: str | None = None,
+                    url: str | None = None):
+    """A portal tab of ``tenant`` that is Live, or UNKNOWN: a page that cannot connect is other checks' finding.
+    ``url`` sends its socket another way (a fault proxy); its REST goes straight to the gateway."""
     settings = conformance.settings
     tab = await browser.tab(page.origin, profile=profile, name=name)
     rest = {"conversations": settings.rest_paths["conversations"]} if settings.has("rest") else {}
-    await tab.start(url=conformance.main.url, token=token or conformance.tokens.valid(tenant),
-                    path=settings.socketio_path, rest_paths=rest, policy=settings.reconnect_policy, label=name)
+    await tab.start(url=url or conformance.main.url, token=token or conformance.tokens.valid(tenant),
+                    path=settings.socketio_path, rest_paths=rest, policy=settings.reconnect_policy, label=name,
+                    rest_url=conformance.main.url)
     state = await tab.wait_state(["live", "refused"], LIVE_S)
     if state != "live":
         errors = await tab.errors()
@@ -275,3 +283,82 @@ async def test_browser_token_refresh_after_expiry(portal_browser, conformance):
             conformance.fail([conformance.violation(
                 "No events after a token refresh", "the page reconnected with a fresh token and showed Live, but not "
                 "the events the control tab of the same tenant showed", {"published": [p.data for p in published]})])
+
+
+@contextlib.asynccontextmanager
+async def _tab_behind_a_cut(portal_browser, conformance, label: str):
+    """A Live tab whose socket goes through a fault proxy (its REST straight to the gateway), the proxy
+    cut, and the page's disconnect banner shown; UNKNOWN (see RECON-2) when the page never shows it."""
+    gateway = urlsplit(conformance.main.url)
+    options = conformance.main.engineio_options()
+    notice_s = (options.get("pingInterval", 25000) + options.get("pingTimeout", 20000)) / 1000 + 2.0
+    async with FaultProxy(gateway.hostname, gateway.port) as proxy, conformance.scenario() as sc, \
+            portal_browser.launch() as browser:
+        tenant = sc.tenant("browser")
+        tab = await _live_tab(conformance, browser, portal_browser, tenant, profile="agent", name=label,
+                              url=proxy.url_for("http"))
+        proxy.cut()  # only the socket's link: REST still reaches the gateway
+        if await tab.wait_state(["lost"], notice_s) != "lost":
+            await conformance.screenshot(tab, f"{label}: no disconnect banner")
+            conformance.unknown(f"the page showed no disconnect within {notice_s:g} s of its link being cut "
+                                f"(state {await tab.state()}): see RECON-2")
+        yield sc, tenant, tab, proxy, browser
+
+
+@pytest.mark.requirement("REST-1")
+async def test_browser_refresh_works_while_the_socket_is_down(portal_browser, conformance):
+    """The seed's "disconnect: warning shown, manual refresh works": with the tab's socket cut, its REST refresh
+    (with Authorization, CORS and all) returns what was published meanwhile."""
+    conformance.require("rest", "the page's refresh")
+    async with _tab_behind_a_cut(portal_browser, conformance, "tab while cut") as (sc, tenant, tab, proxy, _):
+        conv, mid = f"conv_browser_{tenant}", f"wamid.browser.{tenant}"
+        await sc.publish(tenant, "new_message", samples.new_message(conv, mid, "sent while the socket was down"))
+        path = conformance.settings.rest_paths["messages"].replace("{conversationId}", quote(conv, safe=""))
+        deadline, answer = time.monotonic() + sc.grace_s, {}
+        while time.monotonic() < deadline:  # bounded: the gateway consumes, then its read model shows it
+            answer = await tab.rest(path)
+            if answer.get("status") == 200 and mid in str(answer.get("body")):
+                break
+            await asyncio.sleep(0.1)
+        await conformance.screenshot(tab, "socket cut: banner shown, refresh answered")
+        shown = {k: v for k, v in answer.items() if k != "body"}
+        conformance.record("refresh_while_cut", {"GET": path, **shown})
+        if answer.get("status") != 200:
+            why = answer.get("error") or f"HTTP {answer.get('status')}"
+            conformance.fail([conformance.violation(
+                "Refresh fails while the socket is down", f"GET {path} from the page failed: {why}", shown)])
+        if mid not in str(answer.get("body")):
+            conformance.fail([conformance.violation(
+                "Refresh misses the event", f"{mid}, published while the socket was down, is not in GET {path} "
+                f"after {sc.grace_s:g} s", {"body": answer.get("body")})])
+
+
+@pytest.mark.requirement("RECON-2")
+async def test_browser_reconnects_by_itself_when_the_link_heals(portal_browser, conformance):
+    """socket.io-client, not the harness, reconnects the page once its link is back, within the portal's
+    policy, and events show again; a tab straight to the gateway is the positive control."""
+    policy = conformance.settings.reconnect_policy
+    async with _tab_behind_a_cut(portal_browser, conformance, "tab behind the cut") as (sc, tenant, tab, proxy,
+                                                                                         browser):
+        await conformance.screenshot(tab, "link cut: the disconnect banner")
+        control = await _live_tab(conformance, browser, portal_browser, tenant, profile="control", name="control tab")
+        proxy.pass_through()
+        window = policy_window(policy)
+        back = await tab.wait_state(["live"], window)
+        conformance.record("disconnects", await tab.page.evaluate("() => window.portal.disconnects.map(d => d.reason)"))
+        if back != "live":
+            await conformance.screenshot(tab, "link healed: still not Live")
+            conformance.fail([conformance.violation(
+                "No reconnect after the link healed", f"the page was not Live within {window:g} s (the portal's "
+                f"policy: {policy.attempts} attempts) of its link coming back; state {await tab.state()}")])
+        published = await sc.publish_control(tenant, 3)
+        wait = _wait_s(conformance)
+        control_ok = await control.wait_markers([published.marker], wait)
+        shown = await tab.wait_markers([published.marker], wait if control_ok else 1.0)
+        await conformance.screenshot(tab, "link healed: Live again, the event shown")
+        if not control_ok:
+            conformance.unknown(f"positive control failed: the control tab did not show the event within {wait:g} s")
+        if not shown:
+            conformance.fail([conformance.violation(
+                "No event after the link healed", "the page was Live again but did not show the event the control "
+                "tab showed", {"published": published.data})])

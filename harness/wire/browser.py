@@ -221,10 +221,13 @@ class BrowserTab:
         return self
 
     async def start(self, *, url: str, token: str, path: str, rest_paths: Mapping[str, str], policy: Any,
-                    label: str) -> None:
-        """Connect as the portal does. The token goes in through ``evaluate`` and stays in the page's closure."""
+                    label: str, rest_url: str | None = None) -> None:
+        """Connect as the portal does. The token goes in through ``evaluate`` and stays in the page's closure.
+        ``rest_url`` sends REST another way than the socket (straight to the gateway while the socket
+        goes through a fault proxy)."""
         await self.page.evaluate("cfg => window.portal.start(cfg)", {
-            "url": url.rstrip("/"), "token": token, "path": path, "restPaths": dict(rest_paths), "label": label,
+            "url": url.rstrip("/"), "restUrl": (rest_url or url).rstrip("/"), "token": token, "path": path,
+            "restPaths": dict(rest_paths), "label": label,
             "attempts": policy.attempts, "delay": policy.delay * 1000, "delayMax": policy.delay_max * 1000,
             "jitter": policy.randomization,
         })

@@ -50,7 +50,7 @@
   function rest(path) {
     // What the portal's API client does: the gateway's origin, Bearer token, JSON back.
     var started = performance.now();
-    return fetch(config.url + path, { headers: { Authorization: "Bearer " + token } }).then(
+    return fetch((config.restUrl || config.url) + path, { headers: { Authorization: "Bearer " + token } }).then(
       function (resp) {
         return resp.text().then(function (text) {
           el("fetched").textContent = path + " " + resp.status;
