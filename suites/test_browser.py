@@ -57,6 +57,20 @@ async def _live_tab(conformance, browser, page, tenant: str, *, profile: str, na
     return tab
 
 
+@contextlib.asynccontextmanager
+async def _launched(conformance, portal_browser):
+    """Chromium for one check; when the check does not pass, each tab's console and websocket frames are
+    attached to its evidence, through the run's redactor (the CONNECT frame carries the JWT)."""
+    async with portal_browser.launch() as browser:
+        try:
+            yield browser
+        except BaseException as exc:
+            if isinstance(exc, pytest.skip.Exception):  # N/A: nothing failed
+                raise
+            conformance.record("browser console and frames", _redacted(conformance, browser.attachments()))
+            raise
+
+
 def _redacted(conformance, value: Any) -> Any:
     """Console lines and frames carry the CONNECT frame's JWT: through the run's redactor before any report."""
     return conformance.settings.redactor.value(value)
@@ -89,7 +103,7 @@ async def _barrier(conformance, sc, tenant: str, tabs) -> None:
 @contextlib.asynccontextmanager
 async def _two_tabs_scenario(conformance, portal_browser, judged_types):
     """Two tabs of one agent (one browser profile, one token) and one event of each type published to them."""
-    async with conformance.scenario() as sc, portal_browser.launch() as browser:
+    async with conformance.scenario() as sc, _launched(conformance, portal_browser) as browser:
         tenant = sc.tenant("browser")
         token = conformance.tokens.valid(tenant)
         tabs = [await _live_tab(conformance, browser, portal_browser, tenant, profile="agent", name=f"tab {n}",
@@ -105,7 +119,7 @@ async def _two_tabs_scenario(conformance, portal_browser, judged_types):
 @pytest.mark.requirement("CONN-1")
 async def test_browser_page_opens_a_websocket(portal_browser, conformance):
     """What DevTools' Network tab shows: the page's websocket, at the Socket.IO path, EIO=4, transport=websocket."""
-    async with conformance.scenario() as sc, portal_browser.launch() as browser:
+    async with conformance.scenario() as sc, _launched(conformance, portal_browser) as browser:
         tenant = sc.tenant("browser")
         tab = await _live_tab(conformance, browser, portal_browser, tenant, profile="agent", name="tab")
         socket = await tab.wait_socket(LIVE_S)
@@ -178,7 +192,7 @@ async def test_browser_tab_shows_each_payload_as_published(portal_browser, confo
 @pytest.mark.requirement("ISO-1")
 async def test_browser_other_tenant_tab_sees_nothing(portal_browser, conformance):
     """The seed's "tenants only see their own events": another tenant's tab, in its own profile, shows none of them."""
-    async with conformance.scenario() as sc, portal_browser.launch() as browser:
+    async with conformance.scenario() as sc, _launched(conformance, portal_browser) as browser:
         mine, other = sc.tenant("browser-a"), sc.tenant("browser-b")
         tab_a = await _live_tab(conformance, browser, portal_browser, mine, profile="tenant-a", name="tenant A")
         tab_b = await _live_tab(conformance, browser, portal_browser, other, profile="tenant-b", name="tenant B")
@@ -207,7 +221,7 @@ async def test_browser_rest_cors_from_allowed_and_forbidden_origin(portal_browse
     """REST from the page with Authorization: the browser lets the allowed origin read the answer and refuses the other."""
     conformance.require("rest", "the browser's REST calls")
     path = conformance.settings.rest_paths["conversations"]
-    async with conformance.scenario() as sc, portal_browser.launch() as browser:
+    async with conformance.scenario() as sc, _launched(conformance, portal_browser) as browser:
         tenant = sc.tenant("browser")
         token = conformance.tokens.valid(tenant)
         allowed = await browser.tab(portal_browser.origin, profile="allowed", name="allowed origin")
@@ -247,7 +261,7 @@ async def test_browser_rest_cors_from_allowed_and_forbidden_origin(portal_browse
 async def test_browser_token_refresh_after_expiry(portal_browser, conformance):
     """The seed's "token refresh: socket reconnects with new token": the page, refused for an expired token,
     takes a fresh one from the harness, connects again and shows events; a second tab is the positive control."""
-    async with conformance.scenario() as sc, portal_browser.launch() as browser:
+    async with conformance.scenario() as sc, _launched(conformance, portal_browser) as browser:
         tenant = sc.tenant("browser")
         control = await _live_tab(conformance, browser, portal_browser, tenant, profile="control", name="control tab")
         settings = conformance.settings
@@ -293,7 +307,7 @@ async def _tab_behind_a_cut(portal_browser, conformance, label: str):
     options = conformance.main.engineio_options()
     notice_s = (options.get("pingInterval", 25000) + options.get("pingTimeout", 20000)) / 1000 + 2.0
     async with FaultProxy(gateway.hostname, gateway.port) as proxy, conformance.scenario() as sc, \
-            portal_browser.launch() as browser:
+            _launched(conformance, portal_browser) as browser:
         tenant = sc.tenant("browser")
         tab = await _live_tab(conformance, browser, portal_browser, tenant, profile="agent", name=label,
                               url=proxy.url_for("http"))

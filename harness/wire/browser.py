@@ -331,6 +331,20 @@ class Browser:
     def version(self) -> str:
         return str(self._browser.version) if self._browser is not None else ""
 
+    def attachments(self, frames: int = 6) -> dict[str, Any]:
+        """What a failure shows of each tab: its console's last lines, and each websocket with its first and
+        last frames. Not redacted here (the CONNECT frame carries the JWT): the caller's redactor does it."""
+        out: dict[str, Any] = {}
+        for tab in self.tabs:
+            out[tab.name] = {
+                "console": tab.console[-20:],
+                "websockets": [{**s.describe(), "url": s.url,
+                                "sent": s.frames_sent[:frames // 2] + s.frames_sent[-(frames // 2):],
+                                "received": s.frames_received[:frames // 2] + s.frames_received[-(frames // 2):]}
+                               for s in tab.sockets],
+            }
+        return out
+
     async def tab(self, origin: str, *, profile: str = "agent", name: str | None = None) -> BrowserTab:
         """A new tab at ``origin``; tabs of one ``profile`` share a browser profile, as one person's tabs do."""
         context = self._contexts.get(profile)

@@ -191,3 +191,12 @@ def test_portal_page_in_chromium(tmp_path: Path, script: Path) -> None:
 
     state, size = asyncio.run(run())
     assert state == "idle" and size > 1000
+
+
+def test_the_connect_frame_is_redacted() -> None:
+    """A failure's attachments include the page's websocket frames; socket.io's CONNECT carries the JWT."""
+    from realtime_conformance.harness.redaction import Redactor
+
+    frame = '40{"token":"eyJhbGciOiJIUzI1NiJ9.eyJ0ZW5hbnRJZCI6ImEifQ.c2lnbmF0dXJlLXNlY3JldA"}'
+    shown = Redactor([]).value({"tab 1": {"websockets": [{"sent": [frame]}]}})
+    assert "c2lnbmF0dXJlLXNlY3JldA" not in str(shown) and "<signature>" in str(shown)
