@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from realtime_conformance.harness import FaultProxy, canonical, samples
+from realtime_conformance.harness import FaultProxy, UnknownEvidence, canonical, samples
 
 from ._support import policy_window
 
@@ -36,15 +36,17 @@ def _wait_s(conformance) -> float:
 
 
 async def _live_tab(conformance, browser, page, tenant: str, *, profile: str, name: str, token: str | None = None,
-                    url: str | None = None):
+                    url: str | None = None, instance=None):
     """A portal tab of ``tenant`` that is Live, or UNKNOWN: a page that cannot connect is other checks' finding.
-    ``url`` sends its socket another way (a fault proxy); its REST goes straight to the gateway."""
+    ``url`` sends its socket another way (a fault proxy); its REST goes straight to the gateway (``instance``,
+    else the main one)."""
     settings = conformance.settings
+    gateway = (instance or conformance.main).url
     tab = await browser.tab(page.origin, profile=profile, name=name)
     rest = {"conversations": settings.rest_paths["conversations"]} if settings.has("rest") else {}
-    await tab.start(url=url or conformance.main.url, token=token or conformance.tokens.valid(tenant),
+    await tab.start(url=url or gateway, token=token or conformance.tokens.valid(tenant),
                     path=settings.socketio_path, rest_paths=rest, policy=settings.reconnect_policy, label=name,
-                    rest_url=conformance.main.url)
+                    rest_url=gateway)
     state = await tab.wait_state(["live", "refused"], LIVE_S)
     if state != "live":
         errors = await tab.errors()
@@ -381,3 +383,37 @@ async def test_browser_reconnects_by_itself_when_the_link_heals(portal_browser, 
             conformance.fail([conformance.violation(
                 "No event after the link healed", "the page was Live again but did not show the event the control "
                 "tab showed", {"published": published.data})])
+
+
+@pytest.mark.requirement("RECON-1")
+async def test_browser_tab_is_back_after_a_gateway_restart(portal_browser, conformance):
+    """The seed's "reconnect: auto-reconnects with backoff": after a restart of a gateway instance of its own,
+    socket.io-client brings the page back within the portal's policy, and events show again."""
+    conformance.require("restart")
+    policy = conformance.settings.reconnect_policy
+    async with conformance.target.dedicated("browser-recon1") as instance, instance.scenario() as sc, \
+            _launched(conformance, portal_browser) as browser:
+        tenant = sc.tenant("browser")
+        tab = await _live_tab(conformance, browser, portal_browser, tenant, profile="agent", name="tab",
+                              instance=instance)
+        t0 = time.perf_counter()
+        try:
+            await instance.restart(hard=False)
+        except UnknownEvidence as exc:  # not consuming again: the wire check of RECON-1 judges that
+            conformance.unknown(exc.reason)
+        window = policy_window(policy)
+        back = await tab.wait_state(["live"], window)
+        conformance.record("back_after_s", round(time.perf_counter() - t0, 2) if back == "live" else None)
+        conformance.record("disconnects", await tab.page.evaluate("() => window.portal.disconnects.map(d => d.reason)"))
+        if back != "live":
+            await conformance.screenshot(tab, "after the restart: not Live")
+            conformance.fail([conformance.violation(
+                "The page did not come back after a restart", f"not Live within {window:g} s of the restart (the "
+                f"portal's policy: {policy.attempts} attempts); state {await tab.state()}")])
+        published = await sc.publish_control(tenant, 1)
+        shown = await tab.wait_markers([published.marker], _wait_s(conformance))
+        await conformance.screenshot(tab, "after the restart: Live, the event shown")
+        if not shown:
+            conformance.fail([conformance.violation(
+                "No event after the restart", "the page was Live again but did not show the event published after",
+                {"published": published.data})])
