@@ -200,3 +200,44 @@ def test_the_connect_frame_is_redacted() -> None:
     frame = '40{"token":"eyJhbGciOiJIUzI1NiJ9.eyJ0ZW5hbnRJZCI6ImEifQ.c2lnbmF0dXJlLXNlY3JldA"}'
     shown = Redactor([]).value({"tab 1": {"websockets": [{"sent": [frame]}]}})
     assert "c2lnbmF0dXJlLXNlY3JldA" not in str(shown) and "<signature>" in str(shown)
+
+
+def test_a_url_target_gets_the_page_at_its_browser_origin(tmp_path: Path, script: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """--browser-origin: the page is served at that port; the gateway's list is the user's (nothing added),
+    and the other loopback name is the forbidden origin unless the user's list allows it too."""
+    from realtime_conformance.harness.providers.ports import free_port
+
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(browser, "client_script", lambda: script)
+    monkeypatch.setattr(browser, "playwright_api", lambda: None)
+    port = free_port()
+    settings = _Settings(browser_path=str(fake), gateway_url="http://127.0.0.1:3015",
+                         browser_origin=f"http://localhost:{port}")
+    page = PortalPage.prepare(settings)
+    try:
+        assert page.problem is None and page.origin == f"http://localhost:{port}"
+        assert page.settings.page_origins == () and page.other_origin == f"http://127.0.0.1:{port}"
+        assert _get(f"http://127.0.0.1:{port}/")[0] == 200
+    finally:
+        page.close()
+    both = dataclasses.replace(settings, allowed_origins=(f"http://localhost:{port}", f"http://127.0.0.1:{port}"))
+    page = PortalPage.prepare(both)
+    try:
+        assert page.other_origin is None  # ORIG-3's browser check then judges the allowed origin only
+    finally:
+        page.close()
+
+
+def test_a_busy_browser_origin_is_reported(tmp_path: Path, script: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(browser, "client_script", lambda: script)
+    monkeypatch.setattr(browser, "playwright_api", lambda: None)
+    with PageServer(script) as busy:
+        page = PortalPage.prepare(_Settings(browser_path=str(fake), gateway_url="http://127.0.0.1:3015",
+                                            browser_origin=f"http://localhost:{busy.port}"))
+    assert page.server is None and page.problem and "give --browser-origin with a free port" in page.problem
