@@ -35,6 +35,9 @@ TABLE = ROOT / "reports" / "collateral.md"
 # The reference gateway's own verdicts that are not PASS in a single-instance run: its known gap,
 # and the cluster area, which needs --gateway-replicas 2 or more.
 BASELINE = {"RECON-4": "NON-STRICT",
+            # These runs deselect the browser checks (-m 'not browser'); on this branch ORIG-3 has no
+            # other test yet (issue 16 brings its wire check: drop this entry when it does).
+            "ORIG-3": "SKIPPED",
             **{r.id: "SKIPPED" for r in REQUIREMENTS if r.id.startswith("CLU-") and r.active}}
 
 
