@@ -189,7 +189,10 @@ def test_portal_page_in_chromium(tmp_path: Path, script: Path) -> None:
                 tab = await chromium.tab(server.origin)
                 return await tab.state(), len(await tab.screenshot())
 
-    state, size = asyncio.run(run())
+    try:
+        state, size = asyncio.run(run())
+    except BrowserUnavailable as exc:  # e.g. CI installs Chromium in the background while this runs
+        pytest.skip(str(exc))
     assert state == "idle" and size > 1000
 
 
