@@ -38,6 +38,7 @@ QUICK = {("none", "RECON-2")}
 
 MODE = os.environ.get("RTC_EMULATOR_VS_BROWSER", "")
 pytestmark = pytest.mark.skipif(not MODE, reason="opt-in: RTC_EMULATOR_VS_BROWSER=1 (quick pairs) or =all")
+_ROWS: list[str] = []
 SELECTED = [p for p in PAIRS if MODE == "all" or (p[0], p[1]) in QUICK]
 
 
@@ -62,9 +63,10 @@ def test_emulator_and_browser_agree(tmp_path: Path, variant: str, requirement: s
     browser = {name: v for name, v in seen.items() if name.startswith("test_browser_")}
     row = f"| {variant} | {requirement} | {seen.get(emulator_test, 'not run')} | {', '.join(browser.values()) or 'not run'} |"
     TABLE.parent.mkdir(parents=True, exist_ok=True)
-    if not TABLE.exists():
+    if not _ROWS:  # a fresh table per session, its rows in the order the pairs ran
         TABLE.write_text("| gateway | requirement | PortalTab (emulator) | browser (socket.io-client) |\n"
                          "|---|---|---|---|\n", encoding="utf-8")
+    _ROWS.append(row)
     with TABLE.open("a", encoding="utf-8") as table:
         table.write(row + "\n")
     assert seen.get(emulator_test) == expected and set(browser.values()) == {expected}, (
