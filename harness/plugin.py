@@ -26,6 +26,7 @@ from realtime_conformance.harness.judging.failures import ConformanceFailure, Un
 from realtime_conformance.harness.providers.processes import reap_all
 from realtime_conformance.harness.settings import Settings
 from realtime_conformance.harness.providers.target import Target
+from realtime_conformance.harness.wire import browser as _browser
 from realtime_conformance.harness.wire.tokens import TokenFactory
 from realtime_conformance.harness.judging.verdicts import NA_PREFIX, NON_STRICT_PREFIX, WAIVED_PREFIX, Run, verdict_for
 from realtime_conformance.harness.judging.waivers import WAIVABLE
@@ -37,6 +38,8 @@ TARGET_KEY = pytest.StashKey[Target]()
 RESULT_KEY = pytest.StashKey[dict]()
 SELECTED_KEY = pytest.StashKey[set]()  # requirement IDs of the tests this run will run
 BENCH_KEY = pytest.StashKey[object]()  # the validated bench options, when the bench runs
+PAGE_KEY = pytest.StashKey[_browser.PortalPage]()  # the browser checks' page server, when they run
+BROWSER_SELECTED_KEY = pytest.StashKey[bool]()  # whether any browser check is selected
 
 # Deterministic and bounded for CI; broader locally. Selected with --hypothesis-profile.
 # CI does not shrink: every example costs a live round trip, and the failing example is
@@ -67,6 +70,8 @@ def pytest_configure(config: pytest.Config) -> None:
                             "(--gateway-replicas 2 or more); SKIPPED otherwise")
     config.addinivalue_line("markers", "rob: robustness against broken and hostile clients (the ROB area): malformed "
                             "packets and requests sent to dedicated gateways; -m rob selects it alone")
+    config.addinivalue_line("markers", "browser: a check made by the portal page in Chromium (a second witness under an "
+                            "existing requirement); --browser decides whether it runs, -m 'not browser' deselects it")
     config.addinivalue_line("markers", "bench: the load bench (realtime-conformance bench); records numbers, never in -m realtime")
     config.stash[SETTINGS_KEY] = settings = _settings.resolve(config)
     if "bench" in (config.option.markexpr or ""):  # the bench's own options fail at start too, not mid-run
@@ -149,6 +154,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     session.config.stash[SELECTED_KEY] = {rid for item in session.items for rid in _requirements_of(item)}
+    browser_items = [item for item in session.items if item.get_closest_marker("browser")]
+    session.config.stash[BROWSER_SELECTED_KEY] = bool(browser_items)
+    if browser_items and not session.config.option.collectonly:
+        # Now, before any fixture: where the browser cannot run, its checks are SKIPPED without a
+        # broker or gateway being started for them (with --browser required they become UNKNOWN).
+        page = session.config.stash[PAGE_KEY] = _browser.PortalPage.prepare(session.config.stash[SETTINGS_KEY])
+        if page.problem and page.settings.browser != "required":
+            for item in browser_items:
+                item.add_marker(pytest.mark.skip(reason=f"browser check not run: {page.problem}"))
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -272,7 +286,7 @@ def _judge(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestRe
                 record.message = exc.headline[:500]
             else:
                 record.message = first_line[:500]
-            if report.when == "setup":
+            if report.when == "setup" and not isinstance(exc, UnknownEvidence):
                 record.message = f"setup failed: {type(exc).__name__}: {first_line}"[:500]
             if intermittent:
                 record.message = (f"{seen[0].title}: {seen[0].message} (seen in one example; it did not "
@@ -308,9 +322,13 @@ def conformance_settings(pytestconfig: pytest.Config) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def conformance_target(pytestconfig: pytest.Config) -> Iterator[Target]:
+def conformance_target(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Iterator[Target]:
     """The broker and gateway under test, started once per run and always stopped."""
-    target = Target(pytestconfig.stash[SETTINGS_KEY])
+    settings = pytestconfig.stash[SETTINGS_KEY]
+    if pytestconfig.stash.get(BROWSER_SELECTED_KEY, False):
+        # Before the gateway starts: a harness-started gateway is told to allow the page's origin.
+        settings = request.getfixturevalue("portal_page").settings
+    target = Target(settings)
     pytestconfig.stash[TARGET_KEY] = target
     try:
         target.start()
@@ -323,6 +341,32 @@ def conformance_target(pytestconfig: pytest.Config) -> Iterator[Target]:
         yield target
     finally:
         target.close()
+
+
+@pytest.fixture(scope="session")
+def portal_page(pytestconfig: pytest.Config) -> Iterator[_browser.PortalPage]:
+    """The browser checks' page server (or why there is none), for the whole run."""
+    page = pytestconfig.stash.get(PAGE_KEY, None)
+    if page is None:
+        page = pytestconfig.stash[PAGE_KEY] = _browser.PortalPage.prepare(pytestconfig.stash[SETTINGS_KEY])
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+@pytest.fixture
+def portal_browser(portal_page: _browser.PortalPage, pytestconfig: pytest.Config) -> _browser.PortalPage:
+    """The portal page and the Chromium that opens it (see harness.wire.browser): a check asks it
+    for ``async with portal_browser.launch() as browser``. Where the browser checks cannot run
+    it is SKIPPED (--browser auto or off, with the reason and the install command) or UNKNOWN
+    (--browser required)."""
+    if not pytestconfig.stash.get(BROWSER_SELECTED_KEY, False):
+        # The page's origin must be allowed before the gateway starts, so the mark is needed.
+        raise pytest.UsageError("a check that uses portal_browser needs @pytest.mark.browser, so the harness "
+                                "serves the page (and a gateway it starts allows its origin) from the start")
+    portal_page.require()  # UNKNOWN with --browser required (auto and off were SKIPPED at collection)
+    return portal_page
 
 
 @pytest.fixture
@@ -344,6 +388,9 @@ def tokens(conformance_settings: Settings) -> TokenFactory:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
+    page = config.stash.get(PAGE_KEY, None)
+    if page is not None:
+        page.close()  # its checks may all have been skipped, so no fixture closed it
     run = config.stash.get(RUN_KEY, None)
     if run is None or not run.records or config.option.collectonly:
         return  # nothing was judged: keep the last real report

@@ -40,6 +40,8 @@ REDIS_KINDS = ("auto", "process", "container", "external")
 LOCAL_REDIS_IMAGE = "rtc/redis:local"  # scripts/prepare-docker.sh builds it from Debian's redis-server
 ALGORITHMS = ("HS256", "HS384", "HS512")
 CAPABILITIES = capabilities.NAMES  # registered in harness/capabilities.py, with what each means
+BROWSER_MODES = ("auto", "required", "off")
+BROWSER_HOSTS = ("localhost", "127.0.0.1")  # the page is served on loopback, so its origin names loopback
 
 # How thorough a run is. Each level fixes the evidence that costs time: MET-3's idle window and the
 # Hypothesis examples per generated check. Hypothesis's own profiles (ci, dev) keep deciding how
@@ -164,6 +166,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("report_dir", "Where compliance.html and compliance.json are written.", "reports"),
     Option("waivers", "YAML file of requirement IDs accepted as failing, each with a reason and an expiry date (README: Adopting the gate gradually). Relative to the ini file's folder, else the rootdir."),
     Option("catalogue_version", "The catalogue version this configuration was written for; a run against another version stops at start and lists what changed."),
+    Option("browser", "The browser checks (the portal page in Chromium, -m browser): auto (run them when Chromium, "
+           "Playwright and npm are here, else SKIPPED with the install command), required (a missing piece is "
+           "UNKNOWN: for CI) or off (SKIPPED).", "auto", choices=BROWSER_MODES),
+    Option("browser_path", "The Chromium to launch. Default: the first of /usr/bin/chromium, chromium, chromium-browser, "
+           "google-chrome on PATH."),
+    Option("browser_origin", "The origin the harness serves the portal page at (http://localhost:PORT or "
+           "http://127.0.0.1:PORT, a free port on this machine), for a --gateway-url target that allows it. Default: a "
+           "free port, whose origin a harness-started gateway is told to allow; a URL target's browser checks are "
+           "SKIPPED without it."),
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -209,6 +220,12 @@ class Settings:
     redis_image: str = LOCAL_REDIS_IMAGE
     stop_grace_s: float = 10.0  # the stop bound (FAULT-7)
     redis_chosen: bool = False  # --redis named a kind: lone and dedicated instances get a Redis too
+    browser: str = "auto"
+    browser_path: str | None = None
+    browser_origin: str | None = None
+    # Origins of the page server, added to a harness-started gateway's allowed origins (not to
+    # allowed_origins: ORIG-1 and ORIG-2 judge the user's list, not the harness's page).
+    page_origins: tuple[str, ...] = ()
 
     @property
     def gives_redis(self) -> bool:
@@ -799,7 +816,34 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         redis=redis,
         redis_image=str(raw["redis_image"]).strip() or LOCAL_REDIS_IMAGE,
         redis_chosen=str(raw["redis"]).strip().lower() != "auto",
+        browser=_browser_mode(o["browser"], raw["browser"]),
+        browser_path=str(raw["browser_path"]).strip() or None if raw["browser_path"] else None,
+        browser_origin=_browser_origin(o["browser_origin"], raw["browser_origin"]),
     )
+
+
+def _browser_mode(opt: Option, value: Any) -> str:
+    mode = str(value).strip().lower()
+    if mode not in BROWSER_MODES:
+        raise _fail(opt, value, f"is not a valid choice; choose from: {', '.join(BROWSER_MODES)} (auto runs the browser "
+                    "checks where Chromium and npm are installed, required insists, off skips them)")
+    return mode
+
+
+def _browser_origin(opt: Option, value: Any) -> str | None:
+    """The page's origin for a URL target: loopback, a port, no path (the harness serves the page there)."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip().rstrip("/")
+    parts = urlsplit(text)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "http" or parts.hostname not in BROWSER_HOSTS or not port or parts.path or parts.query:
+        raise _fail(opt, value, "is not an origin the harness can serve the page at; write http://localhost:PORT or "
+                    "http://127.0.0.1:PORT with a port free on this machine, one your gateway's allowed origins list")
+    return f"http://{parts.hostname}:{port}"
 
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
@@ -940,6 +984,16 @@ def _lone_redis(settings: Settings) -> str:
             + ("the same one" if settings.redis == "external" else "one of its own"))
 
 
+def browser_line(settings: Settings) -> str:
+    """The browser checks' mode, Chromium and page origin, in a few words."""
+    if settings.browser == "off":
+        return "off (--browser off)"
+    where = settings.browser_origin or ("none: give --browser-origin" if settings.target_kind == "url"
+                                        else "a free loopback port")
+    path = settings.browser_path or "looked up: /usr/bin/chromium, chromium, chromium-browser, google-chrome"
+    return f"{settings.browser} (Chromium {path}; page origin {where})"
+
+
 def header_lines(settings: Settings) -> list[str]:
     """Lines for pytest's header: what is being judged, against what, how strictly."""
     target = {"url": settings.gateway_url, "image": settings.gateway_image, "process": settings.command}[settings.target_kind]
@@ -972,6 +1026,7 @@ def header_lines(settings: Settings) -> list[str]:
         expired = [w.id for w in settings.waivers.entries if w.expired(today)]
         lines.append(f"realtime-conformance: {len(settings.waivers.entries)} waiver(s) from {settings.waivers.path}"
                      + (f"; expired: {', '.join(expired)}" if expired else ""))
+    lines.append(f"realtime-conformance: browser checks {browser_line(settings)}")
     non_default = {k: v for k, v in settings.redacted().items()
                    if not settings.sources.get(k, "default").startswith(("default", "auto"))}
     if non_default:

@@ -122,7 +122,7 @@ CONTROL = {**{rid: "PASS" for rid in SENTINELS}, "RECON-4": "NON-STRICT"}
 def _command(variant: str, expect: Expect | None, amqp_url: str, report_dir: Path) -> list[str]:
     ids = tuple(CONTROL) if expect is None else (*expect.intended, *expect.sentinels)
     cmd = [
-        sys.executable, "-m", "pytest", "suites", "-m", "realtime", "-q", "-p", "no:cacheprovider",
+        sys.executable, "-m", "pytest", "suites", "-m", "realtime and not browser", "-q", "-p", "no:cacheprovider",
         "--gateway-cmd", f"{sys.executable} {LAUNCH} {variant}",
         "--queue", f"rtc.broken.{variant}",
         "--requirements", ",".join(ids),

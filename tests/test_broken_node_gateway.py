@@ -57,6 +57,7 @@ def _command(variant: str, amqp_url: str, report_dir: Path) -> list[str]:
         "--requirements", ",".join(ids),
         f"--report-dir={report_dir}",
         "--hypothesis-profile", "ci", "--examples", "3",  # each defect shows in the first examples
+        "--browser", "off",  # no variant here is about the browser checks
     ]
 
 

@@ -117,7 +117,8 @@ def baseline(variant: str) -> dict[str, str]:
 
 def _command(variant: str, report_dir: Path) -> list[str]:
     return [
-        sys.executable, "-m", "pytest", "suites", "-m", "realtime" if runs_rob(variant) else "realtime and not rob",
+        sys.executable, "-m", "pytest", "suites", "-m",
+        "realtime and not browser" if runs_rob(variant) else "realtime and not rob and not browser",
         "-q", "-p", "no:cacheprovider",
         "--gateway-cmd", f"{sys.executable} {LAUNCH} {variant}",
         "--broker", "process",  # a node of its own: restarts, exact counts, vhosts

@@ -133,6 +133,24 @@ class Conformance:
     def record_reconnects(self, schedule: dict[str, Any]) -> None:
         self._record.reconnects.append(schedule)
 
+    async def screenshot(self, tab: Any, caption: str) -> None:
+        """A browser tab's screenshot as this check's evidence, taken at the moment of judgement
+        and embedded in compliance.html beside the requirement (capped: see judging.verdicts)."""
+        from realtime_conformance.harness.judging.verdicts import MAX_SCREENSHOT_BYTES, MAX_SCREENSHOTS_PER_TEST
+        from realtime_conformance.harness.wire.browser import image
+
+        if len(self._record.screenshots) >= MAX_SCREENSHOTS_PER_TEST:
+            return
+        try:
+            data = await tab.screenshot()
+        except Exception as exc:  # a closed page: the check's verdict does not depend on its picture
+            self.record(f"screenshot failed ({caption})", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            return
+        if len(data) > MAX_SCREENSHOT_BYTES:
+            self.record(f"screenshot dropped ({caption})", f"{len(data)} bytes, over the {MAX_SCREENSHOT_BYTES} cap")
+            return
+        self._record.screenshots.append(image(data, caption))
+
     def record_timeline(self, t_ms: float, event: str) -> None:
         self._record.timeline.append({"t_ms": round(t_ms, 1), "event": event})
 

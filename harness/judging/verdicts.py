@@ -48,6 +48,7 @@ class TestRecord:
     failures: list[Violation] = field(default_factory=list)
     reconnects: list[dict[str, Any]] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    screenshots: list[dict[str, Any]] = field(default_factory=list)  # browser checks: embedded images
 
     def as_test(self) -> dict[str, Any]:
         return {"nodeid": self.nodeid, "outcome": self.outcome, "verdict": self.verdict,
@@ -72,6 +73,26 @@ def verdict_for(level: str, outcome: str, excinfo_type: type | None, skip_reason
     if level == "SHOULD" and not strict:
         return "NON-STRICT"
     return "FAIL"
+
+
+# compliance.html embeds screenshots, so it stays one offline file; these caps keep it bounded:
+# at most MAX_SCREENSHOTS_PER_TEST per test (Conformance.screenshot), MAX_SCREENSHOT_BYTES each,
+# MAX_SCREENSHOTS in the whole report (the first ones kept, in catalogue order).
+MAX_SCREENSHOTS_PER_TEST = 3
+MAX_SCREENSHOT_BYTES = 150_000
+MAX_SCREENSHOTS = 24
+
+
+def _cap_screenshots(requirements: list[dict[str, Any]]) -> None:
+    """Drop screenshots past the report's cap, saying so on the requirement that lost them."""
+    kept = 0
+    for entry in requirements:
+        shots = entry.get("screenshots") or []
+        room = max(0, MAX_SCREENSHOTS - kept)
+        if len(shots) > room:
+            entry["screenshots_dropped"] = len(shots) - room
+            entry["screenshots"] = shots[:room]
+        kept += len(entry.get("screenshots") or [])
 
 
 @dataclass
@@ -145,6 +166,8 @@ class Run:
                     entry.setdefault("reconnects", []).extend(r.reconnects)
                 if r.timeline:
                     entry.setdefault("timeline", []).extend(r.timeline)
+                if r.screenshots:
+                    entry.setdefault("screenshots", []).extend(r.screenshots)
             if latencies:
                 entry["latency"] = {t: latency_summary(v, self.budget_ms) for t, v in sorted(latencies.items())}
             out.append(entry)
@@ -154,6 +177,7 @@ class Run:
                logs: dict[str, str] | None) -> dict[str, Any]:
         """The report's data. Logs are kept when any requirement is not PASS, N/A or SKIPPED."""
         requirements = self.requirement_verdicts()
+        _cap_screenshots(requirements)
         waivers = _waivers.apply(requirements, self.waivers, self.today)
         summary = {v: 0 for v in VERDICTS}
         for entry in requirements:

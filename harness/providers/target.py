@@ -117,7 +117,8 @@ def gateway_environment(settings: Settings, broker: Broker, *, port: int, queue:
         "jwt_secret": settings.jwt_secret,
         "jwt_algorithm": settings.jwt_algorithm,
         "tenant_claim": settings.tenant_claim,
-        "allowed_origins": ",".join(settings.allowed_origins),
+        # The browser checks' page origin too, when they run: the page is the harness's, not the user's list.
+        "allowed_origins": ",".join(dict.fromkeys((*settings.allowed_origins, *settings.page_origins))),
         "queue": queue,
         "workdir": str(workdir),
         "shared_dir": str(shared_dir or workdir),

@@ -11,6 +11,7 @@ a saved ``compliance.json`` without importing the rest of the harness.
 from __future__ import annotations
 
 import json
+import re
 import math
 import os
 import pathlib
@@ -421,6 +422,21 @@ def _timeline_rows(timeline: Any) -> list[dict]:
     return rows
 
 
+_IMAGE_TYPES = ("image/jpeg", "image/png")
+_BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+
+
+def _screenshot_views(shots: Any) -> list[dict]:
+    """Embedded pictures only: a known image type and plain base64, so a saved report cannot inject markup."""
+    out = []
+    for s in shots or []:
+        if (isinstance(s, Mapping) and s.get("mime") in _IMAGE_TYPES and isinstance(s.get("data"), str)
+                and _BASE64.match(s["data"])):
+            out.append({"src": f"data:{s['mime']};base64,{s['data']}", "caption": str(s.get("caption") or ""),
+                        "kb": round(len(s["data"]) * 3 / 4 / 1024)})
+    return out
+
+
 def _requirement_view(req: Mapping[str, Any]) -> dict:
     verdict = str(req.get("verdict") or "UNKNOWN")
     evidence = req.get("evidence") if isinstance(req.get("evidence"), Mapping) else {}
@@ -453,6 +469,8 @@ def _requirement_view(req: Mapping[str, Any]) -> dict:
         "timeline": _timeline_rows(req.get("timeline")),
         "tests": tests,
         "open": verdict in _ATTENTION or verdict == "WAIVED",
+        "screenshots": _screenshot_views(req.get("screenshots")),
+        "screenshots_dropped": req.get("screenshots_dropped"),
     }
     view["has_detail"] = bool(view["latency"] or failures or view["reconnects"]
                               or view["timeline"] or tests)
@@ -599,6 +617,16 @@ def _write_atomic(path: pathlib.Path, text: str) -> None:
         raise
 
 
+def _without_images(result: Mapping[str, Any]) -> Mapping[str, Any]:
+    """compliance.json keeps each screenshot's caption and size; the pictures are in compliance.html."""
+    reqs = result.get("requirements")
+    if not isinstance(reqs, list) or not any(isinstance(r, Mapping) and r.get("screenshots") for r in reqs):
+        return result
+    slim = [{**r, "screenshots": [{k: v for k, v in s.items() if k != "data"} for s in r["screenshots"]]}
+            if isinstance(r, Mapping) and r.get("screenshots") else r for r in reqs]
+    return {**result, "requirements": slim}
+
+
 def write_reports(result: Mapping[str, Any], directory: pathlib.Path) -> dict[str, pathlib.Path]:
     """Write ``compliance.json`` (for CI) and ``compliance.html`` (for people) into ``directory``.
 
@@ -607,7 +635,7 @@ def write_reports(result: Mapping[str, Any], directory: pathlib.Path) -> dict[st
     """
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    json_text = json.dumps(result, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n"
+    json_text = json.dumps(_without_images(result), indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n"
     html_text = render_html(result)
     paths = {"json": directory / "compliance.json", "html": directory / "compliance.html"}
     _write_atomic(paths["json"], json_text)

@@ -327,3 +327,27 @@ def test_ran_line_names_broker_gateway_and_redis() -> None:
     assert ran_line(result).endswith("; redis none: no Redis given to the gateway: it will use its own default")
     assert ran_line({}) == "ran: no target was started (no selected test needed one)"
     assert "What ran" in render_html({**sample_result(), **result})
+
+
+def test_screenshots_are_embedded_beside_their_requirement_and_left_out_of_the_json(tmp_path: Path) -> None:
+    """compliance.html stays one offline file: images as data: URIs, only known types and plain base64
+    (a saved result cannot smuggle markup in); compliance.json keeps caption and size, not the picture."""
+    import base64
+
+    from realtime_conformance.harness.judging.verdicts import MAX_SCREENSHOTS, _cap_screenshots
+
+    jpeg = base64.b64encode(b"\xff\xd8\xff\xe0 not really a jpeg").decode()
+    shots = [{"caption": "tab 1 Live", "mime": "image/jpeg", "bytes": 20, "data": jpeg},
+             {"caption": "hostile", "mime": "text/html", "bytes": 5, "data": "PHNjcmlwdD4="},
+             {"caption": "broken", "mime": "image/png", "bytes": 5, "data": '"><script>alert(1)</script>'}]
+    result = {"verdict": "PASS", "requirements": [{"id": "TAB-1", "verdict": "PASS", "screenshots": shots}]}
+    paths = write_reports(result, tmp_path)
+    html = paths["html"].read_text(encoding="utf-8")
+    assert html.count("<img ") == 1 and f'src="data:image/jpeg;base64,{jpeg}"' in html and "tab 1 Live" in html
+    assert "<script>alert(1)" not in html and "data:text/html" not in html
+    saved = json.loads(paths["json"].read_text(encoding="utf-8"))["requirements"][0]["screenshots"]
+    assert saved[0] == {"caption": "tab 1 Live", "mime": "image/jpeg", "bytes": 20}
+    many = [{"id": f"R-{n}", "screenshots": [dict(shots[0]) for _ in range(10)]} for n in range(4)]
+    _cap_screenshots(many)
+    assert sum(len(r["screenshots"]) for r in many) == MAX_SCREENSHOTS
+    assert many[2]["screenshots_dropped"] == 6 and many[3]["screenshots_dropped"] == 10

@@ -107,6 +107,9 @@ CASES: list[tuple[str, Any, dict[str, Any], Callable[[Settings], Any], Any]] = [
     ("report_dir", "out", {}, lambda s: s.report_dir, "out"),
     ("waivers", "waivers.yaml", {}, lambda s: [(w.id, w.reason) for w in s.waivers.entries], [("DLV-3", "slow")]),
     ("catalogue_version", CATALOGUE_VERSION, {}, lambda s: s.catalogue_version, CATALOGUE_VERSION),
+    ("browser", "required", {}, lambda s: s.browser, "required"),
+    ("browser_path", "/opt/chrome/chrome", {}, lambda s: s.browser_path, "/opt/chrome/chrome"),
+    ("browser_origin", "http://localhost:3014/", {}, lambda s: s.browser_origin, "http://localhost:3014"),
 ]
 
 SOURCE = {"cli": "command line", "env": "environment", "ini": "ini"}
@@ -159,6 +162,21 @@ def test_gate_level_sets_the_window_and_the_examples(pytester: pytest.Pytester, 
                                                       args: tuple[str, ...], expected: tuple) -> None:
     s = _settings_of(pytester, *args)
     assert (s.gate_level, s.idle_window_s, s.examples) == expected
+
+
+def test_browser_defaults_and_header(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
+    """auto by default, Chromium looked up, the page on a free port; the header says so, and off says off."""
+    s = _settings_of(pytester)
+    assert (s.browser, s.browser_path, s.browser_origin, s.page_origins) == ("auto", None, None, ())
+    from realtime_conformance.harness.settings import header_lines
+
+    line = next(l for l in header_lines(s) if "browser checks" in l)
+    assert line == ("realtime-conformance: browser checks auto (Chromium looked up: /usr/bin/chromium, chromium, "
+                    "chromium-browser, google-chrome; page origin a free loopback port)")
+    url = _settings_of(pytester, "--gateway-url=http://127.0.0.1:3999", f"--jwt-secret={SECRET}")
+    assert "page origin none: give --browser-origin" in next(l for l in header_lines(url) if "browser checks" in l)
+    off = _settings_of(pytester, "--browser=off")
+    assert "realtime-conformance: browser checks off (--browser off)" in header_lines(off)
 
 
 def test_defaults(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> None:
@@ -287,6 +305,17 @@ PLACEHOLDERS = ("{host}, {port}, {amqp_url}, {jwt_secret}, {jwt_algorithm}, {ten
                 "{workdir}, {shared_dir}, {redis_url}, {replica}")
 
 BAD: list[tuple[str, list[str], str]] = [
+    ("browser", ["--browser=yes"],
+     "--browser (ini 'browser', env RTC_BROWSER): 'yes' is not a valid choice; choose from: auto, required, off (auto "
+     "runs the browser checks where Chromium and npm are installed, required insists, off skips them)"),
+    ("browser_origin_host", ["--browser-origin=http://portal.example:3014"],
+     "--browser-origin (ini 'browser_origin', env RTC_BROWSER_ORIGIN): 'http://portal.example:3014' is not an origin "
+     "the harness can serve the page at; write http://localhost:PORT or http://127.0.0.1:PORT with a port free on "
+     "this machine, one your gateway's allowed origins list"),
+    ("browser_origin_path", ["--browser-origin=http://localhost:3014/portal"],
+     "--browser-origin (ini 'browser_origin', env RTC_BROWSER_ORIGIN): 'http://localhost:3014/portal' is not an origin "
+     "the harness can serve the page at; write http://localhost:PORT or http://127.0.0.1:PORT with a port free on "
+     "this machine, one your gateway's allowed origins list"),
     ("broker", ["--broker=nope"],
      "--broker (ini 'broker', env RTC_BROKER): 'nope' is not a valid choice; choose from: auto, process, container, external"),
     ("jwt_algorithm", ["--jwt-algorithm=RS256"],
