@@ -79,7 +79,7 @@ def test_balancing_needs_a_known_policy():
 
 def _settings(env: dict[str, str]):
     return SimpleNamespace(gateway_env=env, target_kind="process", jwt_secret="s" * 32, jwt_algorithm="HS256",
-                           tenant_claim="tenantId", allowed_origins=("http://localhost:3000",))
+                           tenant_claim="tenantId", allowed_origins=("http://localhost:3000",), page_origins=(), stop_grace_s=10.0)
 
 
 def test_one_replica_gets_no_redis_and_its_own_folder_as_the_shared_one(tmp_path: Path):
