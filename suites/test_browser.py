@@ -246,13 +246,19 @@ async def test_browser_rest_cors_from_allowed_and_forbidden_origin(portal_browse
     async with conformance.scenario() as sc, _launched(conformance, portal_browser) as browser:
         tenant = sc.tenant("browser")
         token = conformance.tokens.valid(tenant)
-        allowed = await browser.tab(portal_browser.origin, profile="allowed", name="allowed origin")
-        await allowed.start(url=conformance.main.url, token=token, path=conformance.settings.socketio_path,
-                            rest_paths={}, policy=conformance.settings.reconnect_policy, label="allowed origin")
-        answer = await allowed.rest(path)
-        answer.pop("body", None)
-        conformance.record("allowed_origin", {"origin": portal_browser.origin, "GET": path, **answer})
-        await conformance.screenshot(allowed, f"{portal_browser.origin}: REST answered")
+
+        async def rest_from(origin: str, profile: str, caption: str) -> dict:
+            """GET ``path`` with Authorization from a tab at ``origin``; its answer (body left out), recorded."""
+            tab = await browser.tab(origin, profile=profile, name=f"{profile} origin")
+            await tab.start(url=conformance.main.url, token=token, path=conformance.settings.socketio_path,
+                            rest_paths={}, policy=conformance.settings.reconnect_policy, label=f"{profile} origin")
+            answer = await tab.rest(path)
+            answer.pop("body", None)
+            conformance.record(f"{profile}_origin", {"origin": origin, "GET": path, **answer})
+            await conformance.screenshot(tab, f"{origin}: {caption}")
+            return answer
+
+        answer = await rest_from(portal_browser.origin, "allowed", "REST answered")
         violations = []
         if not answer.get("ok"):
             why = answer.get("error") or f"HTTP {answer.get('status')}"
@@ -264,13 +270,7 @@ async def test_browser_rest_cors_from_allowed_and_forbidden_origin(portal_browse
         if portal_browser.other_origin is None:
             conformance.record("forbidden_origin", "none: both loopback names are allowed origins")
         else:
-            forbidden = await browser.tab(portal_browser.other_origin, profile="forbidden", name="forbidden origin")
-            await forbidden.start(url=conformance.main.url, token=token, path=conformance.settings.socketio_path,
-                                  rest_paths={}, policy=conformance.settings.reconnect_policy, label="forbidden origin")
-            refused = await forbidden.rest(path)
-            refused.pop("body", None)
-            conformance.record("forbidden_origin", {"origin": portal_browser.other_origin, "GET": path, **refused})
-            await conformance.screenshot(forbidden, f"{portal_browser.other_origin}: REST refused by the browser")
+            refused = await rest_from(portal_browser.other_origin, "forbidden", "REST refused by the browser")
             if refused.get("status"):
                 violations.append(conformance.violation(
                     "REST readable from a forbidden origin", f"the page at {portal_browser.other_origin} (not listed) "

@@ -96,6 +96,7 @@ class Scenario:
         self._changed = asyncio.Event()
         self._seen: dict[int, int | None] = {}  # id(received item) -> seq of its publish
         self._mine: set[int] = set()  # ids of this scenario's publishes
+        self._by_seq: dict[int, Publish] = {}  # this scenario's publishes by seq (the waits look them up often)
 
     async def __aenter__(self) -> "Scenario":
         await self.publisher.connect()
@@ -215,6 +216,7 @@ class Scenario:
         p = Publish(seq, tenant, event_type, data, envelope, time.perf_counter(), barrier, marker)
         _KNOWN.add(p)  # before sending: the event may arrive before the broker's confirm does
         self._mine.add(id(p))
+        self._by_seq[seq] = p
         self.publishes.append(p)
         p.sent_at = await self.publisher.publish_envelope(envelope)
         return p
@@ -274,10 +276,9 @@ class Scenario:
         have = self._seqs(receiver)
         if not have:
             return [p for p in publishes if p.seq not in have]
-        by_seq = {p.seq: p for p in self.publishes}
         latest: dict[str, int] = {}
         for seq in have:
-            q = by_seq.get(seq)
+            q = self._by_seq.get(seq)
             if q is not None and seq > latest.get(q.tenant, 0):
                 latest[q.tenant] = seq
         return [p for p in publishes if p.seq not in have and p.seq > latest.get(p.tenant, 0)]
