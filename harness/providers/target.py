@@ -32,6 +32,7 @@ from realtime_conformance.harness.providers.broker import (
 from realtime_conformance.harness.providers.gateway import (
     CommandGateway, Gateway, UrlGateway, engineio_open, quick_grace, websocket_open)
 from realtime_conformance.harness.providers.ports import LOOPBACK, free_port
+from realtime_conformance.harness.providers.vhosts import VhostPool
 from realtime_conformance.harness.providers.redis_server import ExternalRedis, PrivateRedis, Redis
 from realtime_conformance.harness.redaction import strip_terminal_codes
 from realtime_conformance.harness.wire.proxy import FaultProxy
@@ -42,7 +43,7 @@ from realtime_conformance.harness.settings import NO_REDIS, Settings
 from realtime_conformance.harness.wire.tokens import TokenFactory
 
 _INSTANCES = itertools.count(1)
-VHOST_POOL = 16  # dedicated gateways in one run: RECON, FAULT, REST-3, DLV-8, FAULT-5's trials and ROB (3, plus one per generated example)
+VHOST_STOCK = 2  # vhosts kept ready ahead of the dedicated gateways that take them (see providers/vhosts.py)
 
 
 def make_broker(settings: Settings) -> Broker:
@@ -405,7 +406,7 @@ class Target:
         self.profile_note = ""
         self.control_types: tuple[str, ...] = ()
         self.isolation_note = ""
-        self._vhost_pool: "concurrent.futures.Future[list[str]] | None" = None
+        self._vhost_pool: VhostPool | None = None
         self._spare_broker: "concurrent.futures.Future[Broker] | None" = None
         # Log tails kept past close(): the report is written after the work dir is gone.
         self._closed_logs: dict[str, str] | None = None
@@ -438,10 +439,10 @@ class Target:
     def start(self) -> "Target":
         self.broker = make_broker(self.settings)
         self.broker.start()
-        # Vhosts for dedicated gateways, made while the main gateway starts: one call, not one each.
-        maker = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        self._vhost_pool = maker.submit(self._make_vhosts)
-        maker.shutdown(wait=False)
+        # Vhosts for dedicated gateways: the first made while the main gateway starts, the rest as they are taken.
+        add = getattr(self.broker, "add_vhosts", None)
+        if add is not None:
+            self._vhost_pool = VhostPool(add, user_of(self.broker.amqp_url), ahead=VHOST_STOCK)
         replicas = self.settings.gateway_replicas
         if self.settings.gives_redis:  # a cluster's, or one chosen with --redis for a lone instance
             self.redis = make_redis(self.settings, network=getattr(self.broker, "network", None))
@@ -471,18 +472,12 @@ class Target:
             asyncio.run(self.cluster.warm_up())
         return self
 
-    def _make_vhosts(self) -> list[str]:
-        add = getattr(self.broker, "add_vhosts", None)
-        if add is None or self.broker is None:
-            return []
-        return list(add([f"rtc-{uuid.uuid4().hex[:8]}" for _ in range(VHOST_POOL)], user_of(self.broker.amqp_url)))
-
     async def _vhost(self, broker: Any, label: str) -> str | None:
         """A vhost only this dedicated gateway uses: from the pool, else made now; None if impossible."""
         if broker is self.broker and self._vhost_pool is not None:
-            pool = await asyncio.wrap_future(self._vhost_pool)
-            if pool:
-                return pool.pop()
+            vhost = await asyncio.to_thread(self._vhost_pool.take)
+            if vhost is not None:
+                return vhost
         add = getattr(broker, "add_vhost", None)
         name = f"rtc-{label}-{uuid.uuid4().hex[:6]}"
         return name if add is not None and await asyncio.to_thread(add, name, user_of(broker.amqp_url)) else None
@@ -502,10 +497,11 @@ class Target:
         if self._closed_logs is None:
             with contextlib.suppress(Exception):
                 self._closed_logs = self._read_logs()
-        for pending in (self._spare_broker, self._vhost_pool):  # a broker booting, a rabbitmqctl running
-            if pending is not None:
-                with contextlib.suppress(Exception):
-                    pending.result(timeout=60)
+        if self._vhost_pool is not None:
+            self._vhost_pool.close()  # a rabbitmqctl running finishes before its node goes
+        if self._spare_broker is not None:  # a broker booting
+            with contextlib.suppress(Exception):
+                self._spare_broker.result(timeout=60)
         for gw in [*self._extra, *(i.gateway for i in self._all_main())]:
             with contextlib.suppress(Exception):
                 _dispose(gw)
