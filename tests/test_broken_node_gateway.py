@@ -85,10 +85,10 @@ def broker():
 
 @pytest.fixture(scope="module")
 def runs(node_modules, broker, tmp_path_factory) -> Iterator[dict[str, Future]]:
-    """Every variant's run, started at once, two at a time."""
+    """Every variant's run, started at once, three at a time."""
     jobs = {name: functools.partial(_run, name, broker.amqp_url, tmp_path_factory.mktemp(f"node-{name}"))
             for name in VARIANTS}
-    with started(jobs, workers=2) as futures:
+    with started(jobs, workers=3) as futures:
         yield futures
 
 
