@@ -82,10 +82,12 @@ class Agent:
         drained = await self.counter.wait_for(req["expect"], float(req["timeout"]))
         out: dict[str, Any] = {"drained": drained, "deliveries": self.counter.value}
         if req.get("meter") and self.meter is not None and self.probe is not None:
+            window = time.perf_counter() - self.meter._t0
             figures = self.meter.stop() or {}
             self.meter = None
             if self.sampler is not None:
                 self.sampler.cancel()
+            out["window_s"] = round(window, 3)
             out["figures"] = {**figures, **(await self.probe.stop()), "memory_per_client_kb": self.per_client_kb}
         return out
 

@@ -19,13 +19,25 @@ import jsonschema
 
 from realtime_conformance.harness.bench.stats import CORRECTNESS, ratio
 
-SCHEMA_ID = "realtime-conformance/bench/1"
+SCHEMA_ID = "realtime-conformance/bench/2"
 _NUM = {"type": ["number", "null"]}
+# bench/2: each step says who ran its clients (``workers``, empty when this process did) and
+# whether its latencies can be believed (``latency_trusted``, ``clock``).
+WORKER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["worker", "clients", "connected", "deliveries", "cpu_pct", "rss_mb", "loop_lag_p99_ms",
+                 "cpu_us_per_delivery", "clock"],
+    "properties": {"worker": {"type": "integer", "minimum": 0}, "clients": {"type": "integer", "minimum": 1},
+                   "connected": {"type": "integer", "minimum": 0}, "deliveries": {"type": "integer", "minimum": 0},
+                   "cpu_pct": _NUM, "rss_mb": _NUM, "loop_lag_p99_ms": _NUM, "cpu_us_per_delivery": _NUM,
+                   "clock": {"type": ["object", "null"]}},
+}
 STEP_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["target", "step", "label", "clients", "tenants", "tabs", "events_per_s", "deliveries",
                  "deliveries_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "latency_by_type", "connect",
-                 "gateway", "harness", "meets_budget", *CORRECTNESS],
+                 "gateway", "harness", "meets_budget", "workers", "publishers", "latency_trusted", "clock",
+                 *CORRECTNESS],
     "properties": {
         "target": {"type": "string"}, "step": {"type": "integer"}, "label": {"type": "string"},
         "clients": {"type": "integer", "minimum": 1}, "tenants": {"type": "integer", "minimum": 1},
@@ -37,6 +49,10 @@ STEP_SCHEMA: dict[str, Any] = {
         "gateway": {"type": ["object", "null"]},
         "harness": {"type": "object"},
         "meets_budget": {"type": "boolean"},
+        "workers": {"type": "array", "items": WORKER_SCHEMA},
+        "publishers": {"type": "integer", "minimum": 1},
+        "latency_trusted": {"type": "boolean"},
+        "clock": {"type": ["object", "null"]},
         **{k: {"type": "integer", "minimum": 0} for k in CORRECTNESS},
     },
 }
