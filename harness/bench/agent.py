@@ -44,6 +44,7 @@ class Agent:
         self.counter = Counter()
         self.session: aiohttp.ClientSession | None = None
         self.meter: ProcessMeter | None = None
+        self.relay: ProcessMeter | None = None
         self.probe: LagProbe | None = None
         self.sampler: asyncio.Task[None] | None = None
         self.per_client_kb: float | None = None
@@ -68,6 +69,7 @@ class Agent:
         connected = sum(1 for c in self.clients if c.connected)
         self.per_client_kb = round((rss_bytes(os.getpid()) - before) / connected / 1024, 1) if connected else None
         self.meter = ProcessMeter(os.getpid(), children=False).start()
+        self.relay = ProcessMeter(os.getppid(), children=False).start()  # the Locust worker relaying for us
         self.probe = LagProbe().start()
         self.sampler = asyncio.create_task(self._sample())
         return {"connect": summary, "connected": connected,
@@ -76,6 +78,8 @@ class Agent:
     async def _sample(self) -> None:
         while self.meter is not None:
             self.meter.sample()
+            if self.relay is not None:
+                self.relay.sample()
             await asyncio.sleep(1.0)
 
     async def drain(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -84,11 +88,13 @@ class Agent:
         if req.get("meter") and self.meter is not None and self.probe is not None:
             window = time.perf_counter() - self.meter._t0
             figures = self.meter.stop() or {}
-            self.meter = None
+            relay = (self.relay.stop() or {}) if self.relay is not None else {}
+            self.meter = self.relay = None
             if self.sampler is not None:
                 self.sampler.cancel()
             out["window_s"] = round(window, 3)
-            out["figures"] = {**figures, **(await self.probe.stop()), "memory_per_client_kb": self.per_client_kb}
+            out["figures"] = {**figures, **(await self.probe.stop()), "memory_per_client_kb": self.per_client_kb,
+                              "relay_cpu_pct": relay.get("cpu_pct"), "relay_rss_mb": relay.get("rss_mb")}
         return out
 
     async def close(self, req: dict[str, Any]) -> dict[str, Any]:

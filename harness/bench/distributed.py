@@ -160,6 +160,7 @@ def _worker_figures(w: int, fleet: Fleet, specs: Sequence[Any], connected: dict[
             "memory_per_client_kb": figures.get("memory_per_client_kb"),
             "loop_lag_p99_ms": figures.get("loop_lag_p99_ms"), "loop_lag_max_ms": figures.get("loop_lag_max_ms"),
             "cpu_us_per_delivery": _per_delivery(figures.get("cpu_pct"), drain.get("window_s"), deliveries),
+            "relay_cpu_pct": figures.get("relay_cpu_pct"), "relay_rss_mb": figures.get("relay_rss_mb"),
             "clock": clock}
 
 
