@@ -36,7 +36,7 @@ class FleetError(RuntimeError):
 def worker_command(master_host: str, master_port: int, extra: tuple[str, ...] = ()) -> list[str]:
     """The command that starts one worker and joins it to a master (Locust's own options)."""
     return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-host", master_host,
-            "--master-port", str(master_port), "--loglevel", "WARNING", *extra]
+            "--master-port", str(master_port), "--loglevel", "WARNING", *extra]  # = `realtime-conformance bench-worker ...`
 
 
 class Fleet:

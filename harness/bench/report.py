@@ -220,8 +220,11 @@ def render_html(result: Mapping[str, Any]) -> str:
                ("p99_ms", "p99 ms"), ("max_ms", "max ms"), *((k, k.replace("_", " ")) for k in CORRECTNESS),
                ("meets_budget", "within budget")]
     rows = []
+    latency_keys = {"p50_ms", "p95_ms", "p99_ms", "max_ms"}
     for s in result["steps"]:
-        cells = [_fmt(s.get(k)) for k, _ in columns]
+        untrusted = s.get("latency_trusted") is False
+        cells = [f"untrusted ({_fmt(s.get(k))})" if untrusted and k in latency_keys else _fmt(s.get(k))
+                 for k, _ in columns]
         gw, hv, conn = s.get("gateway") or {}, s.get("harness") or {}, s.get("connect") or {}
         cells += [_fmt(gw.get("cpu_pct")), _fmt(gw.get("rss_mb_max")), _fmt(hv.get("cpu_pct")),
                   _fmt(hv.get("memory_per_client_kb")), _fmt(hv.get("loop_lag_p99_ms")), _fmt(conn.get("p99_ms")),
@@ -238,6 +241,26 @@ def render_html(result: Mapping[str, Any]) -> str:
             v = row[key]
             cells.append(f"{_fmt(v[base])} / {_fmt(v[other])} (×{_fmt(v['ratio'])})")
         compare_rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    worker_rows = []
+    for s in result["steps"]:
+        for w in s.get("workers") or []:
+            c = w.get("clock") or {}
+            cells = [esc(s["target"]), esc(s["label"]), str(w["worker"]), _fmt(w["clients"]), _fmt(w["connected"]),
+                     _fmt(w["deliveries"]), _fmt(w["cpu_pct"]), _fmt(w.get("cpu_us_per_delivery")), _fmt(w["rss_mb"]),
+                     _fmt(w.get("memory_per_client_kb")), _fmt(w["loop_lag_p99_ms"]), _fmt(w.get("relay_cpu_pct")),
+                     _fmt(c.get("correction_ms")), _fmt(c.get("drift_ms")), _fmt(c.get("rtt_ms"))]
+            worker_rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
+    workers = ""
+    if worker_rows:
+        workers = ("<h2>Per worker</h2><p>Each worker's clean child (the clients) and its Locust relay. Clock columns "
+                   "only when measured (--bench-clock measured, or workers that joined): the correction added to its "
+                   "stamps, the drift between before and after, the larger round trip; a step is untrusted when "
+                   "drift or round trip is not under 10 % of its p50.</p><table><tr>"
+                   + "".join(f"<th>{h}</th>" for h in ("target", "step", "worker", "clients", "connected",
+                                                        "deliveries", "CPU %", "us/delivery", "RSS MB", "KB/client",
+                                                        "loop lag p99 ms", "relay CPU %", "correction ms",
+                                                        "drift ms", "round trip ms"))
+                   + "</tr>" + "".join(worker_rows) + "</table>")
     comparison = ""
     if compare_rows:
         first = result["comparison"][0]
@@ -271,6 +294,7 @@ figure {{ display: inline-block; margin: 0 1em 1em 0; }}
 {comparison}
 <h2>Every step</h2>
 <table><tr>{''.join(f'<th>{h}</th>' for h in heads)}</tr>{''.join(rows)}</table>
+{workers}
 <p>Field meanings: docs/bench.md. Numbers, not verdicts: this machine is shared and noisy.</p>
 </body></html>
 """
