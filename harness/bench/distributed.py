@@ -160,6 +160,8 @@ def _worker_figures(w: int, fleet: Fleet, specs: Sequence[Any], connected: dict[
             "memory_per_client_kb": figures.get("memory_per_client_kb"),
             "loop_lag_p99_ms": figures.get("loop_lag_p99_ms"), "loop_lag_max_ms": figures.get("loop_lag_max_ms"),
             "cpu_us_per_delivery": _per_delivery(figures.get("cpu_pct"), drain.get("window_s"), deliveries),
+            "cpu_s": None if figures.get("cpu_pct") is None or not drain.get("window_s")
+            else round(figures["cpu_pct"] / 100 * drain["window_s"], 3),
             "relay_cpu_pct": figures.get("relay_cpu_pct"), "relay_rss_mb": figures.get("relay_rss_mb"),
             "clock": clock}
 
@@ -169,8 +171,9 @@ def _per_delivery(cpu_pct: float | None, window_s: float | None, deliveries: int
 
 
 def _harness(entry: dict[str, Any], side: dict[str, Any]) -> dict[str, Any]:
-    """The clients' processes summed over the workers (their CPU, memory, worst loop lag), and
-    this process on its own (it only publishes barriers and waits while a step runs)."""
+    """The clients' processes summed over the workers (their CPU, memory, worst loop lag; CPU per
+    delivery from their CPU seconds, each over its own metered window), and this process on its
+    own (it only publishes barriers and waits while a step runs)."""
     workers = entry["workers"]
 
     def total(key: str) -> float | None:
@@ -182,9 +185,10 @@ def _harness(entry: dict[str, Any], side: dict[str, Any]) -> dict[str, Any]:
         return max(values) if values else None
 
     cpu = total("cpu_pct")
-    window, deliveries = entry.get("window_s"), entry.get("deliveries")
+    cpu_s, deliveries = total("cpu_s"), entry.get("deliveries")
     per_client = [w["memory_per_client_kb"] for w in workers if w.get("memory_per_client_kb") is not None]
     return {"cpu_pct": cpu, "rss_mb": total("rss_mb"), "rss_mb_max": total("rss_mb_max"),
             "memory_per_client_kb": round(sum(per_client) / len(per_client), 1) if per_client else None,
             "loop_lag_p99_ms": worst("loop_lag_p99_ms"), "loop_lag_max_ms": worst("loop_lag_max_ms"),
-            "cpu_us_per_delivery": _per_delivery(cpu, window, deliveries or 0), "coordinator": side}
+            "cpu_us_per_delivery": round(cpu_s / deliveries * 1e6, 1) if cpu_s and deliveries else None,
+            "coordinator": side}
