@@ -24,7 +24,7 @@ from realtime_conformance.harness.bench.fleet import Fleet
 from realtime_conformance.harness.bench.load import LoadTarget, _sample_every_second, judge, plan, tenant_of
 from realtime_conformance.harness.bench.options import BenchConfig
 from realtime_conformance.harness.bench.profiles import Step
-from realtime_conformance.harness.bench.publishing import publish_in_child
+from realtime_conformance.harness.bench.publishing import publish_in_child, publisher_figures
 from realtime_conformance.harness.bench.resources import GroupMeter, ProcessMeter
 from realtime_conformance.harness.judging.checks import ClientView
 from realtime_conformance.harness.wire.publisher import Publisher
@@ -81,7 +81,7 @@ async def run_step(fleet: Fleet, target: LoadTarget, step: Step, config: BenchCo
     sampler = asyncio.create_task(_sample_every_second(gateway, broker, pytest_side))
     started = time.perf_counter()
     try:
-        sent, errors = await publish_in_child(target.amqp_url, target.queue, bodies, step.events_per_s,
+        sent, errors, publisher_cpu = await publish_in_child(target.amqp_url, target.queue, bodies, step.events_per_s,
                                               config.step_s * 3 + 30, tenant_of(publishes, tenants),
                                               config.publishers)
     finally:
@@ -91,7 +91,8 @@ async def run_step(fleet: Fleet, target: LoadTarget, step: Step, config: BenchCo
     publishes = [p for p in publishes if not math.isnan(p.sent_at)]
     wall = (max(p.sent_at for p in publishes) - min(p.sent_at for p in publishes)) if publishes else 0
     entry.update({"published": len(publishes), "publish_errors": errors, "publish_wall_s": round(wall, 3),
-                  "published_per_s": round((len(publishes) - 1) / wall, 1) if wall > 0 else None})
+                  "published_per_s": round((len(publishes) - 1) / wall, 1) if wall > 0 else None,
+                  "publisher": publisher_figures(publisher_cpu, len(publishes), config.publishers)})
     per_tenant = {t: 0 for t in tenants}
     for p in publishes:
         per_tenant[p.tenant] += 1

@@ -27,7 +27,7 @@ from realtime_conformance.harness.bench.profiles import Step
 from realtime_conformance.harness.bench.resources import GroupMeter, ProcessMeter, rss_bytes
 from realtime_conformance.harness.judging.checks import ClientView, Publish, check
 from realtime_conformance.harness.bench.clients import BenchClient, WireClient
-from realtime_conformance.harness.bench.publishing import publish_in_child
+from realtime_conformance.harness.bench.publishing import publish_in_child, publisher_figures
 from realtime_conformance.harness.wire.publisher import Publisher, envelope_for
 from realtime_conformance.harness.wire.scenario import stamp, unique_tenant
 from realtime_conformance.harness.wire.tokens import TokenFactory
@@ -190,7 +190,7 @@ async def run_step(target: LoadTarget, step: Step, config: BenchConfig, index: i
         broker = ProcessMeter(target.broker_pid).start()
         sampler = asyncio.create_task(_sample_every_second(harness, gateway, broker))
         started = time.perf_counter()
-        sent, errors = await publish_in_child(target.amqp_url, target.queue, bodies, step.events_per_s,
+        sent, errors, publisher_cpu = await publish_in_child(target.amqp_url, target.queue, bodies, step.events_per_s,
                                               config.step_s * 3 + 30, tenant_of(publishes, tenants),
                                               config.publishers)
         for p, at in zip(publishes, sent):
@@ -198,7 +198,8 @@ async def run_step(target: LoadTarget, step: Step, config: BenchConfig, index: i
         publishes = [p for p in publishes if not math.isnan(p.sent_at)]  # a failed publish is not expected
         wall = (max(p.sent_at for p in publishes) - min(p.sent_at for p in publishes)) if publishes else 0
         entry.update({"published": len(publishes), "publish_errors": errors, "publish_wall_s": round(wall, 3),
-                      "published_per_s": round((len(publishes) - 1) / wall, 1) if wall > 0 else None})
+                      "published_per_s": round((len(publishes) - 1) / wall, 1) if wall > 0 else None,
+                      "publisher": publisher_figures(publisher_cpu, len(publishes), config.publishers)})
         drained = await counter.wait_for(len(publishes) * step.tabs, config.drain_s)
         window = time.perf_counter() - started
         sampler.cancel()

@@ -20,14 +20,15 @@ START_TIMEOUT_S = 30.0
 
 
 async def _publish_all(amqp_url: str, queue: str, bodies: Sequence[bytes], offsets: Sequence[float],
-                       conn: "multiprocessing.connection.Connection") -> tuple[list[float], int]:
+                       conn: "multiprocessing.connection.Connection") -> tuple[list[float], int, float]:
     from realtime_conformance.harness.wire.publisher import Publisher
 
     sent: list[float] = []
     errors = 0
     async with Publisher(amqp_url, queue, confirms=False) as publisher:
-        conn.send(("ready", None, 0))  # connected: the parent starts every publisher at one instant
+        conn.send(("ready", None, 0, 0.0))  # connected: the parent starts every publisher at one instant
         started = (await asyncio.to_thread(conn.recv))[1]
+        cpu0 = time.process_time()  # from the go on: start-up and connect are not a publish's cost
         for offset, body in zip(offsets, bodies):
             wait = started + offset - time.perf_counter()
             await asyncio.sleep(wait if wait > 0 else 0)  # the schedule is the load itself
@@ -36,16 +37,17 @@ async def _publish_all(amqp_url: str, queue: str, bodies: Sequence[bytes], offse
             except Exception:  # counted; the caller treats the event as never published
                 sent.append(float("nan"))
                 errors += 1
-    return sent, errors
+        cpu = time.process_time() - cpu0
+    return sent, errors, cpu
 
 
 def _child(amqp_url: str, queue: str, bodies: Sequence[bytes], offsets: Sequence[float],
            conn: "multiprocessing.connection.Connection") -> None:
     try:
-        sent, errors = asyncio.run(_publish_all(amqp_url, queue, bodies, offsets, conn))
-        conn.send(("ok", sent, errors))
+        sent, errors, cpu = asyncio.run(_publish_all(amqp_url, queue, bodies, offsets, conn))
+        conn.send(("ok", sent, errors, cpu))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        conn.send(("error", f"{type(exc).__name__}: {exc}", 0))
+        conn.send(("error", f"{type(exc).__name__}: {exc}", 0, 0.0))
     finally:
         conn.close()
 
@@ -61,9 +63,9 @@ def split(tenant_of: Sequence[int], publishers: int) -> list[list[int]]:
 
 async def publish_in_child(amqp_url: str, queue: str, bodies: Sequence[bytes], rate: float,
                            timeout: float, tenant_of: Sequence[int] | None = None,
-                           publishers: int = 1) -> tuple[list[float], int]:
+                           publishers: int = 1) -> tuple[list[float], int, float]:
     """Publish ``bodies`` at ``rate`` a second (body i at i / rate) from ``publishers`` child
-    processes, split by tenant; (send stamps in body order, errors).
+    processes, split by tenant; (send stamps in body order, errors, the publishers' CPU seconds).
 
     Bounded: the children get ``timeout`` seconds past their start-up, then they are killed."""
     parts = split(tenant_of if tenant_of is not None else [0] * len(bodies), max(1, publishers))
@@ -82,7 +84,7 @@ async def publish_in_child(amqp_url: str, queue: str, bodies: Sequence[bytes], r
         for mine in pipes:
             if not await asyncio.to_thread(mine.poll, START_TIMEOUT_S):
                 raise TimeoutError(f"a publisher process did not connect within {START_TIMEOUT_S:.0f} s")
-            status, payload, _ = mine.recv()
+            status, payload, _, _ = mine.recv()
             if status != "ready":
                 raise RuntimeError(f"a publisher process failed: {payload}")
         go = time.perf_counter() + 0.05
@@ -102,11 +104,18 @@ async def publish_in_child(amqp_url: str, queue: str, bodies: Sequence[bytes], r
                 process.kill()
                 await asyncio.to_thread(process.join, 5)
     sent = [float("nan")] * len(bodies)
-    errors = 0
-    for part, (status, payload, errs) in zip(parts, results):
+    errors, cpu = 0, 0.0
+    for part, (status, payload, errs, cpu_s) in zip(parts, results):
         if status != "ok":
             raise RuntimeError(f"a publisher process failed: {payload}")
         for i, at in zip(part, payload):
             sent[i] = at
         errors += errs
-    return sent, errors
+        cpu += cpu_s
+    return sent, errors, cpu
+
+
+def publisher_figures(cpu_s: float, published: int, processes: int) -> dict[str, object]:
+    """The publishers' CPU while publishing (from the go, start-up and connect left out) and per event."""
+    return {"processes": processes, "cpu_s": round(cpu_s, 3),
+            "cpu_us_per_publish": round(cpu_s / published * 1e6, 1) if published else None}
