@@ -112,12 +112,17 @@ async def run_step(fleet: Fleet, target: LoadTarget, step: Step, config: BenchCo
     publishes += barriers
     await fleet.request({w: {"op": "drain", "expect": expect[w] + len(specs[w]),
                              "timeout": config.drain_s if drained else 2.0} for w in range(n)}, config.drain_s + 60)
+    collecting = time.perf_counter()
     closed = await fleet.request({w: {"op": "close"} for w in range(n)}, 120 + step.clients / 100)
+    collected = time.perf_counter()
     after = await fleet.clock() if measured else {}
     clocks = {w: _clock.worker_clock(before.get(w), after.get(w)) for w in range(n)} if measured else {}
     views, received_by_worker = _views(closed, tenant_of_client, token_of, clocks)
     last_receive = max((r[2] for v in views for r in v.received), default=None)
+    judging = time.perf_counter()
     judge(entry, publishes, views, last_receive, config)
+    entry["records"] = {"count": sum(received_by_worker.values()), "collect_s": round(collected - collecting, 3),
+                        "judge_s": round(time.perf_counter() - judging, 3)}  # what exactness costs, and where
     entry["workers"] = [_worker_figures(w, fleet, specs[w], finals[w], drains[w], received_by_worker.get(w, 0),
                                         clocks.get(w)) for w in range(n)]
     entry["harness"] = _harness(entry, side)
