@@ -118,6 +118,9 @@ class Fleet:
                 self._replies.setdefault(message.get("id"), asyncio.Queue()).put_nowait(message)
             else:
                 reply = {**message["reply"], "worker": message["worker"]}
+                if reply.get("id") is None and reply.get("error"):  # a child died: every waiting request fails now
+                    for queue in list(self._replies.values()):
+                        queue.put_nowait(reply)
                 self._replies.setdefault(reply.get("id"), asyncio.Queue()).put_nowait(reply)
         self._lost = f"the Locust master ended (exit {await self.master.wait()})"
         for queue in self._replies.values():

@@ -131,3 +131,25 @@ def test_every_process_is_reaped_on_ctrl_c(tmp_path: Path):
     while any(_alive(p) for p in started) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [p for p in started if _alive(p)]
+
+
+def test_a_worker_child_that_dies_fails_the_request_at_once(tmp_path: Path):
+    """A clean child killed mid-run: the waiting request fails with a message naming it, not a timeout."""
+    script = tmp_path / "fleet.py"
+    script.write_text(
+        "import asyncio, os, signal, time\n"
+        "from realtime_conformance.harness.bench.fleet import Fleet, FleetError\n"
+        "async def main():\n"
+        "    async with Fleet(1) as fleet:\n"
+        "        pending = asyncio.create_task(fleet.request({0: {'op': 'drain', 'expect': 1, 'timeout': 60}}, 90))\n"
+        "        await asyncio.sleep(0.5)\n"
+        "        os.kill(fleet.joined[0]['agent_pid'], signal.SIGKILL)\n"
+        "        started = time.monotonic()\n"
+        "        try:\n"
+        "            await pending\n"
+        "        except FleetError as exc:\n"
+        "            print('failed after', round(time.monotonic() - started, 1), str(exc).splitlines()[0])\n"
+        "asyncio.run(main())\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert "the bench agent process ended" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert float(done.stdout.split("failed after ")[1].split()[0]) < 10
