@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,6 +213,7 @@ class Fleet:
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
+        shutil.rmtree(self.logdir, ignore_errors=True)  # a failure's FleetError already quoted the logs
 
     def reap(self) -> None:
         """Kill (by process group: each started in a session of its own) and wait for every process
