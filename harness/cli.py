@@ -95,9 +95,36 @@ def bench_args(argv: list[str], cwd: Path | None = None) -> list[str]:
     return [BENCH_MODULE if a == SUITES else a for a in args]
 
 
+WORKER_USAGE = ("usage: realtime-conformance bench-worker --master-host HOST --master-port PORT [LOCUST OPTIONS]\n"
+                "  joins the Locust master of a running 'realtime-conformance bench --bench-workers N "
+                "--bench-worker-start none' (docs/bench.md)")
+
+
+def bench_worker(argv: list[str]) -> int:
+    """``realtime-conformance bench-worker``: one Locust worker of the bench, joining a master by
+    host and port (Locust's own --master-host / --master-port), run in place of this process."""
+    if "-h" in argv or "--help" in argv or not any(a.startswith("--master-port") for a in argv) \
+            or not any(a.startswith("--master-host") for a in argv):
+        print(WORKER_USAGE, file=sys.stderr if not ("-h" in argv or "--help" in argv) else sys.stdout)
+        return 0 if ("-h" in argv or "--help" in argv) else 2
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("locust") is None:
+        print("realtime-conformance bench-worker needs Locust: pip install 'realtime-conformance[bench]'",
+              file=sys.stderr)
+        return 2
+    locustfile = Path(__file__).parent / "bench" / "locustfile.py"
+    command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--worker", *argv]
+    os.execv(sys.executable, command)
+    return 0  # pragma: no cover - execv does not return
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns pytest's exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench-worker"]:
+        return bench_worker(argv[1:])
     if argv[:1] == ["bench"]:
         return int(pytest.main(bench_args(argv[1:])))
     return int(pytest.main(pytest_args(argv)))

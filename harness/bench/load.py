@@ -27,7 +27,7 @@ from realtime_conformance.harness.bench.profiles import Step
 from realtime_conformance.harness.bench.resources import GroupMeter, ProcessMeter, rss_bytes
 from realtime_conformance.harness.judging.checks import ClientView, Publish, check
 from realtime_conformance.harness.bench.clients import BenchClient, WireClient
-from realtime_conformance.harness.bench.publishing import publish_in_child
+from realtime_conformance.harness.bench.publishing import publish_in_child, publisher_figures
 from realtime_conformance.harness.wire.publisher import Publisher, envelope_for
 from realtime_conformance.harness.wire.scenario import stamp, unique_tenant
 from realtime_conformance.harness.wire.tokens import TokenFactory
@@ -176,7 +176,8 @@ async def run_step(target: LoadTarget, step: Step, config: BenchConfig, index: i
                              "tenants": step.tenants, "tabs": step.tabs, "events_per_s": step.events_per_s,
                              "offered_deliveries_per_s": step.deliveries_per_s, "step_s": config.step_s,
                              "instances": len(target.urls) or 1,
-                             "mix": dict(config.mix), "load_avg_1m": round(os.getloadavg()[0], 2)}
+                             "mix": dict(config.mix), "load_avg_1m": round(os.getloadavg()[0], 2),
+                             "workers": [], "publishers": config.publishers, "latency_trusted": True, "clock": None}
     try:
         entry["client"] = config.client
         entry["connect"] = await connect_all(clients, target, config.connect_concurrency)
@@ -189,14 +190,16 @@ async def run_step(target: LoadTarget, step: Step, config: BenchConfig, index: i
         broker = ProcessMeter(target.broker_pid).start()
         sampler = asyncio.create_task(_sample_every_second(harness, gateway, broker))
         started = time.perf_counter()
-        sent, errors = await publish_in_child(target.amqp_url, target.queue, bodies, step.events_per_s,
-                                              config.step_s * 3 + 30)
+        sent, errors, publisher_cpu = await publish_in_child(target.amqp_url, target.queue, bodies, step.events_per_s,
+                                              config.step_s * 3 + 30, tenant_of(publishes, tenants),
+                                              config.publishers)
         for p, at in zip(publishes, sent):
             p.sent_at = at
         publishes = [p for p in publishes if not math.isnan(p.sent_at)]  # a failed publish is not expected
         wall = (max(p.sent_at for p in publishes) - min(p.sent_at for p in publishes)) if publishes else 0
         entry.update({"published": len(publishes), "publish_errors": errors, "publish_wall_s": round(wall, 3),
-                      "published_per_s": round((len(publishes) - 1) / wall, 1) if wall > 0 else None})
+                      "published_per_s": round((len(publishes) - 1) / wall, 1) if wall > 0 else None,
+                      "publisher": publisher_figures(publisher_cpu, len(publishes), config.publishers)})
         drained = await counter.wait_for(len(publishes) * step.tabs, config.drain_s)
         window = time.perf_counter() - started
         sampler.cancel()
@@ -216,11 +219,28 @@ async def run_step(target: LoadTarget, step: Step, config: BenchConfig, index: i
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
         if session is not None:
             await session.close()
-    result = check(publishes, [_view(c) for c in clients if c.connected_at], budget_ms=math.inf)
+    last_receive = max((r[2] for c in clients for r in c.received), default=None)
+    judge(entry, publishes, [_view(c) for c in clients if c.connected_at], last_receive, config)
+    entry["harness"] = {**entry.get("harness", {}),
+                        "memory_per_client_kb": round(per_client / 1024, 1) if per_client is not None else None,
+                        "cpu_us_per_delivery": _cpu_per_delivery(entry, entry["deliveries"])}
+    entry["meets_budget"] = stats.meets_budget(entry, config.budget_ms)
+    return entry
+
+
+def tenant_of(publishes: Sequence[Publish], tenants: Sequence[str]) -> list[int]:
+    """Each publish's tenant as an index (how several publishers split the work)."""
+    index = {t: n for n, t in enumerate(tenants)}
+    return [index[p.tenant] for p in publishes]
+
+
+def judge(entry: dict[str, Any], publishes: Sequence[Publish], views: Sequence[ClientView],
+          last_receive: float | None, config: BenchConfig) -> None:
+    """The history checker over the whole step, and latency and throughput from its findings."""
+    result = check(publishes, views, budget_ms=math.inf)
     by_type = stats.latency_by_type(result)
     timed = [p for p in publishes if not p.barrier]
-    last_receive = max((r[2] for c in clients for r in c.received), default=None)
-    first_sent = timed[0].sent_at if timed else None
+    first_sent = min(p.sent_at for p in timed) if timed else None
     span = (last_receive - first_sent) if last_receive and first_sent else None
     entry.update({
         "deliveries": result.own_deliveries,
@@ -230,11 +250,6 @@ async def run_step(target: LoadTarget, step: Step, config: BenchConfig, index: i
         "latency_by_type": by_type,
         **stats.correctness(result),
     })
-    entry["harness"] = {**entry.get("harness", {}),
-                        "memory_per_client_kb": round(per_client / 1024, 1) if per_client is not None else None,
-                        "cpu_us_per_delivery": _cpu_per_delivery(entry, result.own_deliveries)}
-    entry["meets_budget"] = stats.meets_budget(entry, config.budget_ms)
-    return entry
 
 
 def _cpu_per_delivery(entry: dict[str, Any], deliveries: int) -> float | None:

@@ -7,6 +7,7 @@ only when the bench runs, so a conformance run never pays for (or trips over) th
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,19 @@ BENCH_OPTIONS: tuple[Option, ...] = (
            "aiohttp session: the cheapest per delivery) or 'socketio' (python-socketio's AsyncClient, one per tab).",
            "wire", choices=("wire", "socketio")),
     Option("bench_connect_concurrency", "Client connects in flight at once.", 100, kind="int"),
+    Option("bench_workers", "Locust workers that run the clients (0: in this process, as without Locust). Each "
+           "step's clients are spread over them; needs the bench extra (locust).", 0, kind="int"),
+    Option("bench_worker_start", "'local': the bench starts the workers on this machine; 'none': it starts none "
+           "and waits for --bench-workers of them to join (realtime-conformance bench-worker --master-host H "
+           "--master-port P on each machine).", "local", choices=("local", "none")),
+    Option("bench_master_bind", "HOST:PORT the Locust master listens on for its workers (port 0: a free one). "
+           "Workers on other machines need a reachable host, e.g. 0.0.0.0:5557.", "127.0.0.1:0"),
+    Option("bench_clock", "'shared': workers read this machine's monotonic clock (only true on this machine); "
+           "'measured': each worker's clock offset and round trip are measured before and after every step and "
+           "used to correct its stamps, as across machines (forces that path here). Default: shared for local "
+           "workers, measured for workers that join.", choices=("shared", "measured")),
+    Option("bench_publishers", "Publisher processes per step, each sending its share of the tenants (one sustains "
+           "a few thousand events/s here; see docs/bench.md).", 1, kind="int"),
 )
 BY_NAME = {o.name: o for o in BENCH_OPTIONS}
 
@@ -61,6 +75,11 @@ class BenchConfig:
     report_dir: Path
     connect_concurrency: int
     client: str = "wire"
+    workers: int = 0
+    worker_start: str = "local"
+    master_bind: tuple[str, int] = ("127.0.0.1", 0)
+    clock: str = "shared"
+    publishers: int = 1
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
@@ -68,7 +87,9 @@ class BenchConfig:
         return {"profile": self.profile, "steps": [s.label for s in self.steps], "step_s": self.step_s,
                 "drain_s": self.drain_s, "mix": dict(self.mix), "budget_ms": self.budget_ms,
                 "compare": str(self.compare) if self.compare else None, "compare_env": list(self.compare_env),
-                "connect_concurrency": self.connect_concurrency, "client": self.client}
+                "connect_concurrency": self.connect_concurrency, "client": self.client,
+                "workers": self.workers, "worker_start": self.worker_start if self.workers else None,
+                "clock": self.clock if self.workers else None, "publishers": self.publishers}
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -153,6 +174,43 @@ def _compare_env(opt: Option, value: Any) -> tuple[str, ...]:
     return entries
 
 
+def _bind(opt: Option, value: Any) -> tuple[str, int]:
+    host, sep, port = str(value).strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise _fail(opt, value, "is not HOST:PORT; give e.g. 127.0.0.1:0 (a free port) or 0.0.0.0:5557")
+    return host, int(port)
+
+
+def _fleet(raw: dict[str, Any], steps: tuple[Step, ...], client: str) -> dict[str, Any]:
+    """The distributed options, checked against each other and the steps."""
+    o = BY_NAME
+    workers = _parse_number(o["bench_workers"], raw["bench_workers"], int, 0)
+    publishers = _parse_number(o["bench_publishers"], raw["bench_publishers"], int, 1)
+    start = _choice(o["bench_worker_start"], raw["bench_worker_start"])
+    bind = _bind(o["bench_master_bind"], raw["bench_master_bind"])
+    clock = raw["bench_clock"]
+    clock = _choice(o["bench_clock"], clock) if clock not in (None, "") \
+        else ("shared" if start == "local" else "measured")
+    if workers:
+        if importlib.util.find_spec("locust") is None:  # never imported here: it would gevent-patch this process
+            raise _fail(o["bench_workers"], workers, "needs Locust: pip install 'realtime-conformance[bench]'")
+        few = [s.label for s in steps if s.clients < workers]
+        if few:
+            raise _fail(o["bench_workers"], workers, f"is more than the clients of step {few[0]}; give at most "
+                        f"{min(s.clients for s in steps)} workers or bigger steps")
+        if start == "none" and clock == "shared":
+            raise _fail(o["bench_clock"], clock, "cannot hold for workers that join from elsewhere: their "
+                        "clocks are measured; leave it unset or give 'measured'")
+    elif start != "local" or raw["bench_clock"] not in (None, ""):
+        raise _fail(o["bench_workers"], workers, f"is 0, so {o['bench_worker_start'].flag} and "
+                    f"{o['bench_clock'].flag} have no workers to apply to; give --bench-workers N")
+    few = [s.label for s in steps if s.tenants < publishers]
+    if few:
+        raise _fail(o["bench_publishers"], publishers, f"is more than the tenants of step {few[0]} (publishers "
+                    "split the tenants); give fewer publishers or more tenants")
+    return {"workers": workers, "worker_start": start, "master_bind": bind, "clock": clock, "publishers": publishers}
+
+
 def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> BenchConfig:
     """Validate the bench options (profile defaults filled in), or raise pytest.UsageError."""
     environ = os.environ if environ is None else environ
@@ -178,6 +236,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
                         f"{step_s:g} s, fewer than its {step.tenants} tenants, so some tenants get none; raise "
                         f"the rate or {o['bench_step_s'].flag}")
     name = str(raw["bench_name"]).strip() if raw["bench_name"] else None
+    client = _choice(o["bench_client"], raw["bench_client"])
     report_dir = Path(str(raw["bench_report_dir"])).expanduser()
     if not report_dir.is_absolute():
         report_dir = Path(config.rootpath) / report_dir
@@ -186,9 +245,8 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         mix=parse_mix(o["bench_mix"], raw["bench_mix"]), budget_ms=budget,
         compare=_compare_path(config, o["bench_compare"], raw["bench_compare"], sources["bench_compare"]),
         compare_env=_compare_env(o["bench_compare_env"], raw["bench_compare_env"]),
-        name=name, report_dir=report_dir, connect_concurrency=concurrency, client=_choice(o["bench_client"],
-                                                                                          raw["bench_client"]),
-        sources=sources)
+        name=name, report_dir=report_dir, connect_concurrency=concurrency, client=client,
+        **_fleet(raw, steps, client), sources=sources)
 
 
 __all__ = ["BENCH_OPTIONS", "BenchConfig", "ENV_PREFIX", "add_options", "parse_mix", "resolve"]

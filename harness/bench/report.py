@@ -19,13 +19,25 @@ import jsonschema
 
 from realtime_conformance.harness.bench.stats import CORRECTNESS, ratio
 
-SCHEMA_ID = "realtime-conformance/bench/1"
+SCHEMA_ID = "realtime-conformance/bench/2"
 _NUM = {"type": ["number", "null"]}
+# bench/2: each step says who ran its clients (``workers``, empty when this process did) and
+# whether its latencies can be believed (``latency_trusted``, ``clock``).
+WORKER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["worker", "clients", "connected", "deliveries", "cpu_pct", "rss_mb", "loop_lag_p99_ms",
+                 "cpu_us_per_delivery", "clock"],
+    "properties": {"worker": {"type": "integer", "minimum": 0}, "clients": {"type": "integer", "minimum": 1},
+                   "connected": {"type": "integer", "minimum": 0}, "deliveries": {"type": "integer", "minimum": 0},
+                   "cpu_pct": _NUM, "rss_mb": _NUM, "loop_lag_p99_ms": _NUM, "cpu_us_per_delivery": _NUM,
+                   "clock": {"type": ["object", "null"]}},
+}
 STEP_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["target", "step", "label", "clients", "tenants", "tabs", "events_per_s", "deliveries",
                  "deliveries_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "latency_by_type", "connect",
-                 "gateway", "harness", "meets_budget", *CORRECTNESS],
+                 "gateway", "harness", "meets_budget", "workers", "publishers", "latency_trusted", "clock",
+                 *CORRECTNESS],
     "properties": {
         "target": {"type": "string"}, "step": {"type": "integer"}, "label": {"type": "string"},
         "clients": {"type": "integer", "minimum": 1}, "tenants": {"type": "integer", "minimum": 1},
@@ -37,6 +49,10 @@ STEP_SCHEMA: dict[str, Any] = {
         "gateway": {"type": ["object", "null"]},
         "harness": {"type": "object"},
         "meets_budget": {"type": "boolean"},
+        "workers": {"type": "array", "items": WORKER_SCHEMA},
+        "publishers": {"type": "integer", "minimum": 1},
+        "latency_trusted": {"type": "boolean"},
+        "clock": {"type": ["object", "null"]},
         **{k: {"type": "integer", "minimum": 0} for k in CORRECTNESS},
     },
 }
@@ -204,8 +220,11 @@ def render_html(result: Mapping[str, Any]) -> str:
                ("p99_ms", "p99 ms"), ("max_ms", "max ms"), *((k, k.replace("_", " ")) for k in CORRECTNESS),
                ("meets_budget", "within budget")]
     rows = []
+    latency_keys = {"p50_ms", "p95_ms", "p99_ms", "max_ms"}
     for s in result["steps"]:
-        cells = [_fmt(s.get(k)) for k, _ in columns]
+        untrusted = s.get("latency_trusted") is False
+        cells = [f"untrusted ({_fmt(s.get(k))})" if untrusted and k in latency_keys else _fmt(s.get(k))
+                 for k, _ in columns]
         gw, hv, conn = s.get("gateway") or {}, s.get("harness") or {}, s.get("connect") or {}
         cells += [_fmt(gw.get("cpu_pct")), _fmt(gw.get("rss_mb_max")), _fmt(hv.get("cpu_pct")),
                   _fmt(hv.get("memory_per_client_kb")), _fmt(hv.get("loop_lag_p99_ms")), _fmt(conn.get("p99_ms")),
@@ -222,6 +241,26 @@ def render_html(result: Mapping[str, Any]) -> str:
             v = row[key]
             cells.append(f"{_fmt(v[base])} / {_fmt(v[other])} (×{_fmt(v['ratio'])})")
         compare_rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    worker_rows = []
+    for s in result["steps"]:
+        for w in s.get("workers") or []:
+            c = w.get("clock") or {}
+            cells = [esc(s["target"]), esc(s["label"]), str(w["worker"]), _fmt(w["clients"]), _fmt(w["connected"]),
+                     _fmt(w["deliveries"]), _fmt(w["cpu_pct"]), _fmt(w.get("cpu_us_per_delivery")), _fmt(w["rss_mb"]),
+                     _fmt(w.get("memory_per_client_kb")), _fmt(w["loop_lag_p99_ms"]), _fmt(w.get("relay_cpu_pct")),
+                     _fmt(c.get("correction_ms")), _fmt(c.get("drift_ms")), _fmt(c.get("rtt_ms"))]
+            worker_rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
+    workers = ""
+    if worker_rows:
+        workers = ("<h2>Per worker</h2><p>Each worker's clean child (the clients) and its Locust relay. Clock columns "
+                   "only when measured (--bench-clock measured, or workers that joined): the correction added to its "
+                   "stamps, the drift between before and after, the larger round trip; a step is untrusted when "
+                   "drift or round trip is not under 10 % of its p50.</p><table><tr>"
+                   + "".join(f"<th>{h}</th>" for h in ("target", "step", "worker", "clients", "connected",
+                                                        "deliveries", "CPU %", "us/delivery", "RSS MB", "KB/client",
+                                                        "loop lag p99 ms", "relay CPU %", "correction ms",
+                                                        "drift ms", "round trip ms"))
+                   + "</tr>" + "".join(worker_rows) + "</table>")
     comparison = ""
     if compare_rows:
         first = result["comparison"][0]
@@ -255,6 +294,7 @@ figure {{ display: inline-block; margin: 0 1em 1em 0; }}
 {comparison}
 <h2>Every step</h2>
 <table><tr>{''.join(f'<th>{h}</th>' for h in heads)}</tr>{''.join(rows)}</table>
+{workers}
 <p>Field meanings: docs/bench.md. Numbers, not verdicts: this machine is shared and noisy.</p>
 </body></html>
 """

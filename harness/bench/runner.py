@@ -38,7 +38,30 @@ def step_line(entry: dict[str, Any]) -> str:
     return (f"bench {entry['target']:>14} {entry['label']:>14}: {entry.get('deliveries_per_s') or 0:>8.0f} deliv/s "
             f"p50 {p['p50_ms']} p99 {p['p99_ms']} max {p['max_ms']} ms; gateway CPU {gw.get('cpu_pct', '-')} %; "
             f"connect p99 {entry['connect'].get('p99_ms')} ms ({entry['connect'].get('failed')} failed)"
+            + (f"; {len(entry['workers'])} workers" if entry.get("workers") else "")
+            + ("" if entry.get("latency_trusted", True) else "; latencies UNTRUSTED")
             + (f"; WRONG {wrong}" if wrong else "") + ("" if entry["meets_budget"] else "; over budget"))
+
+
+async def _run_distributed(targets: list[Any], config: BenchConfig, steps: list[dict[str, Any]],
+                           say: Callable[[str], None]) -> None:
+    """Every step over one Locust master and its workers, started once and reaped at the end."""
+    from realtime_conformance.harness.bench import distributed
+    from realtime_conformance.harness.bench.fleet import Fleet
+
+    host, port = config.master_bind
+    fleet = Fleet(config.workers, host, port, start_workers=config.worker_start == "local", say=say)
+    try:
+        async with fleet:
+            say(f"bench workers: {len(fleet.joined)} joined the Locust master on {host}:{fleet.port} "
+                f"(clock {config.clock})")
+            for index, step in enumerate(config.steps):
+                for target in (targets if index % 2 == 0 else targets[::-1]):
+                    entry = await distributed.run_step(fleet, target, step, config, index)
+                    steps.append(entry)
+                    say(step_line(entry))
+    finally:
+        fleet.reap()  # also when the loop was interrupted before the fleet could close itself
 
 
 def run(settings: Settings, config: BenchConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -55,11 +78,14 @@ def run(settings: Settings, config: BenchConfig, say: Callable[[str], None] = pr
     steps: list[dict[str, Any]] = []
     with started(named) as targets:
         say("bench targets: " + ", ".join(f"{t.name} at {t.url}" for t in targets))
-        for index, step in enumerate(config.steps):
-            for target in (targets if index % 2 == 0 else targets[::-1]):
-                entry = asyncio.run(run_step(target, step, config, index))
-                steps.append(entry)
-                say(step_line(entry))
+        if config.workers:
+            asyncio.run(_run_distributed(targets, config, steps, say))
+        else:
+            for index, step in enumerate(config.steps):
+                for target in (targets if index % 2 == 0 else targets[::-1]):
+                    entry = asyncio.run(run_step(target, step, config, index))
+                    steps.append(entry)
+                    say(step_line(entry))
         described = [t.describe() for t in targets]
     result = report.assemble({**config.describe()}, described, steps, config.budget_ms, started_at, _now())
     paths = report.write(result, config.report_dir)

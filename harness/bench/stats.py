@@ -68,10 +68,11 @@ def correctness(result: CheckResult) -> dict[str, int]:
 
 
 def meets_budget(step: Mapping[str, Any], budget_ms: float) -> bool:
-    """A step meets the budget when its p99 was measured, is within it, and nothing was incorrect."""
+    """A step meets the budget when its p99 was measured, is within it, and nothing was incorrect;
+    latencies that workers' clocks make untrusted (``latency_trusted`` false) never meet it."""
     p99 = step.get("p99_ms")
     return p99 is not None and p99 <= budget_ms and all(step.get(k, 0) == 0 for k in CORRECTNESS) \
-        and not step.get("connect", {}).get("failed")
+        and not step.get("connect", {}).get("failed") and step.get("latency_trusted", True) is not False
 
 
 def ratio(value: float | None, baseline: float | None) -> float | None:

@@ -80,6 +80,14 @@ def test_not_validated_outside_the_bench(pytester, clean_env):
     (["--bench-compare-env", "PING 25"], "--bench-compare-env (ini 'bench_compare_env', env RTC_BENCH_COMPARE_ENV): "
      "'PING 25' is not KEY=TEMPLATE"),
     (["--bench-compare-env", "X={nope}"], "uses the unknown placeholder {nope}"),
+    (["--bench-workers", "-1"], "must be at least 0"),
+    (["--bench-workers", "3", "--bench-steps", "2/1@10"], "is more than the clients of step 2/1@10; give at most 2"),
+    (["--bench-clock", "measured"], "is 0, so --bench-worker-start and --bench-clock have no workers to apply to"),
+    (["--bench-workers", "2", "--bench-worker-start", "none", "--bench-clock", "shared"],
+     "cannot hold for workers that join from elsewhere"),
+    (["--bench-workers", "2", "--bench-clock", "ntp"], "'ntp' is not a valid choice; choose from: shared, measured"),
+    (["--bench-workers", "2", "--bench-master-bind", "localhost"], "is not HOST:PORT"),
+    (["--bench-publishers", "3", "--bench-steps", "4/2@10"], "is more than the tenants of step 4/2@10"),
 ])
 def test_bad_values_name_the_option_and_the_fix(pytester, clean_env, args, expected):
     assert expected in _usage_error(pytester, *args)
@@ -113,3 +121,23 @@ def test_client_choice(pytester, clean_env):
     assert _bench(pytester, "--bench-client", "socketio").client == "socketio"
     assert "'aiohttp' is not a valid choice; choose from: wire, socketio" in _usage_error(
         pytester, "--bench-client", "aiohttp")
+
+
+def test_worker_options(pytester, clean_env):
+    """Workers: the clock is shared for local ones and measured for ones that join, unless told."""
+    assert (_bench(pytester).workers, _bench(pytester).publishers) == (0, 1)
+    local = _bench(pytester, "--bench-workers", "2")
+    assert (local.workers, local.worker_start, local.clock, local.master_bind) == (2, "local", "shared",
+                                                                                   ("127.0.0.1", 0))
+    joined = _bench(pytester, "--bench-workers", "2", "--bench-worker-start", "none", "--bench-master-bind",
+                    "0.0.0.0:5557")
+    assert (joined.clock, joined.master_bind) == ("measured", ("0.0.0.0", 5557))
+    assert _bench(pytester, "--bench-workers", "2", "--bench-clock", "measured").clock == "measured"
+    assert _bench(pytester, "--bench-workers", "2").describe()["workers"] == 2
+
+
+def test_bench_worker_command_needs_the_master(capsys):
+    from realtime_conformance.harness import cli
+
+    assert cli.main(["bench-worker"]) == 2
+    assert "--master-host HOST --master-port PORT" in capsys.readouterr().err

@@ -84,6 +84,7 @@ def _step(target: str, index: int, p99: float, lost: int = 0) -> dict:
                                                                   "per_s": 500.0, "failed": 0},
             "gateway": {"cpu_pct": 50.0 * (index + 1), "rss_mb": 60.0, "rss_mb_max": 61.0},
             "harness": {"cpu_pct": 40.0}, **dict.fromkeys(stats.CORRECTNESS, 0), "lost": lost,
+            "workers": [], "publishers": 1, "latency_trusted": True, "clock": None,
             "meets_budget": stats.meets_budget({"p99_ms": p99, "lost": lost}, 100.0)}
 
 
@@ -106,3 +107,25 @@ def test_bench_json_schema_top_line_and_ratios(tmp_path):
     broken = {**again, "steps": [{k: v for k, v in again["steps"][0].items() if k != "out_of_order"}]}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, report.SCHEMA)
+
+
+WORKER = {"worker": 0, "clients": 50, "connected": 50, "deliveries": 900, "cpu_pct": 5.0, "rss_mb": 60.0,
+          "loop_lag_p99_ms": 2.0, "cpu_us_per_delivery": 80.0, "relay_cpu_pct": 0.2, "clock": None}
+
+
+def test_bench_2_per_worker_figures_and_untrusted_latencies(tmp_path):
+    """Schema bench/2: a step's workers are checked, and untrusted latencies never make the top line."""
+    fine = {**_step("ref", 0, 5.0), "workers": [WORKER, {**WORKER, "worker": 1}]}
+    untrusted = {**_step("ref", 1, 6.0), "workers": [WORKER], "latency_trusted": False,
+                 "clock": {"mode": "measured", "why": "round trip"}}
+    untrusted["meets_budget"] = stats.meets_budget(untrusted, 100.0)
+    assert untrusted["meets_budget"] is False
+    result = report.assemble({"budget_ms": 100.0, "profile": "t", "step_s": 1, "mix": {}}, [{"name": "ref"}],
+                             [fine, untrusted], 100.0, "t0", "t1")
+    assert result["schema"] == "realtime-conformance/bench/2"
+    assert result["best"]["ref"]["label"] == fine["label"]  # the higher step's latencies are not believed
+    page = report.render_html(result)
+    assert "Per worker" in page and "untrusted (" in page
+    no_deliveries = {**fine, "workers": [{k: v for k, v in WORKER.items() if k != "deliveries"}]}
+    with pytest.raises(jsonschema.ValidationError):
+        report.assemble({"budget_ms": 100.0}, [{"name": "ref"}], [no_deliveries], 100.0, "t0", "t1")
