@@ -18,7 +18,9 @@ Deliberate simplifications: one fetch in flight per key, with one more after
 it when invalidated meanwhile (React Query would cancel and restart); a
 refused CONNECT (middleware refusal) counts as a failed reconnect attempt and
 the backoff carries on, where socket.io-client would stop and leave the retry
-to the app (the seed's "token refresh handling").
+to the app (the seed's "token refresh handling"); it opens a websocket from the first packet, where
+socket.io-client starts on polling and upgrades (polling is CONN-2's to judge); and its REST is not
+a browser's: no Origin, no preflight, no CORS (ORIG-3 and the browser checks judge those).
 """
 
 from __future__ import annotations
