@@ -198,7 +198,7 @@ class PortalTab:
         self.token_requests = 0
         self.recovery = RecoverySession()  # socket.io-client's pid and last offset, kept across reconnects
         self.recovered: bool | None = None  # the last accepted connect resumed the session
-        self.withheld: list[Withheld] = []  # events that arrived before a refusal (never shown to the app)
+        self.withheld: list[Withheld] = []  # events that arrived before a refusal (shown at the next accepted connect)
 
         self._sio: RecoveringClient | None = None
         self._http: aiohttp.ClientSession | None = None
