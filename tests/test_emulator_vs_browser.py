@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from realtime_conformance.harness.providers.broker import PrivateRabbitNode
 from realtime_conformance.harness.wire.portal import ReconnectPolicy
 from tests.broken.runs import MarkedRuns
 
@@ -104,12 +105,21 @@ _ROWS: list[str] = []
 _SCHEDULES: list[str] = []
 
 
-def _command(case: Case, report_dir: Path) -> tuple[list[str], Path]:
+@pytest.fixture(scope="module")
+def broker():
+    """One RabbitMQ node for the module's runs, each on a queue of its own (a broker per run, and the
+    rabbitmqctl calls a harness-started one gets, would add seconds to each)."""
+    with PrivateRabbitNode() as node:
+        yield node
+
+
+def _command(case: Case, report_dir: Path, amqp_url: str) -> tuple[list[str], Path]:
     """The conformance run of one case, and the folder it runs from."""
     ids = ",".join(dict.fromkeys(r.requirement for r in case.rows))
+    queue = "rtc.evb." + case.gateway.replace(":", ".")
     common = ["-m", "realtime", "-q", "-p", "no:cacheprovider", "--requirements", ids, "--browser", "required",
               "--report-dir", str(report_dir), "--hypothesis-profile", "ci", "--examples", "3",
-              "--broker", "process"]
+              "--broker", "external", "--amqp-url", amqp_url, "--queue", queue]
     if case.node:
         preload = case.gateway.partition(":")[2]
         node = "node " + (f"-r {PRELOADS / (preload + '.js')} " if preload else "") + "src/index.js"
@@ -157,8 +167,8 @@ def off_schedule(attempts: list[dict], disconnects: list[float], policy: Reconne
 
 
 @pytest.mark.parametrize("case", SELECTED, ids=[c.gateway for c in SELECTED])
-def test_emulator_and_browser_agree(tmp_path: Path, case: Case) -> None:
-    command, cwd = _command(case, tmp_path)
+def test_emulator_and_browser_agree(broker, tmp_path: Path, case: Case) -> None:
+    command, cwd = _command(case, tmp_path, broker.amqp_url)
     outcome = RUNS.run(command, cwd=cwd, report_dir=tmp_path, timeout=RUN_TIMEOUT_S)
     assert outcome["result"] is not None, outcome["stdout"][-2000:] + outcome["stderr"][-2000:]
     wrong = []
