@@ -11,9 +11,9 @@ Recovery (RECON-4, AUTH-12) has no browser check in the suites: its real-client 
 tests/emulator/browser_recovery.py, passed to these runs only. The browser's reconnect attempts
 are also held to the emulator's backoff model (``ReconnectPolicy.bounds``).
 
-Opt-in, as each case is a conformance run of one to two minutes: ``RTC_EMULATOR_VS_BROWSER=1``
-runs the quick cases (CI: under two minutes of wall time), ``=all`` every case. The table is
-written to reports/emulator-vs-browser.md.
+Opt-in, as each case is a conformance run of 20 to 90 s: ``RTC_EMULATOR_VS_BROWSER=1`` runs the
+quick case (the Node gateway's recovery, about 40 s, for CI), ``=all`` every case (about 7 minutes).
+The table is written to reports/emulator-vs-browser.md.
 """
 
 from __future__ import annotations
