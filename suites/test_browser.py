@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.realtime, pytest.mark.asyncio, pytest.mark.browser]
 
 EVENT_TYPES = ("new_message", "conversation_update", "status_update", "metrics_update")
 LIVE_S = 15.0  # a page's handshake: polling, CONNECT, upgrade; generous on a shared machine
+RECONNECTS = "socket.io-client reconnects"  # the page's own schedule, which the emulator's backoff is held to
 
 
 def _wait_s(conformance) -> float:
@@ -71,6 +72,12 @@ async def _launched(conformance, portal_browser):
                 raise
             conformance.record("browser console and frames", _redacted(conformance, browser.attachments()))
             raise
+
+
+async def _reconnects(tab) -> dict:
+    """When the page saw each disconnect and when socket.io-client's Manager made each reconnect attempt (ms since
+    the epoch): the real client's backoff, which tests/test_emulator_vs_browser.py holds the emulator's model to."""
+    return dict(await tab.page.evaluate("() => ({disconnects: window.portal.disconnects, attempts: window.portal.attempts})"))
 
 
 def _redacted(conformance, value: Any) -> Any:
@@ -387,6 +394,7 @@ async def test_browser_reconnects_by_itself_when_the_link_heals(portal_browser, 
         window = policy_window(policy)
         back = await tab.wait_state(["live"], window)
         conformance.record("disconnects", await tab.page.evaluate("() => window.portal.disconnects.map(d => d.reason)"))
+        conformance.record(RECONNECTS, await _reconnects(tab))
         if back != "live":
             await conformance.screenshot(tab, "link healed: still not Live")
             conformance.fail([conformance.violation(
@@ -425,6 +433,7 @@ async def test_browser_tab_is_back_after_a_gateway_restart(portal_browser, confo
         back = await tab.wait_state(["live"], window)
         conformance.record("back_after_s", round(time.perf_counter() - t0, 2) if back == "live" else None)
         conformance.record("disconnects", await tab.page.evaluate("() => window.portal.disconnects.map(d => d.reason)"))
+        conformance.record(RECONNECTS, await _reconnects(tab))
         if back != "live":
             await conformance.screenshot(tab, "after the restart: not Live")
             conformance.fail([conformance.violation(

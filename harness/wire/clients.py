@@ -30,6 +30,10 @@ class RecoverySession:
 
     pid: str | None = None
     offset: str | None = None
+    # socket.io-client's receiveBuffer: events that arrived before a CONNECT ack which never came
+    # (a refusal, or the transport closing first). It is not emptied then; the next accepted
+    # connect of the same socket hands them to the app, ahead of that connect's own events.
+    unshown: list[tuple[str | None, Any, list[Any]]] = field(default_factory=list)
 
     def auth(self, auth: Any) -> Any:
         """The CONNECT payload socket.io-client sends: ``{pid, offset, ...auth}`` once a pid is known.
@@ -48,9 +52,10 @@ class RecoverySession:
 class Withheld:
     """An event that arrived before a CONNECT ack that never came (the connect was refused).
 
-    socket.io-client buffers events that arrive before the CONNECT ack and never shows them to
-    the application if the connect is refused; they still crossed the wire, which is what an
-    authentication check must see.
+    socket.io-client buffers events that arrive before the CONNECT ack; a refusal does not show
+    them to the application (though the socket's next accepted connect does: see
+    ``RecoverySession.unshown``). They crossed the wire, which is what an authentication check
+    must see.
     """
 
     event: str
@@ -69,7 +74,9 @@ class RecoveringClient(socketio.AsyncClient):
       apart on the wire, and the contract's events all carry an object.);
     * events that arrive before the CONNECT ack (a recovery's replay) are held and handed to the
       handlers right after the ack, as socket.io-client does; if the connect is refused instead,
-      they go to ``withheld``;
+      they go to ``withheld`` and, as socket.io-client keeps them too, to the session's ``unshown``,
+      which the next accepted connect hands over first (so a resume refused after its replay and
+      then accepted with a fresh token shows the replay twice, as the real client does);
     * ``connect`` sends ``{pid, offset, ...auth}`` when a pid is known.
     """
 
@@ -103,7 +110,8 @@ class RecoveringClient(socketio.AsyncClient):
         pid = data.get("pid") if isinstance(data, Mapping) else None
         self.recovered = bool(pid) and pid == self.presented_pid
         self.session.pid = pid if isinstance(pid, str) else None
-        early, self._early = self._early, []
+        early, self._early = [*self.session.unshown, *self._early], []
+        self.session.unshown = []
         for ns, ack_id, args in early:
             await self._deliver(ns, ack_id, args)
         await super()._handle_connect(namespace, data)
@@ -125,10 +133,12 @@ class RecoveringClient(socketio.AsyncClient):
         for _ns, _id, args in self._early:
             args = self._strip_offset(args)
             self.withheld.append(Withheld(str(args[0]) if args else "", list(args[1:]), now))
+        self.session.unshown.extend(self._early)
         self._early = []
         await super()._handle_error(namespace, data)
 
     async def _handle_eio_disconnect(self, reason: Any = None) -> None:
+        self.session.unshown.extend(self._early)
         self._early = []
         await super()._handle_eio_disconnect(reason)
 

@@ -18,7 +18,9 @@ Deliberate simplifications: one fetch in flight per key, with one more after
 it when invalidated meanwhile (React Query would cancel and restart); a
 refused CONNECT (middleware refusal) counts as a failed reconnect attempt and
 the backoff carries on, where socket.io-client would stop and leave the retry
-to the app (the seed's "token refresh handling").
+to the app (the seed's "token refresh handling"); it opens a websocket from the first packet, where
+socket.io-client starts on polling and upgrades (polling is CONN-2's to judge); and its REST is not
+a browser's: no Origin, no preflight, no CORS (ORIG-3 and the browser checks judge those).
 """
 
 from __future__ import annotations
@@ -196,7 +198,7 @@ class PortalTab:
         self.token_requests = 0
         self.recovery = RecoverySession()  # socket.io-client's pid and last offset, kept across reconnects
         self.recovered: bool | None = None  # the last accepted connect resumed the session
-        self.withheld: list[Withheld] = []  # events that arrived before a refusal (never shown to the app)
+        self.withheld: list[Withheld] = []  # events that arrived before a refusal (shown at the next accepted connect)
 
         self._sio: RecoveringClient | None = None
         self._http: aiohttp.ClientSession | None = None

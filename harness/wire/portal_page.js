@@ -15,7 +15,8 @@
     new_message: "New message", conversation_update: "Conversation update",
     status_update: "Status update", metrics_update: "Metrics update",
   };
-  var portal = { state: "idle", events: [], errors: [], disconnects: [], fetches: [], socket: null };
+  var portal = { state: "idle", events: [], errors: [], disconnects: [], connects: [], attempts: [], fetches: [],
+                 socket: null };
   var token = null;
   var config = null;
 
@@ -88,6 +89,8 @@
     portal.socket = socket;
     socket.on("connect", function () {
       console.log("[SocketContext] Connected: " + socket.id);
+      // socket.recovered: the gateway resumed the session (connection state recovery)
+      portal.connects.push({ at: Date.now(), recovered: !!socket.recovered });
       show("live", "Live");
     });
     socket.on("disconnect", function (reason) {
@@ -102,6 +105,9 @@
       var code = entry.data && entry.data.code;
       show(socket.active ? "lost" : "refused", code ? "Refused (" + code + ")" : "Offline");
     });
+    // The Manager's own reconnect attempts, as socket.io-client schedules them (the emulator's backoff is compared with these)
+    socket.io.on("reconnect_attempt", function (n) { portal.attempts.push({ n: n, at: Date.now() }); });
+    socket.io.on("reconnect_failed", function () { portal.attempts.push({ n: null, failed: true, at: Date.now() }); });
     Object.keys(INVALIDATES).forEach(function (type) {
       socket.on(type, function (data) {
         console.log("[SocketContext] " + LABEL[type] + ":", data);
