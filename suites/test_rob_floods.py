@@ -124,12 +124,17 @@ def _died(conformance, gateway: Any, what: str) -> None:
 
 # -- ROB-4: over-size input ------------------------------------------------------------------------
 
-OVERSIZE_ATTEMPTS = 12  # per round; two rounds
+OVERSIZE_ATTEMPTS = 12  # N: attempts per measured round; two measured rounds
+# Before the first reading, attempts that warm the gateway up: its buffers, its allocator, and a
+# garbage collector that lets garbage pile up to a threshold first (Node's V8 collects external
+# buffers after about 32 MiB of them). At least this many bytes of over-size messages.
+OVERSIZE_WARMUP_BYTES = 48 << 20
 OVERSIZE_MIN_BYTES = 1 << 20  # at least 1 MiB, so state kept per attempt shows above the allocator's noise
-OVERSIZE_MAX_BYTES = 16 << 20  # the most the check sends: a limit advertised above half of this cannot be tested
+OVERSIZE_OVER_BYTES = 64 << 10  # how far over the advertised limit a message is, at least
+OVERSIZE_MAX_BYTES = 16 << 20  # the most the check sends: a limit advertised above this cannot be tested
 OVERSIZE_CLOSE_S = 3.0  # after the message is sent: how long the gateway has to close that connection
 OVERSIZE_TOLERANCE_MIN = 4 << 20
-OVERSIZE_TOLERANCE_SHARE = 0.25  # of the bytes sent in the second round
+OVERSIZE_TOLERANCE_SHARE = 0.5  # of the bytes sent in a round: a gateway that keeps each message grows by all of them
 
 
 async def _max_payload(url: str, path: str) -> int | None:
@@ -164,8 +169,9 @@ async def _oversize_attempt(url: str, path: str, token: str, message: bytes) -> 
 
 @pytest.mark.requirement("ROB-4")
 async def test_oversize_message_closes_that_connection_only(conformance):
-    """Over-size messages, 2 rounds of OVERSIZE_ATTEMPTS, each on a connection of its own; a
-    bystander of another tenant receives paced events throughout. About 4 s."""
+    """Over-size messages, each on a connection of its own: a warm-up (OVERSIZE_WARMUP_BYTES), then
+    two rounds of OVERSIZE_ATTEMPTS; a bystander of another tenant receives paced events
+    throughout, judged against a quiet second before. About 5 s."""
     _own_gateway(conformance)
     async with conformance.target.dedicated("rob4") as instance, instance.scenario() as sc:
         path = conformance.settings.socketio_path
@@ -174,10 +180,10 @@ async def test_oversize_message_closes_that_connection_only(conformance):
         if limit is None:
             conformance.unknown("the gateway's Engine.IO open packet advertises no maxPayload, so what counts as "
                                 "over-size cannot be known: see CONN-1")
-        size = max(2 * limit, OVERSIZE_MIN_BYTES)
+        size = max(limit + OVERSIZE_OVER_BYTES, OVERSIZE_MIN_BYTES)
         if size > OVERSIZE_MAX_BYTES:
             conformance.unknown(f"the gateway advertises maxPayload {limit} bytes; the check sends at most "
-                                f"{OVERSIZE_MAX_BYTES} bytes, so it cannot send a message twice over that limit")
+                                f"{OVERSIZE_MAX_BYTES} bytes, so it cannot send a message over that limit")
         conformance.record("message_bytes", size)
         # A Socket.IO event, as a client library would frame it, just too big.
         message = rawclient.frame(rawclient.TEXT, b'42["message","' + b"x" * (size - 16) + b'"]')
@@ -188,9 +194,10 @@ async def test_oversize_message_closes_that_connection_only(conformance):
         rounds: list[list[dict[str, Any]]] = []
         after: list[MemoryReading] = []
         async with Liveness(sc, instance.gateway) as alive:
-            for _ in range(2):
+            warmup = max(OVERSIZE_ATTEMPTS, -(-OVERSIZE_WARMUP_BYTES // size))
+            for count in (warmup, OVERSIZE_ATTEMPTS, OVERSIZE_ATTEMPTS):
                 rounds.append([await _oversize_attempt(instance.url, path, token, message)
-                               for _ in range(OVERSIZE_ATTEMPTS)])
+                               for _ in range(count)])
                 if alive.exited() is not None:
                     break
                 after.append(await _settled(instance.gateway))
@@ -199,8 +206,7 @@ async def test_oversize_message_closes_that_connection_only(conformance):
         conformance.record("attempts", {"sent": len(attempts), "closed": sum(a["outcome"] == "closed" for a in attempts),
                                         "first": attempts[:3]})
         conformance.record("bystander", report.evidence())
-        conformance.record("memory_mib", {"baseline": baseline.mib, "after_n": after[0].mib if after else None,
-                                          "after_2n": after[1].mib if len(after) > 1 else None})
+        conformance.record("memory_mib", {"baseline": baseline.mib, "after_each_round": [a.mib for a in after]})
         if report.exit_status is not None:
             _died(conformance, instance.gateway, "while over-size messages were sent")
         violations = []
@@ -214,26 +220,21 @@ async def test_oversize_message_closes_that_connection_only(conformance):
             violations.append(conformance.violation(
                 "Another tenant stopped receiving", f"{len(report.missing)} of {report.published} paced events to "
                 "another tenant's client never arrived while over-size messages were sent", report.evidence()))
-        if report.late and not quiet.late:
-            violations.append(conformance.violation(
-                "Another tenant's deliveries over the budget", f"{report.late} of {report.published} events to another "
-                f"tenant's client arrived over the latency budget (p99 {report.p99_ms} ms) while over-size messages "
-                "were sent", report.evidence()))
-        if len(after) == 2 and _memory_known(conformance, baseline, *after):
+        violations += _over_budget(conformance, report, quiet, "while over-size messages were sent")
+        complete = len(after) == 3
+        if complete and _memory_known(conformance, baseline, *after):
             tolerance = max(OVERSIZE_TOLERANCE_MIN, int(OVERSIZE_TOLERANCE_SHARE * OVERSIZE_ATTEMPTS * size))
-            violations += _slope_violation(conformance, "over-size messages", after[0], after[1], tolerance,
+            violations += _slope_violation(conformance, "over-size messages", after[-2], after[-1], tolerance,
                                            f"{OVERSIZE_ATTEMPTS} over-size messages of {size} bytes")
         conformance.fail(violations)
         refused = [a for a in attempts if a["outcome"].startswith(("no connection", "CONNECT"))]
         if refused:
             conformance.unknown(f"{len(refused)} of {len(attempts)} attempts could not send their message because a "
                                 f"valid client was not accepted first ({refused[0]['outcome']}): see CONN-1, AUTH-1")
-        if report.late:
+        if report.late or report.pending:
             conformance.unknown(f"the bystander's events were over the budget without over-size input too (p99 "
                                 f"{quiet.p99_ms} ms): see DLV-2")
-        if report.pending:
-            conformance.unknown(f"still arriving: {len(report.pending)} of the bystander's events: see DLV-2")
-        if len(after) < 2 or not _memory_known(conformance, baseline, *after):
+        if not complete or not _memory_known(conformance, baseline, *after):
             conformance.unknown("the gateway's memory could not be read, so growth with repeated attempts is not "
                                 f"judged: {next((r.unknown for r in (baseline, *after) if r.bytes is None), '')}")
 
@@ -253,8 +254,8 @@ FLOOD_CONCURRENCY = 16  # handshakes in flight at once
 FLOOD_MAX_S = 20.0  # the bound of one round's flood process
 FLOOD_ROUNDS = 3  # a first round that warms the gateway up (buffers, pools, the allocator's high-water mark), then N, then N again
 QUIET_CONNECTS = 3
-FLOOD_TOLERANCE_MIN = 4 << 20
-FLOOD_TOLERANCE_SHARE = 0.05  # of the memory after N
+FLOOD_TOLERANCE_MIN = 8 << 20  # Node's V8 lets a round's garbage pile up to a few MiB before it collects
+FLOOD_TOLERANCE_SHARE = 0.10  # of the memory after N
 
 
 async def _legit_connects(sc, tenant: str, flood: Flood, samples: list[dict[str, Any]]) -> None:
@@ -360,20 +361,36 @@ async def test_handshake_and_connection_floods_leave_room_for_a_legitimate_clien
 # -- ROB-7: a client emitting as fast as it can ----------------------------------------------------
 
 EVENTS_FLOOD_S = 3.0
+EVENTS_TABS = 4  # the flooding client's tabs, each emitting as fast as it can, per transport
+
+
+def _over_budget(conformance, report: Any, quiet: Any, what: str) -> list:
+    """The bystander's events over the budget, or not there at all, while ``what`` happened: FAIL
+    unless they were so without it too (then it is DLV-2's finding, and this check says UNKNOWN)."""
+    if not (report.late or report.pending) or quiet.late or quiet.pending:
+        return []
+    return [conformance.violation(
+        "Another tenant's deliveries over the budget", f"{report.late} of {report.published} events to another "
+        f"tenant's client arrived over the latency budget (p99 {report.p99_ms} ms, max {report.max_ms} ms)"
+        + (f" and {len(report.pending)} had not arrived when deliveries stopped" if report.pending else "")
+        + f", {what}; without it p99 was {quiet.p99_ms} ms", report.evidence())]
 
 
 @pytest.mark.requirement("ROB-7")
 async def test_client_event_flood_keeps_other_deliveries_within_budget(conformance):
-    """One connected client emits small events as fast as its socket takes them, for EVENTS_FLOOD_S,
-    from a process of its own; a bystander of another tenant receives paced events meanwhile,
-    judged against a quiet second before. About 7 s."""
+    """A client of one tenant emits small events as fast as its sockets take them, for EVENTS_FLOOD_S,
+    from EVENTS_TABS tabs over websocket and as many over polling (unless the target lacks it; 16
+    packets per POST), from a process of its own; a bystander of another tenant receives paced events meanwhile, judged
+    against a quiet second before. About 6 s."""
     _own_gateway(conformance)
     async with conformance.target.dedicated("rob7") as instance, instance.scenario() as sc:
         gateway = instance.gateway
         quiet = await _quiet_baseline(sc, gateway)
         conformance.record("bystander_without_flood", {"p99_ms": quiet.p99_ms, "late": quiet.late})
+        polling = conformance.settings.has("polling")
         plan = FloodPlan(url=instance.url, path=conformance.settings.socketio_path, token=sc.tokens.valid(sc.tenant("flood")),
-                         events_s=EVENTS_FLOOD_S, max_s=EVENTS_FLOOD_S + 15)
+                         events_s=EVENTS_FLOOD_S, polling=polling, event_connections=EVENTS_TABS,
+                         max_s=EVENTS_FLOOD_S + 15)
         before = await _memory(gateway)
         async with Liveness(sc, gateway) as alive:
             async with Flood(plan) as flood, PeakMemory(gateway) as peak:
@@ -382,37 +399,31 @@ async def test_client_event_flood_keeps_other_deliveries_within_budget(conforman
                 flooding = await flood.report()
             report = await alive.finish()
         after = await _settled(gateway)
-        events = flooding.phases.get("events", {})
-        conformance.record("flood", {k: v for k, v in events.items() if k not in ("started", "ended")}
-                           | ({"error": flooding.error} if flooding.error else {}))
-        if events.get("elapsed_s"):
-            conformance.record("events_per_s", round(events.get("sent", 0) / events["elapsed_s"]))
+        events = {k: v for k, v in flooding.phases.get("events", {}).items() if k not in ("started", "ended")}
+        conformance.record("flood", events | ({"error": flooding.error} if flooding.error else {}))
+        conformance.record("events_per_s", {transport: round(got.get("sent", 0) / got["elapsed_s"])
+                                            for transport, got in events.items() if got.get("elapsed_s")})
         conformance.record("bystander", report.evidence())
         conformance.record("memory_mib", {"before": before.mib, "peak_during": _mib(peak.peak), "after": after.mib})
         if report.exit_status is not None:
             _died(conformance, gateway, "during a client event flood")
-        if not events.get("connected"):
-            conformance.unknown(f"the flooding client was not connected ({events.get('error', flooding.error)}): "
-                                "see CONN-1, AUTH-1")
+        unconnected = {t: got.get("error") for t, got in events.items() if not got.get("connected")}
+        if not events or unconnected:
+            conformance.unknown(f"the flooding client was not connected ({unconnected or flooding.error}): "
+                                "see CONN-1, CONN-2, AUTH-1")
         violations = []
         if report.missing:
             violations.append(conformance.violation(
                 "Another tenant stopped receiving", f"{len(report.missing)} of {report.published} paced events to "
                 "another tenant's client never arrived during a client's event flood", report.evidence()))
-        if report.late and not quiet.late:
-            violations.append(conformance.violation(
-                "Another tenant's deliveries over the budget during an event flood",
-                f"{report.late} of {report.published} events to another tenant's client arrived over the latency "
-                f"budget (p99 {report.p99_ms} ms, max {report.max_ms} ms) while one client emitted "
-                f"{events.get('sent')} events in {events.get('elapsed_s')} s; without the flood p99 was "
-                f"{quiet.p99_ms} ms", report.evidence()))
+        sent = {t: got.get("sent") for t, got in events.items()}
+        violations += _over_budget(conformance, report, quiet, f"while one client emitted {sent} events in "
+                                   f"{EVENTS_FLOOD_S:.0f} s")
         if report.fresh_handshake is False:
             violations.append(conformance.violation(
                 "Fresh handshake failed", "after the event flood, a new client with a valid token could not connect "
                 "and receive an event", report.evidence()))
         conformance.fail(violations)
-        if report.late:
+        if report.late or report.pending:
             conformance.unknown(f"the bystander's events were over the budget without any flood too (p99 "
                                 f"{quiet.p99_ms} ms): see DLV-2")
-        if report.pending:
-            conformance.unknown(f"still arriving: {len(report.pending)} of the bystander's events: see DLV-2")

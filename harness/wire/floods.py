@@ -18,15 +18,18 @@ Phases, in this order, each only if asked for:
 - ``connections``: ``connections`` connections with one valid ``token``, opened ``concurrency``
   at a time and held (Engine.IO pings answered) until all are up; then ``held`` for ``hold_s``;
   then ``closing``: all closed at once with a WebSocket close;
-- ``events``: one connection with ``token`` emitting small Socket.IO events as fast as the socket
-  takes them, for ``events_s`` or ``max_events``, whichever comes first; then reset (RST), so
-  what the gateway has not read yet is dropped, not worked through after the flood.
+- ``events``: a client with ``token`` emitting small Socket.IO events as fast as the socket takes
+  them, on ``event_connections`` websocket connections at once (the tabs of one user), for ``events_s`` or ``max_events``, whichever comes first; then reset (RST), so what the
+  gateway has not read yet is dropped, not worked through after the flood. With ``polling``, a
+  second client does the same over the polling transport at the same time, each POST carrying
+  many packets, as socket.io-client sends what it queued while polling.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import ipaddress
 import json
 import sys
@@ -42,6 +45,7 @@ else:  # run as a script (the flood's own process): rawclient sits beside it and
     import rawclient  # type: ignore[no-redef]
 
 START_TIMEOUT_S = 10.0  # a bare interpreter with asyncio: a fraction of a second, seconds on a loaded machine
+POLLING_BATCH = 16  # packets per POST: what every Engine.IO server decodes (python-engineio's cap is 16)
 BAD_AUTHS: tuple[Any, ...] = (None, {}, {"token": "not.a.jwt"}, {"token": ""})
 
 
@@ -58,6 +62,8 @@ class FloodPlan:
     events_s: float = 0.0
     max_events: int = 5_000_000
     event_names: tuple[str, ...] = ("typing", "message", "presence")
+    polling: bool = True  # the events phase also floods over polling, one POST carrying many packets
+    event_connections: int = 1  # websocket connections (tabs of the flooding client) emitting at once
     concurrency: int = 32
     max_s: float = 20.0
 
@@ -73,7 +79,7 @@ class FloodPlan:
         if (self.connections or self.events_s) and not self.token:
             raise ValueError("flood: connections and events need a valid token (token=...)")
         for name, most in (("refused", 100_000), ("connections", 100_000), ("max_events", 10_000_000),
-                           ("concurrency", 1_000)):
+                           ("concurrency", 1_000), ("event_connections", 256)):
             if not 0 <= getattr(self, name) <= most:
                 raise ValueError(f"flood: {name}={getattr(self, name)} is out of range (0..{most:,})")
         if not 0 < self.max_s <= 120:
@@ -139,7 +145,7 @@ async def _connections(plan: FloodPlan, phase: Callable[[str], None]) -> dict[st
     async def keep_reading(ws: Any) -> None:  # answers the gateway's pings while held
         while True:
             got = await ws.recv(1.0)
-            if got is None and (ws.reader.at_eof() or ws.closed_by_server is not None):
+            if ws.closed_by_server is not None or (got is None and ws.gone):
                 counts["closed_by_server_while_held"] += 1
                 return
 
@@ -172,7 +178,99 @@ async def _connections(plan: FloodPlan, phase: Callable[[str], None]) -> dict[st
     return counts
 
 
+def _event_packets(plan: FloodPlan, start: int, count: int) -> list[str]:
+    names = plan.event_names or ("typing",)
+    return [f'42["{names[n % len(names)]}",{{"n":{n}}}]' for n in range(start, start + count)]
+
+
+def _open_packet(text: str) -> dict[str, Any] | None:
+    if "0{" not in text:
+        return None
+    with contextlib.suppress(ValueError):
+        opened = json.loads(text[text.index("0{") + 1:].split("\x1e")[0])
+        return opened if isinstance(opened, dict) else None
+    return None
+
+
+async def _polling_events(plan: FloodPlan) -> dict[str, Any]:
+    """One client on the polling transport, emitting as fast as it can: as socket.io-client does when
+    it polls, every POST carries the packets queued meanwhile (here POLLING_BATCH, or fewer if a
+    quarter of the advertised maxPayload holds fewer). Long-poll GETs answer the gateway's pings."""
+    http = rawclient.http_request
+    counts: dict[str, Any] = {"sent": 0, "posts": 0, "connected": False, "closed_by_server_after_s": None}
+    base = f"{plan.path}?EIO=4&transport=polling"
+    opened = _open_packet((await http(plan.url, "GET", base, timeout=5.0)).text)
+    if opened is None or not opened.get("sid"):
+        counts["error"] = "no Engine.IO session over polling"
+        return counts
+    query = f"{base}&sid={opened['sid']}"
+    text = {"Content-Type": "text/plain;charset=UTF-8"}
+    await http(plan.url, "POST", query, body=("40" + json.dumps({"token": plan.token})).encode(), headers=text)
+    answer = await http(plan.url, "GET", query, timeout=5.0)
+    if "40{" not in answer.text:
+        counts["error"] = f"CONNECT over polling not accepted: {answer.describe()} {answer.text[:200]}"
+        return counts
+    counts["connected"] = True
+    limit = opened.get("maxPayload") if isinstance(opened.get("maxPayload"), int) else 64 * 1024
+    # python-engineio decodes at most 16 packets per POST (and drops the rest of a bigger one).
+    per_post = max(1, min(POLLING_BATCH, (limit // 4) // 32))
+    counts["packets_per_post"] = per_post
+    started = time.perf_counter()
+
+    async def keep_polling() -> None:  # the long-poll: pings arrive here and are answered
+        while True:
+            got = await http(plan.url, "GET", query, timeout=5.0)
+            packets = got.text.split("\x1e")
+            if got.status != 200 or "1" in packets:
+                counts["closed_by_server_after_s"] = round(time.perf_counter() - started, 3)
+                return
+            if "2" in packets:
+                await http(plan.url, "POST", query, body=b"3", headers=text)
+
+    poller = asyncio.ensure_future(keep_polling())
+    try:
+        while (time.perf_counter() - started < plan.events_s and counts["sent"] < plan.max_events
+               and not poller.done()):
+            body = "\x1e".join(_event_packets(plan, counts["sent"], per_post)).encode()
+            got = await http(plan.url, "POST", query, body=body, headers=text, timeout=5.0)
+            if got.status != 200:
+                counts["refused_post"] = got.describe()
+                break
+            counts["sent"] += per_post
+            counts["posts"] += 1
+    finally:
+        counts["elapsed_s"] = round(time.perf_counter() - started, 3)
+        poller.cancel()
+    return counts
+
+
 async def _events(plan: FloodPlan) -> dict[str, Any]:
+    """Over websocket and, unless the plan says not to, over polling too, at the same time."""
+    tabs = max(1, plan.event_connections)
+    got = await asyncio.gather(*(_websocket_events(plan) for _ in range(tabs)),
+                               *(_polling_events(plan) for _ in range(tabs if plan.polling else 0)))
+    out = {"websocket": _summed(got[:tabs])}
+    if plan.polling:
+        out["polling"] = _summed(got[tabs:])
+    return out
+
+
+def _summed(tabs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The counts of several tabs of one transport as one."""
+    out: dict[str, Any] = {"connections": len(tabs), "connected": all(t.get("connected") for t in tabs),
+                           "sent": sum(t.get("sent", 0) for t in tabs),
+                           "elapsed_s": max((t.get("elapsed_s", 0.0) for t in tabs), default=0.0),
+                           "closed_by_server": sum(t.get("closed_by_server_after_s") is not None for t in tabs)}
+    for key in ("drain_stalls", "posts"):
+        if any(key in t for t in tabs):
+            out[key] = sum(t.get(key, 0) for t in tabs)
+    errors = [t["error"] for t in tabs if t.get("error")]
+    if errors:
+        out["error"] = errors[0]
+    return out
+
+
+async def _websocket_events(plan: FloodPlan) -> dict[str, Any]:
     TEXT, frame, reset = rawclient.TEXT, rawclient.frame, rawclient.reset
     counts: dict[str, Any] = {"sent": 0, "connected": False, "closed_by_server_after_s": None, "drain_stalls": 0}
     try:
@@ -186,15 +284,14 @@ async def _events(plan: FloodPlan) -> dict[str, Any]:
         ws.abort()
         return counts
     counts["connected"] = True
-    names = plan.event_names or ("typing",)
     batch_size = 200
-    batch = b"".join(frame(TEXT, f'42["{names[n % len(names)]}",{{"n":{n}}}]'.encode()) for n in range(batch_size))
+    batch = b"".join(frame(TEXT, packet.encode()) for packet in _event_packets(plan, 0, batch_size))
     started = time.perf_counter()
 
-    async def keep_reading() -> None:
+    async def keep_reading() -> None:  # answers pings; a CLOSE from the gateway ends the flood at once
         while True:
             got = await ws.recv(1.0)
-            if got is None and (ws.reader.at_eof() or ws.closed_by_server is not None):
+            if ws.closed_by_server is not None or (got is None and ws.gone):
                 counts["closed_by_server_after_s"] = round(time.perf_counter() - started, 3)
                 return
 
@@ -250,6 +347,8 @@ def _main() -> None:
 
     def send(*message: Any) -> None:
         print(json.dumps(message), flush=True)
+    # A flood that overruns its bound says where it was stuck (on stderr, which the parent reports).
+    faulthandler.dump_traceback_later(max(1.0, plan.max_s - 0.5), exit=False)
     try:
         report = asyncio.run(asyncio.wait_for(run_plan(plan, send), plan.max_s))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
@@ -326,8 +425,12 @@ class Flood:
             await asyncio.wait_for(asyncio.shield(self._reader), self.plan.max_s + START_TIMEOUT_S)
         except asyncio.TimeoutError:
             self._kill()
-            self._report = FloodReport(error=f"the flood overran its bound ({self.plan.max_s:.0f} s) and was killed",
-                                       killed=True)
+            err = b""
+            if self._process is not None and self._process.stderr is not None:
+                with contextlib.suppress(Exception):
+                    err = await asyncio.wait_for(self._process.stderr.read(20000), 2.0)
+            self._report = FloodReport(error=f"the flood overran its bound ({self.plan.max_s:.0f} s) and was killed; "
+                                       + err.decode("utf-8", "replace")[-6000:], killed=True)
         assert self._report is not None
         return self._report
 

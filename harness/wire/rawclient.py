@@ -396,6 +396,11 @@ class RawWebSocket:
                     return True
         return False
 
+    @property
+    def gone(self) -> bool:
+        """Whether the connection has ended (EOF, a reset, or closed by us): ``recv`` will only say None."""
+        return self.reader.at_eof() or self.reader.exception() is not None or self.writer.is_closing()
+
     def reset(self) -> None:
         """End with a TCP RST."""
         reset(self.writer)
