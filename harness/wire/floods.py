@@ -18,11 +18,12 @@ Phases, in this order, each only if asked for:
 - ``connections``: ``connections`` connections with one valid ``token``, opened ``concurrency``
   at a time and held (Engine.IO pings answered) until all are up; then ``held`` for ``hold_s``;
   then ``closing``: all closed at once with a WebSocket close;
-- ``events``: a client with ``token`` emitting small Socket.IO events as fast as the socket takes
-  them, on ``event_connections`` websocket connections at once (the tabs of one user), for ``events_s`` or ``max_events``, whichever comes first; then reset (RST), so what the
-  gateway has not read yet is dropped, not worked through after the flood. With ``polling``, a
-  second client does the same over the polling transport at the same time, each POST carrying
-  many packets, as socket.io-client sends what it queued while polling.
+- ``events``: a client with ``token`` emitting small Socket.IO events as fast as the sockets take
+  them, from ``event_connections`` websocket connections at once (the tabs of one user), for
+  ``events_s`` or ``max_events``, whichever comes first; then reset (RST), so what the gateway has
+  not read yet is dropped, not worked through after the flood. With ``polling``, as many tabs do
+  the same over the polling transport at the same time, each POST carrying several packets, as
+  socket.io-client sends what it queued while polling.
 """
 
 from __future__ import annotations
