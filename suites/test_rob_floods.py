@@ -375,7 +375,7 @@ async def test_handshake_and_connection_floods_leave_room_for_a_legitimate_clien
 # -- ROB-7: a client emitting as fast as it can ----------------------------------------------------
 
 EVENTS_FLOOD_S = 3.0
-EVENTS_TABS = 4  # the flooding client's tabs, each emitting as fast as it can, per transport
+EVENTS_TABS = 2  # the flooding client's tabs, each emitting as fast as it can, per transport
 
 
 @pytest.mark.requirement("ROB-7")
