@@ -169,6 +169,9 @@ async def serve(settings: Settings) -> None:
         # uvicorn's websockets protocol when the package is there (the gateway extra brings it):
         # under fan-out the bench measured it far ahead of wsproto (docs/bench.md).
         ws="auto",
+        # A WebSocket message over Engine.IO's maxPayload is refused at its frame header (close
+        # 1009), not read whole first: the limit the open packet advertises is the transport's (ROB-4).
+        ws_max_size=sockets.MAX_PAYLOAD,
     )
     server = _Server(config, gateway)
     gateway.on_fatal = lambda: setattr(server, "should_exit", True)

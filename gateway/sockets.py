@@ -65,6 +65,7 @@ async def emit_event(sio: socketio.AsyncServer, tenant_id: str, event_type: str,
 
 
 REFUSED_SESSION_GRACE = 1.0
+MAX_PAYLOAD = 64 * 1024  # Engine.IO's maxPayload: the largest message a client may send (ROB-4)
 
 
 def _close_engine_soon(sio: socketio.AsyncServer, sid: str) -> None:
@@ -159,7 +160,7 @@ def create_server(settings: Settings) -> tuple[socketio.AsyncServer, ExpiryTimer
         cors_credentials=True,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
-        max_http_buffer_size=64 * 1024,
+        max_http_buffer_size=MAX_PAYLOAD,
         logger=False,
         engineio_logger=False,
     )

@@ -18,11 +18,13 @@ from realtime_conformance.harness.judging.catalogue import REQUIREMENTS, Require
 from realtime_conformance.harness.judging.checks import CheckResult, canonical, check
 from realtime_conformance.harness.judging.conformance import Conformance
 from realtime_conformance.harness.judging.failures import ConformanceFailure, UnknownEvidence, Violation
+from realtime_conformance.harness.providers.memory import MemoryReading, gateway_memory
 from realtime_conformance.harness.providers.target import Cluster, Instance, WrongQueue, wait_for_consumer
 from realtime_conformance.harness.report.render import latency_summary
 from realtime_conformance.harness.wire.clients import Received, TenantClient
 from realtime_conformance.harness.judging.verdicts import NA_PREFIX
 from realtime_conformance.harness.wire import rawclient
+from realtime_conformance.harness.wire.floods import Flood, FloodPlan, FloodReport
 from realtime_conformance.harness.wire.idle import IdleEvidence
 from realtime_conformance.harness.wire.liveness import Liveness, LivenessReport, exit_status
 from realtime_conformance.harness.wire.portal import PortalTab, ReconnectPolicy
@@ -36,9 +38,10 @@ from realtime_conformance.harness.wire.tokens import TokenFactory
 from realtime_conformance.harness.wire.waits import LATE_CAP_S
 
 __all__ = [
-    "CheckResult", "Cluster", "Conformance", "ConformanceFailure", "FaultProxy", "HandshakeFailed", "IdleEvidence",
-    "Instance", "LATE_CAP_S", "Liveness", "LivenessReport", "NA_PREFIX", "PortalTab", "Publish", "RawResponse", "RawWebSocket",
+    "CheckResult", "Cluster", "Conformance", "ConformanceFailure", "FaultProxy", "Flood", "FloodPlan",
+    "FloodReport", "HandshakeFailed", "IdleEvidence",
+    "Instance", "LATE_CAP_S", "Liveness", "LivenessReport", "MemoryReading", "NA_PREFIX", "PortalTab", "Publish", "RawResponse", "RawWebSocket",
     "Publisher", "REQUIREMENTS", "ReconnectPolicy", "Received", "Requirement", "RestClient", "Scenario",
     "TenantClient", "TokenFactory", "UnknownEvidence", "Violation", "WrongQueue", "canonical", "latency_summary",
-    "check", "exit_status", "http_request", "rawclient", "refusal_code", "samples", "send_raw", "unique_tenant", "wait_for_consumer",
+    "check", "exit_status", "gateway_memory", "http_request", "rawclient", "refusal_code", "samples", "send_raw", "unique_tenant", "wait_for_consumer",
 ]

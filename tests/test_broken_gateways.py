@@ -112,6 +112,10 @@ EXPECTED: dict[str, Expect] = {
     "dies_on_bad_attachment": Expect("ROB-1", sentinels=(*SENTINELS, "ROB-2", "ROB-3")),
     "http_dies_on_reset_upgrade": Expect("ROB-2", sentinels=(*SENTINELS, "ROB-1", "ROB-3")),
     "leaks_traceback_in_refusal": Expect("ROB-3", sentinels=(*SENTINELS, "ROB-1", "ROB-2")),
+    # issue 18: hostile clients that starve the others or grow the process
+    "buffers_oversize_message": Expect("ROB-4", sentinels=(*SENTINELS, "ROB-5", "ROB-7")),
+    "keeps_state_after_close": Expect("ROB-5", sentinels=(*SENTINELS, "ROB-4", "ROB-7")),
+    "blocks_on_client_events": Expect("ROB-7", sentinels=(*SENTINELS, "ROB-4", "ROB-5")),
     # issue 16: a graceful stop
     "sigterm_hangs_with_open_sockets": Expect("FAULT-7", strict=True),
     "acks_unemitted_on_shutdown": Expect("FAULT-7", strict=True),

@@ -115,6 +115,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("ROB-1", "MUST", "Malformed Socket.IO and Engine.IO packets from a connecting or connected client (unknown packet types, truncated or invalid JSON, non-array event payloads, reserved event names such as error, connect, disconnect, disconnecting, newListener, attachment placeholders with an out-of-range or non-numeric num, attachments that never arrive, binary frames where text is expected, unknown namespaces) never stop the gateway: the offending connection may be closed, another tenant's client keeps receiving its events within the latency budget, and a fresh handshake succeeds afterwards."),
     _R("ROB-2", "MUST", "Malformed HTTP and WebSocket input on the Engine.IO path (bad or missing EIO, transport or sid, unknown sids, polling POSTs with garbage or truncated bodies, two long-polls at once on one sid, upgrades with bad or very many headers, a reset in the middle of an upgrade or a body, WebSocket frames with invalid UTF-8, reserved bits, unknown opcodes or fragmented control frames) never stop the gateway: each is answered with a 4xx or a closed connection, never a 5xx, and other clients are unaffected."),
     _R("ROB-3", "MUST", "Errors leak nothing: no stack trace, no file path of the gateway's installation, not the JWT secret, not the AMQP URL or its credentials, in a connect_error, an HTTP error body or a WebSocket close reason."),
+    _R("ROB-4", "MUST", "A message over the maxPayload the gateway advertises in its Engine.IO open packet (read at run time), sent by a connected client over websocket, closes that connection only: another tenant's client keeps receiving its events within the latency budget, and the gateway's memory does not grow with repeated attempts (the growth over a second round of attempts stays within the stated tolerance)."),
+    _R("ROB-5", "MUST", "A burst of unauthenticated handshakes, and a burst of connections with one token, leave room for a legitimate client: each of its connects during the bursts is acknowledged within CONN-3's budget (1 s), and once the burst's connections have closed the gateway keeps no state for them (its memory does not grow over a second round of bursts beyond the stated tolerance)."),
+    _R("ROB-7", "MUST", "A client emitting events as fast as it can, from several tabs over websocket and polling (the portal emits none), does not push other tenants' deliveries over the latency budget, nor stop them; the gateway may close the flooding connections."),
 )
 
 BY_ID: dict[str, Requirement] = {r.id: r for r in REQUIREMENTS}
@@ -183,6 +186,9 @@ CHANGELOG: tuple[Change, ...] = (
     Change("6", added=ids("ROB-1..3"),
            note="issue 17: robustness against broken and hostile clients, part 1 (the crash classes): malformed "
                 "packets, malformed HTTP and WebSocket input, and what errors reveal"),
+    Change("7", added=ids("ROB-4..5 ROB-7"),
+           note="issue 18: robustness against broken and hostile clients, part 2 (starving other tenants): "
+                "over-size input, handshake and connection floods, client event floods"),
 )
 CATALOGUE_VERSION: str = CHANGELOG[-1].version
 

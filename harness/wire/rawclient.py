@@ -203,7 +203,15 @@ def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, 
     if not mask:
         return head + payload
     key = os.urandom(4)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return head + key + _xor(payload, key)
+
+
+def _xor(payload: bytes, key: bytes) -> bytes:
+    """``payload`` masked with the 4-byte ``key`` (RFC 6455 section 5.3), as one big-integer XOR:
+    a megabyte in milliseconds, where a byte loop takes a second."""
+    size = len(payload)
+    pad = (key * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(pad, "big")).to_bytes(size, "big")
 
 
 @dataclass
@@ -320,7 +328,7 @@ class RawWebSocket:
             raise ConnectionError(f"server frame of {size} bytes exceeds the raw client's limit")
         payload = await asyncio.wait_for(self.reader.readexactly(size), timeout)
         if key:
-            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+            payload = _xor(payload, key)
         return Frame(opcode, payload, fin)
 
     async def recv(self, timeout: float = DEFAULT_TIMEOUT_S) -> Frame | None:
@@ -387,6 +395,11 @@ class RawWebSocket:
                     self.closed_by_server = got
                     return True
         return False
+
+    @property
+    def gone(self) -> bool:
+        """Whether the connection has ended (EOF, a reset, or closed by us): ``recv`` will only say None."""
+        return self.reader.at_eof() or self.reader.exception() is not None or self.writer.is_closing()
 
     def reset(self) -> None:
         """End with a TCP RST."""

@@ -1010,3 +1010,56 @@ def leaks_traceback_in_refusal() -> None:
             super().__init__(code, message + "\nTraceback (most recent call last):\n"
                              + "".join(traceback.format_stack(limit=6)))
     sockets.HandshakeRefused = Verbose
+
+
+# -- ROB (issue 18): one hostile client starves the others, or grows the process -------------------
+
+_KEPT: list[Any] = []  # what the ROB-4 and ROB-5 variants never let go of
+
+
+@variant
+def buffers_oversize_message() -> None:
+    """Reads an over-size WebSocket message whole (up to uvicorn's 16 MiB default, not the 64 KiB it
+    advertises as maxPayload) and keeps it, as a log of rejected frames nobody reads, before closing
+    the connection: the connection closes as required, but memory grows with every attempt. FAIL
+    on ROB-4 only."""
+    import uvicorn
+    from engineio.async_drivers import asgi as engineio_asgi
+
+    init = uvicorn.Config.__init__
+
+    def whole_messages(self, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **{**kwargs, "ws_max_size": 16 * 1024 * 1024})
+    uvicorn.Config.__init__ = whole_messages
+    wait = engineio_asgi.WebSocket.wait
+
+    async def keeping(self):
+        data = await wait(self)
+        if data is not None and len(data) > 64 * 1024:
+            _KEPT.append(data)
+        return data
+    engineio_asgi.WebSocket.wait = keeping
+
+
+@variant
+def keeps_state_after_close() -> None:
+    """Every Engine.IO session gets a 64 KiB replay buffer in a registry by sid that nothing removes
+    when the connection closes: each connection, refused or not, leaves its state behind. FAIL on
+    ROB-5 only."""
+    from engineio import async_socket
+
+    init = async_socket.AsyncSocket.__init__
+
+    def registered(self, server, sid):
+        init(self, server, sid)
+        _KEPT.append({"sid": sid, "socket": self, "replay": bytearray(b"\x01") * (64 * 1024)})
+    async_socket.AsyncSocket.__init__ = registered
+
+
+@variant
+def blocks_on_client_events() -> None:
+    """Every event a client emits runs about 5 ms of synchronous work (a blocking lookup) on the
+    event loop: one client emitting as fast as it can starves everyone else. FAIL on ROB-7 only."""
+    def busy(event: str, sid: str, *args: Any) -> None:
+        time.sleep(0.005)
+    _after_create(lambda sio: sio.on("*", busy))

@@ -61,6 +61,8 @@ function load(env = process.env) {
     redisUrl,
     // Emits kept in the Redis stream for recovery: enough for the recovery window at peak rate.
     redisStreamMaxLen: intFrom(env, 'REDIS_STREAM_MAXLEN', 100000, 1000),
+    // Client events a socket may emit per second before it is disconnected (the portal emits none).
+    clientEventsPerSecond: intFrom(env, 'CLIENT_EVENTS_PER_SECOND', 50, 1),
   };
 }
 

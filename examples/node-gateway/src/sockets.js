@@ -95,6 +95,25 @@ function createSocketServer(httpServer, config, redis = null) {
       log.info('socket disconnected', { sid: socket.id, reason });
     });
     // No client event is handled: a client cannot join rooms or name another tenant (ISO-2).
+    // The portal emits none, so a client that floods them is let go instead of served (ROB-7).
+    let budget = config.clientEventsPerSecond;
+    let windowStart = Date.now();
+    socket.onAny(() => {
+      const now = Date.now();
+      if (now - windowStart >= 1000) {
+        windowStart = now;
+        budget = config.clientEventsPerSecond;
+      }
+      budget -= 1;
+      if (budget === -1) {
+        log.warn('client event flood: disconnecting', { sid: socket.id, limitPerSecond: config.clientEventsPerSecond });
+        // Dropped at once: a graceful WebSocket close would keep reading (and parsing) what the
+        // flooder has already queued until its close frame comes.
+        const ws = socket.conn.transport && socket.conn.transport.socket;
+        socket.disconnect(true);
+        if (ws && typeof ws.terminate === 'function') ws.terminate();
+      }
+    });
     log.info('socket connected', { sid: socket.id, recovered: socket.recovered, transport: socket.conn.transport.name });
   });
 
