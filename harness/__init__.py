@@ -25,6 +25,7 @@ from realtime_conformance.harness.judging.verdicts import NA_PREFIX
 from realtime_conformance.harness.wire import rawclient
 from realtime_conformance.harness.wire.idle import IdleEvidence
 from realtime_conformance.harness.wire.liveness import Liveness, LivenessReport, exit_status
+from realtime_conformance.harness.wire.logwindow import GatewayLog, LogSlice
 from realtime_conformance.harness.wire.portal import PortalTab, ReconnectPolicy
 from realtime_conformance.harness.wire.proxy import FaultProxy
 from realtime_conformance.harness.wire.publisher import Publisher
@@ -36,8 +37,8 @@ from realtime_conformance.harness.wire.tokens import TokenFactory
 from realtime_conformance.harness.wire.waits import LATE_CAP_S
 
 __all__ = [
-    "CheckResult", "Cluster", "Conformance", "ConformanceFailure", "FaultProxy", "HandshakeFailed", "IdleEvidence",
-    "Instance", "LATE_CAP_S", "Liveness", "LivenessReport", "NA_PREFIX", "PortalTab", "Publish", "RawResponse", "RawWebSocket",
+    "CheckResult", "Cluster", "Conformance", "ConformanceFailure", "FaultProxy", "GatewayLog", "HandshakeFailed", "IdleEvidence",
+    "Instance", "LATE_CAP_S", "Liveness", "LivenessReport", "LogSlice", "NA_PREFIX", "PortalTab", "Publish", "RawResponse", "RawWebSocket",
     "Publisher", "REQUIREMENTS", "ReconnectPolicy", "Received", "Requirement", "RestClient", "Scenario",
     "TenantClient", "TokenFactory", "UnknownEvidence", "Violation", "WrongQueue", "canonical", "latency_summary",
     "check", "exit_status", "http_request", "rawclient", "refusal_code", "samples", "send_raw", "unique_tenant", "wait_for_consumer",

@@ -110,6 +110,8 @@ EXPECTED: dict[str, Expect] = {
     "dies_on_bad_attachment": Expect("ROB-1", sentinels=(*SENTINELS, "ROB-2", "ROB-3")),
     "http_dies_on_reset_upgrade": Expect("ROB-2", sentinels=(*SENTINELS, "ROB-1", "ROB-3")),
     "leaks_traceback_in_refusal": Expect("ROB-3", sentinels=(*SENTINELS, "ROB-1", "ROB-2")),
+    # issue 18: slow and silent clients, log flooding
+    "logs_traceback_per_frame": Expect("ROB-8", sentinels=(*SENTINELS, "ROB-1")),
     # issue 16: a graceful stop
     "sigterm_hangs_with_open_sockets": Expect("FAULT-7", strict=True),
     "acks_unemitted_on_shutdown": Expect("FAULT-7", strict=True),

@@ -115,6 +115,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("ROB-1", "MUST", "Malformed Socket.IO and Engine.IO packets from a connecting or connected client (unknown packet types, truncated or invalid JSON, non-array event payloads, reserved event names such as error, connect, disconnect, disconnecting, newListener, attachment placeholders with an out-of-range or non-numeric num, attachments that never arrive, binary frames where text is expected, unknown namespaces) never stop the gateway: the offending connection may be closed, another tenant's client keeps receiving its events within the latency budget, and a fresh handshake succeeds afterwards."),
     _R("ROB-2", "MUST", "Malformed HTTP and WebSocket input on the Engine.IO path (bad or missing EIO, transport or sid, unknown sids, polling POSTs with garbage or truncated bodies, two long-polls at once on one sid, upgrades with bad or very many headers, a reset in the middle of an upgrade or a body, WebSocket frames with invalid UTF-8, reserved bits, unknown opcodes or fragmented control frames) never stop the gateway: each is answered with a 4xx or a closed connection, never a 5xx, and other clients are unaffected."),
     _R("ROB-3", "MUST", "Errors leak nothing: no stack trace, no file path of the gateway's installation, not the JWT secret, not the AMQP URL or its credentials, in a connect_error, an HTTP error body or a WebSocket close reason."),
+    _R("ROB-6", "MUST", "Slow and silent clients are let go: a TCP connection that never completes its HTTP request (nothing sent, a request head cut short or trickled a line at a time, a body that never arrives in full), and an Engine.IO session that answers pings but never sends its Socket.IO CONNECT, are closed by the gateway within the silent-client bound (--silent-close-s, default 60 s), and while they are open a new client with a valid token still connects within CONN-3's 1 s."),
+    _R("ROB-8", "MUST", "Bad input does not flood the log: each malformed packet, frame or request (the classes of ROB-1 and ROB-2, each sent twice) adds at most 10 records and 8 KiB to the gateway's log, and a class sent again adds no stack trace (rate-limited or summarised logging is fine; a traceback per malformed frame is not)."),
 )
 
 BY_ID: dict[str, Requirement] = {r.id: r for r in REQUIREMENTS}
@@ -183,6 +185,9 @@ CHANGELOG: tuple[Change, ...] = (
     Change("6", added=ids("ROB-1..3"),
            note="issue 17: robustness against broken and hostile clients, part 1 (the crash classes): malformed "
                 "packets, malformed HTTP and WebSocket input, and what errors reveal"),
+    Change("7", added=ids("ROB-6 ROB-8"),
+           note="issue 18: hostile and broken clients, part 2: slow and silent clients are closed within a bound, "
+                "malformed input does not flood the log"),
 )
 CATALOGUE_VERSION: str = CHANGELOG[-1].version
 

@@ -1010,3 +1010,14 @@ def leaks_traceback_in_refusal() -> None:
             super().__init__(code, message + "\nTraceback (most recent call last):\n"
                              + "".join(traceback.format_stack(limit=6)))
     sockets.HandshakeRefused = Verbose
+
+
+# -- ROB (issue 18): slow and silent clients, log flooding -------------------------------------------
+
+@variant
+def logs_traceback_per_frame() -> None:
+    """Every malformed frame's library error is written with its full traceback (the reference
+    before its log throttle): FAIL on ROB-8 only."""
+    from realtime_conformance.gateway import throttle
+
+    throttle.ClientErrorThrottle.filter = lambda self, record: True  # type: ignore[method-assign]
