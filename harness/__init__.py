@@ -33,13 +33,14 @@ from realtime_conformance.harness.wire.rawclient import HandshakeFailed, RawResp
 from realtime_conformance.harness.wire.refusals import refusal_code
 from realtime_conformance.harness.wire.rest import RestClient
 from realtime_conformance.harness.wire.scenario import Publish, Scenario, unique_tenant
+from realtime_conformance.harness.wire.silent import SilentEvidence
 from realtime_conformance.harness.wire.tokens import TokenFactory
 from realtime_conformance.harness.wire.waits import LATE_CAP_S
 
 __all__ = [
     "CheckResult", "Cluster", "Conformance", "ConformanceFailure", "FaultProxy", "GatewayLog", "HandshakeFailed", "IdleEvidence",
     "Instance", "LATE_CAP_S", "Liveness", "LivenessReport", "LogSlice", "NA_PREFIX", "PortalTab", "Publish", "RawResponse", "RawWebSocket",
-    "Publisher", "REQUIREMENTS", "ReconnectPolicy", "Received", "Requirement", "RestClient", "Scenario",
+    "Publisher", "REQUIREMENTS", "ReconnectPolicy", "Received", "Requirement", "RestClient", "Scenario", "SilentEvidence",
     "TenantClient", "TokenFactory", "UnknownEvidence", "Violation", "WrongQueue", "canonical", "latency_summary",
     "check", "exit_status", "http_request", "rawclient", "refusal_code", "samples", "send_raw", "unique_tenant", "wait_for_consumer",
 ]
