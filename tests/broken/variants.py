@@ -1021,3 +1021,12 @@ def logs_traceback_per_frame() -> None:
     from realtime_conformance.gateway import throttle
 
     throttle.ClientErrorThrottle.filter = lambda self, record: True  # type: ignore[method-assign]
+
+
+@variant
+def never_closes_silent_sessions() -> None:
+    """An Engine.IO session that never sends its Socket.IO CONNECT is kept for as long as it answers
+    pings (python-socketio's own behaviour, no connectTimeout): FAIL on ROB-6 only."""
+    from realtime_conformance.gateway import slowclients
+
+    slowclients.close_silent_sessions = lambda sio, timeout_s: None
