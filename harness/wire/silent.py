@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from realtime_conformance.harness.wire.rawclient import HandshakeFailed, RawWebSocket, _address, http_request
+from realtime_conformance.harness.wire.rawclient import RawWebSocket, _address, http_request
 
 if TYPE_CHECKING:
     from realtime_conformance.harness.providers.target import Instance, Target
@@ -125,7 +125,8 @@ async def _silent_session(url: str, path: str, watch_s: float) -> float | None:
         ws.abort()
 
 
-async def _connect_ms(instance: "Instance", sc: Any, n: int) -> float | None:
+async def _connect_ms(sc: Any, n: int) -> float | None:
+    """Milliseconds until a new client with a valid token is connected (CONN-3's measure), None if never."""
     client = sc.client(sc.tenant(f"silent-fresh-{n}"))
     try:
         ok = await client.connect(timeout=5.0)
@@ -142,7 +143,7 @@ async def watch_silent_clients(instance: "Instance", bound_s: float, *, path: st
     watch_s = bound_s + GRACE_S
     head = f"GET {path}?EIO=4&transport=polling HTTP/1.1\r\nHost: {'%s:%d' % _address(url)}\r\n".encode()
     async with instance.scenario() as sc:
-        evidence.baseline_connect_ms = [await _connect_ms(instance, sc, n) for n in range(2)]
+        evidence.baseline_connect_ms = [await _connect_ms(sc, n) for n in range(2)]
         sids = [await _polling_sid(url, path) for _ in range(PER_KIND)]
         makers: dict[str, Callable[[int], Awaitable[float | None]]] = {
             KINDS[0]: lambda n: _silent_tcp(url, b"", watch_s),
@@ -159,7 +160,7 @@ async def watch_silent_clients(instance: "Instance", bound_s: float, *, path: st
         tasks = {kind: [asyncio.create_task(make(n)) for n in range(PER_KIND)] for kind, make in makers.items()}
         # While every silent client holds its connection: do new clients get in?
         await asyncio.sleep(0.5)  # the silent connections are being accepted: let them land first
-        evidence.fresh_connect_ms = [await _connect_ms(instance, sc, 10 + n) for n in range(FRESH_CONNECTS)]
+        evidence.fresh_connect_ms = [await _connect_ms(sc, 10 + n) for n in range(FRESH_CONNECTS)]
         for kind, jobs in tasks.items():
             results = await asyncio.gather(*jobs, return_exceptions=True)
             failed = [r for r in results if isinstance(r, BaseException)]
