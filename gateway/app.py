@@ -27,7 +27,7 @@ from .logs import log
 from .metrics import MetricsPublisher
 from .readmodel import ReadModel
 from .rest import RestApp
-from . import sockets
+from . import slowclients, sockets
 
 
 class Gateway:
@@ -128,6 +128,9 @@ class _Server(uvicorn.Server):
         self.gateway = gateway
 
     async def startup(self, sockets: list[Any] | None = None) -> None:
+        # uvicorn has no deadline for a request that never completes (ROB-6): its protocol gets one.
+        self.config.http_protocol_class = slowclients.bounded_http(
+            self.config.http_protocol_class, self.gateway.settings.request_timeout)
         await super().startup(sockets=sockets)
         if self.started:
             log(f"agent-portal gateway listening on port {self.config.port}",

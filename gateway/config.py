@@ -52,6 +52,8 @@ class Settings:
     log_level: str
     backlog_grace: float = 5.0
     redis_url: str = ""  # empty: one instance, nothing shared; set: cluster mode (see cluster.py)
+    request_timeout: float = 30.0  # a connection's HTTP request (head and body) must arrive within this (ROB-6)
+    connect_timeout: float = 30.0  # an Engine.IO session must send its Socket.IO CONNECT within this (ROB-6)
 
     @property
     def clustered(self) -> bool:
@@ -202,4 +204,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level,
         backlog_grace=_grace(env),
         redis_url=_redis_url(env),
+        request_timeout=_seconds(env, "REQUEST_TIMEOUT", 30),
+        connect_timeout=_seconds(env, "CONNECT_TIMEOUT", 30),
     )

@@ -1,7 +1,8 @@
 """JSON-lines logs on stdout, one object per line, so log shippers need no parser.
 
 ``log(event, **fields)`` is the one call the gateway uses; uvicorn's and the
-libraries' records go through the same formatter.
+libraries' records go through the same formatter, and their tracebacks through a
+rate limit (throttle.py: a client sending garbage must not flood the log, ROB-8).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import logging
 import sys
 import time
 from typing import Any
+
+from .throttle import ClientErrorThrottle
 
 _LOGGER = logging.getLogger("gateway")
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -38,6 +41,8 @@ def configure(level: str = "info") -> None:
     """Send every logger to stdout as JSON lines at ``level``."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonLineFormatter())
+    if level.lower() != "debug":  # at debug level every traceback is written
+        handler.addFilter(ClientErrorThrottle())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -27,7 +27,7 @@ import socketio
 
 from realtime_conformance import contract
 
-from . import auth, cluster, origins
+from . import auth, cluster, origins, slowclients
 from .config import Settings
 from .logs import adopt, log
 
@@ -165,6 +165,7 @@ def create_server(settings: Settings) -> tuple[socketio.AsyncServer, ExpiryTimer
         engineio_logger=False,
     )
     adopt("engineio.server", "socketio.server")
+    slowclients.close_silent_sessions(sio, settings.connect_timeout)  # ROB-6: no CONNECT, no session
     timers = ExpiryTimers(sio)
 
     @sio.event

@@ -27,6 +27,7 @@ from realtime_conformance.harness.wire import rawclient
 from realtime_conformance.harness.wire.floods import Flood, FloodPlan, FloodReport
 from realtime_conformance.harness.wire.idle import IdleEvidence
 from realtime_conformance.harness.wire.liveness import Liveness, LivenessReport, exit_status
+from realtime_conformance.harness.wire.logwindow import GatewayLog, LogSlice
 from realtime_conformance.harness.wire.portal import PortalTab, ReconnectPolicy
 from realtime_conformance.harness.wire.proxy import FaultProxy
 from realtime_conformance.harness.wire.publisher import Publisher
@@ -34,14 +35,16 @@ from realtime_conformance.harness.wire.rawclient import HandshakeFailed, RawResp
 from realtime_conformance.harness.wire.refusals import refusal_code
 from realtime_conformance.harness.wire.rest import RestClient
 from realtime_conformance.harness.wire.scenario import Publish, Scenario, unique_tenant
+from realtime_conformance.harness.wire.silent import SilentEvidence
 from realtime_conformance.harness.wire.tokens import TokenFactory
 from realtime_conformance.harness.wire.waits import LATE_CAP_S
 
 __all__ = [
     "CheckResult", "Cluster", "Conformance", "ConformanceFailure", "FaultProxy", "Flood", "FloodPlan",
-    "FloodReport", "HandshakeFailed", "IdleEvidence",
-    "Instance", "LATE_CAP_S", "Liveness", "LivenessReport", "MemoryReading", "NA_PREFIX", "PortalTab", "Publish", "RawResponse", "RawWebSocket",
-    "Publisher", "REQUIREMENTS", "ReconnectPolicy", "Received", "Requirement", "RestClient", "Scenario",
+    "FloodReport", "GatewayLog", "HandshakeFailed", "IdleEvidence",
+    "Instance", "LATE_CAP_S", "Liveness", "LivenessReport", "LogSlice", "MemoryReading", "NA_PREFIX", "PortalTab",
+    "Publish", "RawResponse", "RawWebSocket",
+    "Publisher", "REQUIREMENTS", "ReconnectPolicy", "Received", "Requirement", "RestClient", "Scenario", "SilentEvidence",
     "TenantClient", "TokenFactory", "UnknownEvidence", "Violation", "WrongQueue", "canonical", "latency_summary",
     "check", "exit_status", "gateway_memory", "http_request", "rawclient", "refusal_code", "samples", "send_raw", "unique_tenant", "wait_for_consumer",
 ]

@@ -65,7 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "realtime: an end-to-end conformance check against a live gateway")
     config.addinivalue_line("markers", "requirement(id): the catalogue requirement a test checks (CONFORMANCE.md)")
     config.addinivalue_line("markers", "background_evidence: the test collects evidence gathered while the other "
-                            "tests ran (MET-3's idle window); it runs last so the gathering overlaps them")
+                            "tests ran (MET-3's idle window, ROB-6's silent clients); it runs last so the gathering overlaps them")
     config.addinivalue_line("markers", "cluster: a check that needs the gateway running as several instances "
                             "(--gateway-replicas 2 or more); SKIPPED otherwise")
     config.addinivalue_line("markers", "rob: robustness against broken and hostile clients (the ROB area): malformed "
@@ -338,6 +338,8 @@ def conformance_target(pytestconfig: pytest.Config, request: pytest.FixtureReque
         settings = target.settings
         if "MET-3" in selected and settings.has("rest") and settings.target_kind != "url":
             target.start_idle_watch(settings.idle_window_s)  # its window passes while the other checks run
+        if "ROB-6" in selected and settings.target_kind != "url":
+            target.start_silent_watch(settings.silent_close_s)  # its bound passes while the other checks run
         yield target
     finally:
         target.close()

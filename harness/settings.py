@@ -147,6 +147,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("stop_grace_s", "Seconds a harness-started gateway may take to exit after SIGTERM (FAULT-7): your "
            "deployment's grace period (docker stop's 10 s; Kubernetes' terminationGracePeriodSeconds, 30 s by "
            "default). The harness sends SIGKILL 2 s after it. From 1 to 600.", 10.0, kind="float"),
+    Option("silent_close_s", "Seconds within which the gateway must close a client that never completes its HTTP "
+           "request or never sends its Socket.IO CONNECT (ROB-6): socket.io's connectTimeout (45 s) and Node's "
+           "headersTimeout (60 s) meet the default. From 1 to 600.", 60.0, kind="float"),
     Option("lacks", f"Capabilities the target declares it lacks, comma list of: {', '.join(CAPABILITIES)}. Their requirements report N/A.", "", kind="list", choices=CAPABILITIES),
     Option("allowed_origins", "Origins the gateway allows (comma list of scheme://host[:port]; scheme://*.domain[:port] allows "
            "every subdomain of domain, one or more labels deep, not domain itself); passed to a harness-started gateway.",
@@ -219,6 +222,7 @@ class Settings:
     redis: str = "process"  # process, container, external, or none (auto with one instance): auto resolved
     redis_image: str = LOCAL_REDIS_IMAGE
     stop_grace_s: float = 10.0  # the stop bound (FAULT-7)
+    silent_close_s: float = 60.0  # the silent-client bound (ROB-6)
     redis_chosen: bool = False  # --redis named a kind: lone and dedicated instances get a Redis too
     browser: str = "auto"
     browser_path: str | None = None
@@ -552,6 +556,18 @@ def _stop_grace(opt: Option, value: Any) -> float:
     return seconds
 
 
+MAX_SILENT_CLOSE_S = 600.0
+
+
+def _silent_close(opt: Option, value: Any) -> float:
+    """The silent-client bound: at least 1 s, at most MAX_SILENT_CLOSE_S (ROB-6's evidence waits up to it)."""
+    seconds = float(_parse_number(opt, value, float, 1))
+    if seconds > MAX_SILENT_CLOSE_S:
+        raise _fail(opt, value, f"must be at most {MAX_SILENT_CLOSE_S:g} (seconds); give how long your gateway may "
+                                "keep a client that says nothing, e.g. 60")
+    return seconds
+
+
 def _level_value(opt: Option, value: Any, cast: Callable[[Any], Any], level: str) -> Any:
     """The option as given, else the gate level's value for it."""
     default = GATE_LEVELS[level][opt.name]
@@ -796,6 +812,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         gateway_env=_parse_env(o["gateway_env"], raw["gateway_env"]),
         gateway_startup_timeout=_parse_number(o["gateway_startup_timeout"], raw["gateway_startup_timeout"], float, 1),
         stop_grace_s=_stop_grace(o["stop_grace_s"], raw["stop_grace_s"]),
+        silent_close_s=_silent_close(o["silent_close_s"], raw["silent_close_s"]),
         lacks=frozenset(_parse_list(o["lacks"], raw["lacks"])),
         allowed_origins=allowed,
         forbidden_origins=forbidden,
@@ -1021,6 +1038,8 @@ def header_lines(settings: Settings) -> list[str]:
 
         lines.append(f"realtime-conformance: graceful stop bound {settings.stop_grace_s:g} s (FAULT-7; SIGKILL "
                      f"{settings.stop_grace_s + STOP_MARGIN_S:g} s after SIGTERM)")
+        lines.append(f"realtime-conformance: silent-client bound {settings.silent_close_s:g} s (ROB-6: a request never "
+                     "completed, an Engine.IO session that never sends CONNECT)")
     if settings.waivers is not None:
         today = datetime.date.today()
         expired = [w.id for w in settings.waivers.entries if w.expired(today)]

@@ -116,6 +116,12 @@ EXPECTED: dict[str, Expect] = {
     "buffers_oversize_message": Expect("ROB-4", sentinels=(*SENTINELS, "ROB-5", "ROB-7")),
     "keeps_state_after_close": Expect("ROB-5", sentinels=(*SENTINELS, "ROB-4", "ROB-7")),
     "blocks_on_client_events": Expect("ROB-7", sentinels=(*SENTINELS, "ROB-4", "ROB-5")),
+    # issue 18: slow and silent clients, log flooding
+    "logs_traceback_per_frame": Expect("ROB-8", sentinels=(*SENTINELS, "ROB-1")),
+    # A short bound, and the reference's request deadline under it, so the run waits seconds, not a
+    # minute, and only the Engine.IO sessions the variant keeps can fail it.
+    "never_closes_silent_sessions": Expect("ROB-6", args=(
+        "--silent-close-s", "8", "--gateway-env", "REQUEST_TIMEOUT=4", "--gateway-env", "CONNECT_TIMEOUT=4")),
     # issue 16: a graceful stop
     "sigterm_hangs_with_open_sockets": Expect("FAULT-7", strict=True),
     "acks_unemitted_on_shutdown": Expect("FAULT-7", strict=True),

@@ -117,7 +117,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("ROB-3", "MUST", "Errors leak nothing: no stack trace, no file path of the gateway's installation, not the JWT secret, not the AMQP URL or its credentials, in a connect_error, an HTTP error body or a WebSocket close reason."),
     _R("ROB-4", "MUST", "A message over the maxPayload the gateway advertises in its Engine.IO open packet (read at run time), sent by a connected client over websocket, closes that connection only: another tenant's client keeps receiving its events within the latency budget, and the gateway's memory does not grow with repeated attempts (the growth over a second round of attempts stays within the stated tolerance)."),
     _R("ROB-5", "MUST", "A burst of unauthenticated handshakes, and a burst of connections with one token, leave room for a legitimate client: each of its connects during the bursts is acknowledged within CONN-3's budget (1 s), and once the burst's connections have closed the gateway keeps no state for them (its memory does not grow over a second round of bursts beyond the stated tolerance)."),
+    _R("ROB-6", "MUST", "Slow and silent clients are let go: a TCP connection that never completes its HTTP request (nothing sent, a request head cut short or trickled a line at a time, a body that never arrives in full), and an Engine.IO session that answers pings but never sends its Socket.IO CONNECT, are closed by the gateway within the silent-client bound (--silent-close-s, default 60 s), and while they are open a new client with a valid token still connects within CONN-3's 1 s."),
     _R("ROB-7", "MUST", "A client emitting events as fast as it can, from several tabs over websocket and polling (the portal emits none), does not push other tenants' deliveries over the latency budget, nor stop them; the gateway may close the flooding connections."),
+    _R("ROB-8", "MUST", "Bad input does not flood the log: each malformed packet, frame or request (the classes of ROB-1 and ROB-2) adds at most 10 records and 8 KiB to the gateway's log, and a class that made it write a stack trace writes none when it is sent again (rate-limited or summarised logging is fine; a traceback per malformed frame is not)."),
 )
 
 BY_ID: dict[str, Requirement] = {r.id: r for r in REQUIREMENTS}
@@ -186,9 +188,10 @@ CHANGELOG: tuple[Change, ...] = (
     Change("6", added=ids("ROB-1..3"),
            note="issue 17: robustness against broken and hostile clients, part 1 (the crash classes): malformed "
                 "packets, malformed HTTP and WebSocket input, and what errors reveal"),
-    Change("7", added=ids("ROB-4..5 ROB-7"),
-           note="issue 18: robustness against broken and hostile clients, part 2 (starving other tenants): "
-                "over-size input, handshake and connection floods, client event floods"),
+    Change("7", added=ids("ROB-4..8"),
+           note="issue 18: hostile and broken clients, part 2: over-size input, handshake and connection floods, "
+                "slow and silent clients closed within a bound, client event floods, and malformed input that "
+                "does not flood the log"),
 )
 CATALOGUE_VERSION: str = CHANGELOG[-1].version
 

@@ -17,6 +17,7 @@ from realtime_conformance.harness.judging.checks import OWNER, CheckResult
 from realtime_conformance.harness.judging.failures import ConformanceFailure, UnknownEvidence, Violation
 from realtime_conformance.harness.wire.clients import TenantClient
 from realtime_conformance.harness.wire.idle import IdleEvidence, watch_idle_tabs
+from realtime_conformance.harness.wire.silent import SilentEvidence, watch_silent_clients
 from realtime_conformance.harness.wire.scenario import Scenario
 
 # The kinds of findings each requirement judges when its test does not say.
@@ -93,6 +94,16 @@ class Conformance:
             # The dedicated instance never got going (a gateway that cannot run twice?): measure here.
             self.record("idle_watch_error", evidence.error)
         return await watch_idle_tabs(self.main, window, where="the main instance, inside this test")
+
+    async def silent_clients(self) -> SilentEvidence:
+        """ROB-6's slow and silent clients: from the watch that ran beside the other checks on a
+        dedicated instance, or measured now on one (a run that selected ROB-6 late, or alone)."""
+        watch = self.target.silent_watch
+        if watch is not None:
+            return await watch.evidence()
+        async with self.target.dedicated("silent") as instance:
+            return await watch_silent_clients(instance, self.settings.silent_close_s, path=self.settings.socketio_path,
+                                              where="a dedicated gateway instance, inside this test")
 
     # -- capabilities ---------------------------------------------------
     def require(self, capability: str, why: str = "") -> None:

@@ -330,14 +330,18 @@ class _ManagedContainer:
             container.stop(timeout=timeout)
 
     def logs(self, max_chars: int = 20000) -> str:
+        return strip_terminal_codes(self.raw_logs().decode("utf-8", errors="replace"))[-max_chars:]
+
+    def raw_logs(self) -> bytes:
+        """Everything the container wrote (stdout and stderr, as ``docker logs`` shows them): offsets
+        into it stay valid as it grows."""
         container = self._docker_container()
         if container is None:
-            return ""
+            return b""
         try:
-            data = container.logs(stdout=True, stderr=True)
+            return bytes(container.logs(stdout=True, stderr=True))
         except docker.errors.NotFound:
-            return ""
-        return strip_terminal_codes(data.decode("utf-8", errors="replace"))[-max_chars:]
+            return b""
 
     def state(self) -> str:
         """"running", "exited with code N", or "not created", for error messages."""
@@ -833,6 +837,14 @@ class ImageGateway:
 
     def logs(self) -> str:
         return self._container.logs() if self._container is not None else ""
+
+    def log_size(self) -> int | None:
+        """Bytes ``docker logs`` holds for the container so far: an offset for ``log_bytes``."""
+        return len(self._container.raw_logs()) if self._container is not None else None
+
+    def log_bytes(self, start: int, end: int | None = None) -> bytes:
+        data = self._container.raw_logs() if self._container is not None else b""
+        return data[start:end]
 
     def close(self) -> None:
         """Remove the container."""

@@ -45,6 +45,8 @@ class Gateway(Protocol):
     def kill(self) -> None: ...
     def restart(self, *, hard: bool = False, grace_s: float | None = None) -> None: ...
     def logs(self) -> str: ...
+    def log_size(self) -> int | None: ...
+    def log_bytes(self, start: int, end: int | None = None) -> bytes: ...
     def describe(self) -> dict[str, str]: ...
 
 
@@ -127,6 +129,12 @@ class UrlGateway:
     def logs(self) -> str:
         return ""
 
+    def log_size(self) -> int | None:
+        return None  # someone else's process: its log is not ours to read
+
+    def log_bytes(self, start: int, end: int | None = None) -> bytes:
+        return b""
+
     def describe(self) -> dict[str, str]:
         return {"kind": "url", "url": self.url}
 
@@ -205,6 +213,14 @@ class CommandGateway:
 
     def logs(self) -> str:
         return self._process.log_tail(20000)
+
+    def log_size(self) -> int:
+        """Bytes the whole log holds so far (every start of the process appends): an offset."""
+        return self._process.log_size()
+
+    def log_bytes(self, start: int, end: int | None = None) -> bytes:
+        """What the log holds between two offsets of ``log_size``, unabridged (``logs`` is a tail)."""
+        return self._process.log_range(start, end)
 
     def describe(self) -> dict[str, str]:
         return {"kind": "process", "url": self.url, "command": " ".join(self.argv)}

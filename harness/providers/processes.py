@@ -149,6 +149,22 @@ class ManagedProcess:
         with _LOCK:
             _LIVE.discard(self)
 
+    def log_size(self) -> int:
+        """Bytes in the whole log file so far: an offset for ``log_range``."""
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_range(self, start: int, end: int | None = None) -> bytes:
+        """The log's bytes from offset ``start`` to ``end`` (the end of the file if None), as written."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(start)
+                return log.read(-1 if end is None else max(0, end - start))
+        except FileNotFoundError:
+            return b""
+
     def log_tail(self, max_bytes: int = 4000) -> str:
         try:
             data = self.log_path.read_bytes()

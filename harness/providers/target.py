@@ -37,6 +37,7 @@ from realtime_conformance.harness.providers.redis_server import ExternalRedis, P
 from realtime_conformance.harness.redaction import strip_terminal_codes
 from realtime_conformance.harness.wire.proxy import FaultProxy
 from realtime_conformance.harness.wire.idle import IdleWatch
+from realtime_conformance.harness.wire.silent import SilentWatch
 from realtime_conformance.harness.wire.publisher import Publisher
 from realtime_conformance.harness.wire.scenario import Scenario
 from realtime_conformance.harness.settings import NO_REDIS, Settings
@@ -412,6 +413,7 @@ class Target:
         self._closed_logs: dict[str, str] | None = None
         self._failed_logs: dict[str, str] = {}
         self.idle_watch: IdleWatch | None = None
+        self.silent_watch: SilentWatch | None = None
 
     def _all_main(self) -> "list[Instance]":
         return self.instances or ([self.main] if self.main is not None else [])
@@ -435,6 +437,11 @@ class Target:
         """MET-3's idle window, started now on a dedicated instance so it runs beside the other checks."""
         if self.idle_watch is None:
             self.idle_watch = IdleWatch(self, window_s).start()
+
+    def start_silent_watch(self, bound_s: float) -> None:
+        """ROB-6's silent clients, started now on a dedicated instance so their wait runs beside the other checks."""
+        if self.silent_watch is None:
+            self.silent_watch = SilentWatch(self, bound_s, self.settings.socketio_path).start()
 
     def start(self) -> "Target":
         self.broker = make_broker(self.settings)
@@ -494,6 +501,8 @@ class Target:
         """Stop everything and remove the work dir; the log tails are read first and kept for ``logs()``."""
         if self.idle_watch is not None:
             self.idle_watch.stop()  # its tabs close while their gateway is still up
+        if self.silent_watch is not None:
+            self.silent_watch.stop()  # its clients close while their gateway is still up
         if self._closed_logs is None:
             with contextlib.suppress(Exception):
                 self._closed_logs = self._read_logs()

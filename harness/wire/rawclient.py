@@ -401,6 +401,32 @@ class RawWebSocket:
         """Whether the connection has ended (EOF, a reset, or closed by us): ``recv`` will only say None."""
         return self.reader.at_eof() or self.reader.exception() is not None or self.writer.is_closing()
 
+    async def held_until_closed(self, timeout: float) -> bool:
+        """Keep the session alive and say nothing: answer pings (Engine.IO's and WebSocket's), send
+        nothing else, until the server ends the connection (True: a CLOSE frame, EOF or a reset) or
+        ``timeout`` passes (False). What a client that never sends its Socket.IO CONNECT does."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            try:
+                got = await self._read_frame(max(0.01, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                return False
+            except (asyncio.IncompleteReadError, ConnectionError, OSError):
+                return True
+            if got is None:
+                continue
+            if got.opcode == PING:
+                await self.send_frame(PONG, got.payload)
+            elif got.opcode == TEXT and got.payload == b"2":
+                await self.send_text("3")
+            elif got.opcode == CLOSE:
+                self.closed_by_server = got
+                return True
+            else:
+                self.received.append(got)
+        return False
+
     def reset(self) -> None:
         """End with a TCP RST."""
         reset(self.writer)

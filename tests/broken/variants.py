@@ -1063,3 +1063,23 @@ def blocks_on_client_events() -> None:
     def busy(event: str, sid: str, *args: Any) -> None:
         time.sleep(0.005)
     _after_create(lambda sio: sio.on("*", busy))
+
+
+# -- ROB (issue 18): slow and silent clients, log flooding -------------------------------------------
+
+@variant
+def logs_traceback_per_frame() -> None:
+    """Every malformed frame's library error is written with its full traceback (the reference
+    before its log throttle): FAIL on ROB-8 only."""
+    from realtime_conformance.gateway import throttle
+
+    throttle.ClientErrorThrottle.filter = lambda self, record: True  # type: ignore[method-assign]
+
+
+@variant
+def never_closes_silent_sessions() -> None:
+    """An Engine.IO session that never sends its Socket.IO CONNECT is kept for as long as it answers
+    pings (python-socketio's own behaviour, no connectTimeout): FAIL on ROB-6 only."""
+    from realtime_conformance.gateway import slowclients
+
+    slowclients.close_silent_sessions = lambda sio, timeout_s: None

@@ -19,7 +19,7 @@ import pytest
 from realtime_conformance import contract
 from realtime_conformance.harness import plugin
 from realtime_conformance.harness.wire.portal import ReconnectPolicy
-from realtime_conformance.harness.judging.catalogue import AREAS, CATALOGUE_VERSION, CHANGELOG
+from realtime_conformance.harness.judging.catalogue import ACTIVE, AREAS, CATALOGUE_VERSION, CHANGELOG
 from realtime_conformance.harness import settings as _settings_module
 from realtime_conformance.harness.settings import BY_NAME, DEFAULT_GATEWAY_ENV, OPTIONS, Settings, header_lines
 
@@ -92,6 +92,7 @@ CASES: list[tuple[str, Any, dict[str, Any], Callable[[Settings], Any], Any]] = [
      {**{k: v for k, v in DEFAULT_GATEWAY_ENV.items() if k != "PING_TIMEOUT"}, "EXTRA": "1", "MYPORT": "{port}"}),
     ("gateway_startup_timeout", "7.5", {}, lambda s: s.gateway_startup_timeout, 7.5),
     ("stop_grace_s", "30", {}, lambda s: s.stop_grace_s, 30.0),
+    ("silent_close_s", "45", {}, lambda s: s.silent_close_s, 45.0),
     ("lacks", "rest,polling", {}, lambda s: s.lacks, frozenset({"rest", "polling"})),
     ("allowed_origins", "http://a.example,http://b.example", {}, lambda s: s.allowed_origins, ("http://a.example", "http://b.example")),
     ("forbidden_origins", "http://c.example", {}, lambda s: (s.forbidden_origins[0], "https://a.example" in s.forbidden_origins),
@@ -118,16 +119,18 @@ SOURCE = {"cli": "command line", "env": "environment", "ini": "ini"}
 def test_an_area_wildcard_selects_the_area() -> None:
     from realtime_conformance.harness.settings import _expand_areas
 
-    assert _expand_areas(BY_NAME["requirements"], ("ROB-*", "DLV-1")) == ["ROB-1", "ROB-2", "ROB-3", "DLV-1"]
+    rob = [r.id for r in ACTIVE if r.area == "ROB"]
+    assert _expand_areas(BY_NAME["requirements"], ("ROB-*", "DLV-1")) == [*rob, "DLV-1"]
+    assert rob[:3] == ["ROB-1", "ROB-2", "ROB-3"]
 
 
 # Options that can be given together; three groups because a run has one target.
 GROUPS = {
     "url-target": [c for c in CASES if c[0] not in ("gateway_cmd", "gateway_image", "broker", "gateway_cwd",
                                                     "gateway_replicas", "redis_url", "redis", "redis_image",
-                                                    "stop_grace_s")],
+                                                    "stop_grace_s", "silent_close_s")],
     "cmd-target": [c for c in CASES if c[0] in ("gateway_cmd", "broker", "gateway_cwd", "gateway_replicas", "redis_url",
-                                                "stop_grace_s")],
+                                                "stop_grace_s", "silent_close_s")],
     # A Redis the harness starts and a Redis URL exclude each other: the Redis kind goes with the image.
     "image-target": [c for c in CASES if c[0] in ("gateway_image", "redis", "redis_image")],
 }
@@ -329,6 +332,11 @@ BAD: list[tuple[str, list[str], str]] = [
     ("stop_grace_high", ["--stop-grace-s=3600"],
      "--stop-grace-s (ini 'stop_grace_s', env RTC_STOP_GRACE_S): '3600' must be at most 600 (seconds); give your "
      "deployment's grace period, e.g. 30 for Kubernetes' default"),
+    ("silent_close_low", ["--silent-close-s=0"],
+     "--silent-close-s (ini 'silent_close_s', env RTC_SILENT_CLOSE_S): '0' must be at least 1"),
+    ("silent_close_high", ["--silent-close-s=601"],
+     "--silent-close-s (ini 'silent_close_s', env RTC_SILENT_CLOSE_S): '601' must be at most 600 (seconds); give how "
+     "long your gateway may keep a client that says nothing, e.g. 60"),
     ("env_no_equals", ["--gateway-env=FOO"],
      "--gateway-env (ini 'gateway_env', env RTC_GATEWAY_ENV): 'FOO' is not KEY=TEMPLATE; e.g. --gateway-env AMQP_URL={amqp_url}"),
     ("env_placeholder", ["--gateway-env=URL={nope}"],

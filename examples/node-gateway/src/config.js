@@ -58,6 +58,11 @@ function load(env = process.env) {
     pingIntervalMs: intFrom(env, 'ENGINE_PING_INTERVAL_MS', 25000, 100),
     pingTimeoutMs: intFrom(env, 'ENGINE_PING_TIMEOUT_MS', 20000, 100),
     recoveryWindowMs: intFrom(env, 'RECOVERY_WINDOW_MS', 2 * 60 * 1000, 0),
+    // Slow and silent clients (ROB-6): an HTTP request (head and body) must arrive within this, and
+    // an Engine.IO session must send its Socket.IO CONNECT within that. Node's own defaults (60 s
+    // for the head, checked every 30 s; 300 s for the body) and socket.io's 45 s are looser.
+    requestTimeoutMs: intFrom(env, 'HTTP_REQUEST_TIMEOUT_MS', 30000, 1000),
+    connectTimeoutMs: intFrom(env, 'SOCKET_CONNECT_TIMEOUT_MS', 30000, 100),
     redisUrl,
     // Emits kept in the Redis stream for recovery: enough for the recovery window at peak rate.
     redisStreamMaxLen: intFrom(env, 'REDIS_STREAM_MAXLEN', 100000, 1000),

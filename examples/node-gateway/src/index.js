@@ -61,7 +61,13 @@ async function main() {
     },
   });
 
-  const server = http.createServer(createApp({ config: settings, readModel, metrics, consumer }));
+  const server = http.createServer({
+    // A request that never completes is cut at the deadline (ROB-6), and the deadline is checked
+    // every second rather than Node's 30, so it holds to within a second.
+    requestTimeout: settings.requestTimeoutMs,
+    headersTimeout: settings.requestTimeoutMs,
+    connectionsCheckingInterval: 1000,
+  }, createApp({ config: settings, readModel, metrics, consumer }));
   const sockets = createSocketServer(server, settings, redis);
   const { io } = sockets;
   emitToTenant = sockets.emitToTenant;

@@ -38,6 +38,7 @@ function createSocketServer(httpServer, config, redis = null) {
     serveClient: false,
     pingInterval: config.pingIntervalMs,
     pingTimeout: config.pingTimeoutMs,
+    connectTimeout: config.connectTimeoutMs, // an Engine.IO session without a CONNECT is closed (ROB-6)
     // CORS headers only; the refusal is allowRequest's job.
     cors: { origin: [...allowed], credentials: true },
     // Every Engine.IO handshake, polling or websocket, is refused from a foreign Origin (ORIG-2).
