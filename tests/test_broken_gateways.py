@@ -4,7 +4,7 @@ For each variant (tests/broken/variants.py) the realtime suites run in a
 subprocess against ``launch.py VARIANT``, restricted with ``--requirements`` to
 the requirement the variant breaks plus sentinels that it must not break. The
 test then reads compliance.json: the intended requirement must be FAIL, and no
-other requirement that ran may be FAIL. Variants run six at a time against one
+other requirement that ran may be FAIL. Variants run five at a time against one
 shared private RabbitMQ node, each on its own queue. A variant that tests/test_collateral.py
 judges with the whole suite in the same session is left to that run (conftest.py deselects its
 focused one): the whole-suite run asserts the same FAIL and no collateral anywhere.
@@ -164,13 +164,13 @@ def broker():
 
 @pytest.fixture(scope="module")
 def runs(broker, tmp_path_factory, request) -> Iterator[dict[str, Future]]:
-    """Every selected variant's run, six at a time: they mostly wait (8 runs, four at a time, took
-    83 s of wall and 56 s of CPU here), so two cores carry six."""
+    """Every selected variant's run, five at a time: they mostly wait (8 runs, four at a time, took
+    83 s of wall and 56 s of CPU here), so two cores carry five."""
     # Runs with a broker of their own start a node first: they go first, so the pool does not end on them.
     names = sorted(selected_variants(request), key=lambda name: not (name in EXPECTED and EXPECTED[name].own_broker))
     jobs = {name: functools.partial(_run, name, EXPECTED.get(name), broker.amqp_url, tmp_path_factory.mktemp(name))
             for name in names}
-    with started(jobs, workers=6) as futures:
+    with started(jobs, workers=5) as futures:
         yield futures
 
 

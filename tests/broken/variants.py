@@ -777,12 +777,12 @@ def acks_unemitted_on_shutdown() -> None:
         held = []
         while not self._inbox.empty():
             held.append(self._inbox.get_nowait())
-        await stop(self)
-        if held:
+        if held:  # acked while the channel is still open: after stop() the ack raced the channel's close
             try:
                 await held[-1].ack(multiple=True)  # up to and including the last one held
             except Exception:
                 pass  # the channel is gone already: nothing was acked after all
+        await stop(self)
     consumer.EventConsumer.stop = stop_and_ack_the_rest
 
 
