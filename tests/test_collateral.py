@@ -74,7 +74,9 @@ FULL: dict[str, Full] = {
         "FAULT-4": "the load alone is over the budget, so a stalled peer's effect cannot be told apart",
         "MET-4": "NON-STRICT when its new_message is one of the stalled emits (its own 1 s bound), else PASS",
         "FAULT-7": "its 1,020 events behind a stall every 10th emit need over 2 min, past the check's cap: "
-                   "still arriving (UNKNOWN, see DLV-2), as the late-is-not-lost rule says"}),
+                   "still arriving (UNKNOWN, see DLV-2), as the late-is-not-lost rule says",
+        "RECON-4": "a stalled emit can land after a short reconnect: it passes where the reference does not "
+                   "(as delay_1500ms's does)"}),
     "preflight_without_authorization": Full(("ORIG-3",)),  # issue 16: REST CORS without Authorization
     "dies_on_reserved_event": Full(("ROB-1",)),  # the crash variant of issue 17: the process exits on one packet
     # hangs on SIGTERM while tabs are open: only FAULT-7 waits out the bound, every other stop is short
