@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
-import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from realtime_conformance.harness import samples
+from realtime_conformance.harness.wire.background import BackgroundWatch
 
 if TYPE_CHECKING:
     from realtime_conformance.harness.providers.target import Instance, Target
@@ -85,54 +84,26 @@ async def watch_idle_tabs(instance: "Instance", window_s: float, *, where: str,
     return evidence
 
 
-class IdleWatch:
+class IdleWatch(BackgroundWatch[IdleEvidence]):
     """The idle window run in the background, on a dedicated gateway instance, from the start of the run."""
 
+    what = "idle watch"
+
     def __init__(self, target: "Target", window_s: float) -> None:
-        self.target = target
+        super().__init__(target, window_s)
         self.window_s = window_s
-        self.started_at: float | None = None
-        self._evidence: IdleEvidence | None = None
-        self._done = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="rtc-idle-watch", daemon=True)
-
-    def start(self) -> "IdleWatch":
-        self.started_at = time.monotonic()
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            self._evidence = asyncio.run(self._watch())
-        except BaseException as exc:  # reported by the MET-3 test, never lost in a thread
-            self._evidence = IdleEvidence(where="a dedicated gateway instance", window_s=self.window_s,
-                                          error=f"{type(exc).__name__}: {exc}")
-        finally:
-            self._done.set()
 
     async def _watch(self) -> IdleEvidence:
-        self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         async with self.target.dedicated("idle") as instance:
             return await watch_idle_tabs(instance, self.window_s, stop=self._stop,
                                          where="a dedicated gateway instance, while the other checks ran")
 
-    async def evidence(self, slack_s: float = 60.0) -> IdleEvidence:
-        """The result, waiting at most for what is left of the window plus ``slack_s`` (start-up, control)."""
-        elapsed = time.monotonic() - (self.started_at or time.monotonic())
-        timeout = max(0.0, self.window_s - elapsed) + slack_s
-        if not await asyncio.to_thread(self._done.wait, timeout):
-            return IdleEvidence(where="a dedicated gateway instance", window_s=self.window_s,
-                                error=f"the idle watch gave no result within {timeout:.0f} s")
-        assert self._evidence is not None
-        return self._evidence
+    def _failed(self, error: str) -> IdleEvidence:
+        return IdleEvidence(where="a dedicated gateway instance", window_s=self.window_s, error=error)
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """End the window early (the run is over or interrupted) and let the thread close its tabs."""
-        if self._loop is not None and self._stop is not None and not self._done.is_set():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+    def _end_early(self) -> None:
+        """End the window early: the tabs close and what the window saw so far is the evidence."""
+        if self._stop is not None:
+            self._stop.set()

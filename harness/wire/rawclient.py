@@ -378,8 +378,9 @@ class RawWebSocket:
         return await self.recv_until(
             lambda f: f.opcode == TEXT and f.text[:2] in ("40", "44") and f.text[2:].startswith(prefix), timeout)
 
-    async def closed(self, timeout: float) -> bool:
-        """Whether the server ends the connection within ``timeout`` (frames before that are kept)."""
+    async def closed(self, timeout: float, *, keep_alive: bool = False) -> bool:
+        """Whether the server ends the connection within ``timeout`` (frames before that are kept).
+        ``keep_alive`` answers pings (WebSocket's and Engine.IO's) and keeps neither them nor the answers."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
@@ -389,7 +390,13 @@ class RawWebSocket:
                 return False
             except (asyncio.IncompleteReadError, ConnectionError, OSError):
                 return True
-            if got is not None:
+            if got is None:
+                continue
+            if keep_alive and got.opcode == PING:
+                await self.send_frame(PONG, got.payload)
+            elif keep_alive and got.opcode == TEXT and got.payload == b"2":
+                await self.send_text("3")
+            else:
                 self.received.append(got)
                 if got.opcode == CLOSE:
                     self.closed_by_server = got
@@ -402,30 +409,10 @@ class RawWebSocket:
         return self.reader.at_eof() or self.reader.exception() is not None or self.writer.is_closing()
 
     async def held_until_closed(self, timeout: float) -> bool:
-        """Keep the session alive and say nothing: answer pings (Engine.IO's and WebSocket's), send
-        nothing else, until the server ends the connection (True: a CLOSE frame, EOF or a reset) or
-        ``timeout`` passes (False). What a client that never sends its Socket.IO CONNECT does."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            try:
-                got = await self._read_frame(max(0.01, deadline - loop.time()))
-            except asyncio.TimeoutError:
-                return False
-            except (asyncio.IncompleteReadError, ConnectionError, OSError):
-                return True
-            if got is None:
-                continue
-            if got.opcode == PING:
-                await self.send_frame(PONG, got.payload)
-            elif got.opcode == TEXT and got.payload == b"2":
-                await self.send_text("3")
-            elif got.opcode == CLOSE:
-                self.closed_by_server = got
-                return True
-            else:
-                self.received.append(got)
-        return False
+        """Keep the session alive and say nothing: answer pings, send nothing else, until the server
+        ends the connection (True) or ``timeout`` passes (False). What a client that never sends its
+        Socket.IO CONNECT does."""
+        return await self.closed(timeout, keep_alive=True)
 
     def reset(self) -> None:
         """End with a TCP RST."""

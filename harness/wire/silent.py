@@ -20,11 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from realtime_conformance.harness.wire.background import BackgroundWatch
 from realtime_conformance.harness.wire.rawclient import RawWebSocket, _address, http_request
 
 if TYPE_CHECKING:
@@ -171,55 +171,20 @@ async def watch_silent_clients(instance: "Instance", bound_s: float, *, path: st
     return evidence
 
 
-class SilentWatch:
+class SilentWatch(BackgroundWatch[SilentEvidence]):
     """ROB-6's silent clients run in the background, on a dedicated gateway instance, from the start of the run."""
 
+    what = "silent-client watch"
+    cancelled = "the run ended before the silent clients' bound had passed"
+
     def __init__(self, target: "Target", bound_s: float, path: str) -> None:
-        self.target, self.bound_s, self.path = target, bound_s, path
-        self.started_at: float | None = None
-        self._evidence: SilentEvidence | None = None
-        self._done = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: "asyncio.Task[Any] | None" = None
-        self._thread = threading.Thread(target=self._run, name="rtc-silent-watch", daemon=True)
-
-    def start(self) -> "SilentWatch":
-        self.started_at = time.monotonic()
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            self._evidence = asyncio.run(self._watch())
-        except asyncio.CancelledError:
-            self._evidence = SilentEvidence(where="a dedicated gateway instance", bound_s=self.bound_s,
-                                            error="the run ended before the silent clients' bound had passed")
-        except BaseException as exc:  # reported by the ROB-6 test, never lost in a thread
-            self._evidence = SilentEvidence(where="a dedicated gateway instance", bound_s=self.bound_s,
-                                            error=f"{type(exc).__name__}: {exc}")
-        finally:
-            self._done.set()
+        super().__init__(target, bound_s + GRACE_S)
+        self.bound_s, self.path = bound_s, path
 
     async def _watch(self) -> SilentEvidence:
-        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
         async with self.target.dedicated("silent") as instance:
             return await watch_silent_clients(instance, self.bound_s, path=self.path,
                                               where="a dedicated gateway instance, while the other checks ran")
 
-    async def evidence(self, slack_s: float = 60.0) -> SilentEvidence:
-        """The result, waiting at most for what is left of the bound plus ``slack_s`` (start-up, connects)."""
-        elapsed = time.monotonic() - (self.started_at or time.monotonic())
-        timeout = max(0.0, self.bound_s + GRACE_S - elapsed) + slack_s
-        if not await asyncio.to_thread(self._done.wait, timeout):
-            return SilentEvidence(where="a dedicated gateway instance", bound_s=self.bound_s,
-                                  error=f"the silent-client watch gave no result within {timeout:.0f} s")
-        assert self._evidence is not None
-        return self._evidence
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """End the watch early (the run is over or interrupted): its clients close, then its gateway."""
-        if self._loop is not None and self._task is not None and not self._done.is_set():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._task.cancel)
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+    def _failed(self, error: str) -> SilentEvidence:
+        return SilentEvidence(where="a dedicated gateway instance", bound_s=self.bound_s, error=error)
