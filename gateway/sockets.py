@@ -64,30 +64,47 @@ async def emit_event(sio: socketio.AsyncServer, tenant_id: str, event_type: str,
     await sio.emit(event_type, data, room=contract.room_for(tenant_id))
 
 
-REFUSED_SESSION_GRACE = 1.0
+REFUSED_SESSION_GRACE = 5.0  # how long a refused client may take to read its CONNECT_ERROR before its session ends
 MAX_PAYLOAD = 64 * 1024  # Engine.IO's maxPayload: the largest message a client may send (ROB-4)
 
 
 def _close_engine_soon(sio: socketio.AsyncServer, sid: str) -> None:
-    """End a refused client's Engine.IO session once its CONNECT_ERROR is on the way.
+    """End a refused client's Engine.IO session once its CONNECT_ERROR has been read.
 
     Nothing can happen on an unauthenticated session, and without this a polling
     client that leaves after a refusal keeps a long-poll open until ping timeout.
+    Closing before the client has read the refusal loses it: a browser upgrading
+    to WebSocket holds the queue until the upgrade ends, and a session closed
+    meanwhile answers its next poll with 400, so socket.io-client sees a transport
+    error instead of the refusal and retries blindly (seen in Chromium, AUTH-7).
     """
     eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
     if eio_sid is None:
         return
 
+    def refusal_pending() -> bool:
+        sock = sio.eio.sockets.get(eio_sid)
+        if sock is None or sock.closed:
+            return False  # gone, or the client closed it having read the refusal
+        if sio.manager.sid_from_eio_sid(eio_sid, "/") is not None:
+            return True  # python-socketio has not queued CONNECT_ERROR yet
+        return sock.upgrading or not sock.queue.empty()
+
     async def close() -> None:
-        # Wait (bounded) until python-socketio has queued CONNECT_ERROR and forgotten the
-        # sid, so the client reads the refusal before the CLOSE packet.
+        # Bounded: a client that never reads its refusal loses its session at the deadline.
         deadline = asyncio.get_running_loop().time() + REFUSED_SESSION_GRACE
-        while sio.manager.sid_from_eio_sid(eio_sid, "/") is not None:
-            if asyncio.get_running_loop().time() > deadline:
-                return
-            await asyncio.sleep(0.002)
-        if eio_sid in sio.eio.sockets:
-            await sio.eio.disconnect(eio_sid)
+        while refusal_pending() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.005)
+        if sio.manager.sid_from_eio_sid(eio_sid, "/") is not None:
+            return  # not refused after all: leave the session alone
+        sock = sio.eio.sockets.get(eio_sid)
+        if sock is None:
+            return
+        if sock.closed:  # the client sent CLOSE: answer its pending long-poll now, not at ping timeout
+            if not sock.upgraded:
+                sock.queue.put_nowait(None)
+            return
+        await sio.eio.disconnect(eio_sid)
 
     asyncio.ensure_future(close())
 
