@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from realtime_conformance.harness import refusal_code
+from realtime_conformance.harness import HandshakeFailed, RawWebSocket, http_request, refusal_code, unique_tenant
 
 from ._support import control_client, expect_refused
 
@@ -123,6 +125,80 @@ async def test_refusals_carry_a_machine_readable_code(conformance):
                 f"both refused with {codes['expired']!r}: a portal cannot tell 'refresh your token' from 'forged'",
                 {"codes": codes}, severity="medium"))
         conformance.fail(violations)
+
+
+MID_UPGRADE_POLLS = 2  # socket.io-client polls again at once after an empty answer, while its probe is open
+MID_UPGRADE_WAIT_S = 5.0  # each poll and each step of the probe
+
+
+def _eio_packets(body: str) -> list[str]:
+    """Engine.IO 4 polling payload: packets joined by the record separator."""
+    return [p for p in body.split("\x1e") if p]
+
+
+@pytest.mark.requirement("AUTH-11")
+async def test_a_refusal_reaches_a_client_that_is_upgrading(conformance):
+    """socket.io-client opens its WebSocket probe as soon as the polling handshake is done, so the refusal
+    of its CONNECT may find an upgrade under way. The refusal must still reach it, by a poll or over the
+    upgraded WebSocket; a poll answered with an error before that ends the real client's transport, so it
+    never reads the reason and retries blindly (seen in Chromium: "xhr poll error", HTTP 400, forever)."""
+    settings, url = conformance.settings, conformance.main.url
+    path, origins = settings.socketio_path, settings.allowed_origin_examples
+    headers = {"Origin": origins[0]} if origins else {}
+    opened = await http_request(url, "GET", f"{path}?EIO=4&transport=polling", headers=headers,
+                                timeout=MID_UPGRADE_WAIT_S)
+    packets = _eio_packets(opened.text) if opened.status == 200 else []
+    if not packets or not packets[0].startswith("0"):
+        conformance.unknown(f"the polling handshake got {opened.describe()} {opened.text[:120]!r}: see CONN-2")
+    handshake = json.loads(packets[0][1:])
+    sid = handshake.get("sid")
+    if "websocket" not in handshake.get("upgrades", []):
+        pytest.skip("N/A: the gateway offers no upgrade from polling, so no client polls while upgrading")
+    conformance.record("handshake", {k: handshake.get(k) for k in ("upgrades", "pingInterval", "pingTimeout")})
+    query = f"EIO=4&transport=polling&sid={sid}"
+    try:
+        probe = await RawWebSocket.open(url, path=path, query=f"EIO=4&transport=websocket&sid={sid}",
+                                        headers=headers, timeout=MID_UPGRADE_WAIT_S, read_open=False)
+    except (HandshakeFailed, OSError, TimeoutError) as exc:
+        conformance.unknown(f"the WebSocket upgrade of a polling session failed ({exc}): see CONN-2")
+    steps: list[str] = ["polling handshake", "WebSocket opened for the upgrade"]
+    try:
+        token = conformance.tokens.expired(unique_tenant("upgrading"))
+        sent = await http_request(url, "POST", f"{path}?{query}", headers={**headers, "Content-Type":
+                                  "text/plain;charset=UTF-8"}, body=("40" + json.dumps({"token": token})).encode(),
+                                  timeout=MID_UPGRADE_WAIT_S)
+        steps.append(f"POST CONNECT with an expired token: {sent.describe()}")
+        for n in range(1, MID_UPGRADE_POLLS + 1):
+            got = await http_request(url, "GET", f"{path}?{query}", headers=headers, timeout=MID_UPGRADE_WAIT_S)
+            answer = _eio_packets(got.text) if got.status == 200 else []
+            steps.append(f"poll {n}: {got.describe()} {got.text[:100]!r}")
+            if any(p.startswith("44") for p in answer):
+                conformance.record("steps", steps)
+                return  # read by a poll
+            if any(p.startswith("40") for p in answer):
+                conformance.record("steps", steps)
+                conformance.unknown("the expired token was accepted (see AUTH-3): no refusal to deliver")
+            if got.status != 200:
+                conformance.record("steps", steps)
+                conformance.fail([conformance.violation(
+                    "Refusal lost to an upgrade", f"poll {n} after the refused CONNECT was answered {got.describe()} "
+                    f"before the client had read the refusal, while its WebSocket upgrade was under way; "
+                    "socket.io-client ends its transport on that answer ('xhr poll error'), never reads the reason "
+                    "and retries blindly", {"steps": steps, "answer": got.text[:300]})])
+        await probe.send_text("2probe")
+        pong = await probe.recv_until(lambda f: f.text == "3probe", MID_UPGRADE_WAIT_S)
+        steps.append(f"probe: {'3probe' if pong else 'no 3probe'}")
+        if pong is not None:
+            await probe.send_text("5")
+        refusal = await probe.recv_until(lambda f: f.text.startswith("44"), MID_UPGRADE_WAIT_S) if pong else None
+        steps.append(f"after the upgrade: {refusal.text[:100] if refusal else 'no refusal'}")
+        conformance.record("steps", steps)
+        if refusal is None:
+            conformance.fail([conformance.violation(
+                "Refusal lost to an upgrade", "the refused CONNECT's answer never reached the client, by a poll or "
+                "over the WebSocket it was upgrading to", {"steps": steps})])
+    finally:
+        probe.abort()
 
 
 @pytest.mark.requirement("AUTH-7")

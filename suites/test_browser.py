@@ -304,10 +304,10 @@ async def test_browser_token_refresh_after_expiry(portal_browser, conformance):
             conformance.unknown("the page's expired token was accepted (see AUTH-3); a refresh cannot be observed")
         if state != "refused":
             seen = sorted({str(e.get("message")) for e in errors})
-            why = (f"{len(errors)} transport errors ({', '.join(seen)}) and no refusal: the gateway ended the session "
-                   "before the page read its CONNECT_ERROR?" if errors else "no connect error")
+            why = (f"{len(errors)} transport errors ({', '.join(seen)}) and no refusal: its session ended before it "
+                   "read the refusal): see AUTH-11" if errors else "no connect error): see AUTH-3")
             conformance.unknown(f"the page with an expired token was neither refused nor Live within {LIVE_S:g} s "
-                                f"(state {await tab.state()}; {why}): see AUTH-3")
+                                f"(state {await tab.state()}; {why}")
         data = errors[-1].get("data") if errors else None
         conformance.record("acted_on", data.get("code") if isinstance(data, dict) and data.get("code")
                            else "no data.code (AUTH-11's finding): the page refreshes anyway")

@@ -87,6 +87,7 @@ EXPECTED: dict[str, Expect] = {
     "refused_subject_banned": Expect("AUTH-7"),
     "nbf_ignored": Expect("AUTH-10", strict=True),
     "refusal_without_code": Expect("AUTH-11", strict=True),
+    "ends_refused_session_at_once": Expect("AUTH-11", strict=True, sentinels=(*SENTINELS, "AUTH-7", "AUTH-2")),
     "every_origin_refused": Expect("ORIG-1"),
     "delay_150ms": Expect("DLV-3", strict=True),
     "never_acks": Expect("DLV-7", own_broker=True, sentinels=("CONN-1", "AUTH-3")),

@@ -1090,3 +1090,27 @@ def never_closes_silent_sessions() -> None:
     from realtime_conformance.gateway import slowclients
 
     slowclients.close_silent_sessions = lambda sio, timeout_s: None
+
+
+# -- refusals (AUTH-11: the refusal must reach the client) ------------------------------------------
+
+
+@variant
+def ends_refused_session_at_once() -> None:
+    """It ends a refused client's Engine.IO session as soon as CONNECT_ERROR is queued, not once it has
+    been read: a client upgrading to WebSocket (socket.io-client does at once) is holding the queue,
+    so the refusal is lost and the client sees transport errors, and retries blindly."""
+    async def close_now(sio, eio_sid):
+        deadline = asyncio.get_running_loop().time() + 1.0
+        while sio.manager.sid_from_eio_sid(eio_sid, "/") is not None:
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.002)
+        if eio_sid in sio.eio.sockets:
+            await sio.eio.disconnect(eio_sid)
+
+    def close_soon(sio, sid):
+        eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is not None:
+            asyncio.ensure_future(close_now(sio, eio_sid))
+    sockets._close_engine_soon = close_soon
