@@ -286,6 +286,10 @@ def _judge(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestRe
                 record.message = exc.headline[:500]
             else:
                 record.message = first_line[:500]
+                detail = str(exc).splitlines()[1:]
+                if detail:  # e.g. a gateway's log tail when it did not start: the one clue to why
+                    redactor = item.config.stash[SETTINGS_KEY].redactor
+                    record.evidence.setdefault("error detail", redactor.text("\n".join(detail))[-4000:])
             if report.when == "setup" and not isinstance(exc, UnknownEvidence):
                 record.message = f"setup failed: {type(exc).__name__}: {first_line}"[:500]
             if intermittent:
